@@ -1,0 +1,43 @@
+"""The one Keras module of the package: Keras 2 (tf_keras), guarded.
+
+Larq and Larq Compute Engine only work with Keras 2. TensorFlow >= 2.16 resolves
+``tf.keras`` lazily, on first attribute access, to Keras 3 unless
+``TF_USE_LEGACY_KERAS=1`` is set first; so we set it before importing TensorFlow
+and then check that the resolution really gave Keras 2.
+"""
+
+import os
+
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+
+_ADVICE = (
+    "searchlayers needs Keras 2 (tf_keras) as tf.keras, but tf.keras was already "
+    "resolved to Keras 3 before searchlayers was imported. Set the environment "
+    "variable TF_USE_LEGACY_KERAS=1 before anything imports TensorFlow (for example "
+    "`export TF_USE_LEGACY_KERAS=1` in the shell, or "
+    "`os.environ['TF_USE_LEGACY_KERAS'] = '1'` as the first line of your script), "
+    "or import searchlayers before touching tf.keras."
+)
+
+
+def _check_keras2():
+    import tensorflow as tf  # noqa: F401  (resolution happens on attribute access)
+    import tf_keras
+
+    # Touching tf.keras.layers resolves the lazy loader; with Keras 3 it would
+    # give keras.layers, not tf_keras.layers.
+    if tf.keras.layers.Dense is not tf_keras.layers.Dense:
+        raise ImportError("tf.keras is Keras 3. " + _ADVICE)
+    return tf_keras
+
+
+keras = _check_keras2()
+
+
+def register(cls):
+    """Registers ``cls`` as a Keras serializable under the package name."""
+    return keras.utils.register_keras_serializable(package="searchlayers")(cls)
+
+
+__all__ = ["keras", "register"]
