@@ -10,4 +10,39 @@ Example:
 
 __version__ = "0.1.0"
 
-from searchlayers._keras import keras  # noqa: E402,F401  (guard runs first)
+from searchlayers._keras import keras  # noqa: E402  (the Keras-2 guard runs first)
+from searchlayers import relax  # noqa: E402
+from searchlayers.layers import (  # noqa: E402
+    MixedOp,
+    SearchLayer,
+    Zeroise,
+    op_names,
+    register_op,
+)
+from searchlayers.search import (  # noqa: E402
+    SearchModel,
+    arch_variables,
+    joint_optimizer,
+    tie_arch_variables,
+    weight_variables,
+)
+from searchlayers.derive import Architecture, apply_architecture, choose, derive  # noqa: E402
+
+__all__ = [
+    "Architecture",
+    "MixedOp",
+    "SearchLayer",
+    "SearchModel",
+    "Zeroise",
+    "apply_architecture",
+    "arch_variables",
+    "choose",
+    "derive",
+    "joint_optimizer",
+    "keras",
+    "op_names",
+    "register_op",
+    "relax",
+    "tie_arch_variables",
+    "weight_variables",
+]

@@ -7,6 +7,7 @@ and then check that the resolution really gave Keras 2.
 """
 
 import os
+import sys
 
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
@@ -21,9 +22,31 @@ _ADVICE = (
 )
 
 
+def _route_module_imports(tf):
+    """Makes ``import tensorflow.keras...`` (used by larq) find tf_keras.
+
+    TensorFlow picks the folder that module imports of ``tensorflow.keras``
+    search when it is itself imported; if that happened before the variable
+    was set, we put tf_keras' folder first, as TensorFlow would have.
+    """
+    import tf_keras.api._v2 as v2
+
+    folder = os.path.dirname(v2.__file__)
+    if tf.__path__[0] != folder:
+        tf.__path__.insert(0, folder)
+
+
 def _check_keras2():
-    import tensorflow as tf  # noqa: F401  (resolution happens on attribute access)
+    import importlib
+
+    import tensorflow as tf  # (tf.keras resolves on first attribute access)
     import tf_keras
+
+    if "tensorflow.keras" not in sys.modules:
+        _route_module_imports(tf)
+    module_layers = importlib.import_module("tensorflow.keras.layers")
+    if module_layers.Dense is not tf_keras.layers.Dense:
+        raise ImportError("`import tensorflow.keras` already gives Keras 3. " + _ADVICE)
 
     # Touching tf.keras.layers resolves the lazy loader; with Keras 3 it would
     # give keras.layers, not tf_keras.layers.

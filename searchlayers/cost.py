@@ -1,0 +1,609 @@
+"""Analytic cost model: MACs, parameters and memory, per layer and per model.
+
+One implementation serves two uses:
+
+* ``profile(model)`` counts a built Keras model exactly, layer by layer, and prints a
+  table (float MACs, binary MACs, float and binary parameters, memory, equivalent ops).
+* The formula functions (``conv_cost``, ``depthwise_cost``, ``dense_cost``) and
+  ``layer_cost(layer, input_shape, cin=..., cout=...)`` accept fractional channel
+  counts, including ``tf`` tensors, so search layers get a differentiable *expected*
+  cost from the same code.
+
+Conventions:
+
+* A MAC is one multiply-accumulate (not 2 FLOPs). A convolution costs
+  ``cout * out_h * out_w * (cin / groups) * kh * kw`` MACs; a transposed convolution
+  uses the input positions instead of the output ones.
+* A MAC is *binary* when both the layer's input quantizer and the weight's quantizer
+  have precision 1 (larq's ``lq.models.summary`` rule: the precision of a MAC is the
+  larger bitwidth of its operands). Larq layers whose kernel quantizer has precision 1
+  store that kernel as binary parameters even when the input is float (then the MACs are
+  float). Biases are always float.
+* ``equivalent_ops = float_macs + binary_macs / 64`` (BARS, Table 2).
+* ``memory_bytes`` is parameter storage: ``4 * float_params + binary_params / 8``.
+* BatchNormalization is folded: 0 MACs, its ``count_params()`` (gamma, beta, moving
+  mean and variance) are float parameters. Pooling, activations, merges, reshapes and
+  other weightless layers cost nothing. A layer with weights whose MACs this module does
+  not know keeps its parameters, costs 0 MACs and is flagged "not counted".
+
+Extension protocol: a layer that defines ``cost(input_shape) -> Cost`` is asked for its
+cost instead of being dispatched on its type. Search layers (``MixedOp`` and friends)
+implement it to report their expected cost under the current architecture distribution.
+
+Example:
+    >>> from searchlayers._keras import keras
+    >>> from searchlayers import cost
+    >>> inputs = keras.Input((8, 8, 3))
+    >>> model = keras.Model(inputs, keras.layers.Conv2D(4, 3, padding="same")(inputs))
+    >>> cost.profile(model).total.float_macs    # 4 * 8 * 8 * 3 * 3 * 3
+    6912
+"""
+
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+import tensorflow as tf
+
+from searchlayers._keras import keras
+
+
+__all__ = [
+    "Cost",
+    "Profile",
+    "compare",
+    "conv_cost",
+    "dense_cost",
+    "depthwise_cost",
+    "layer_cost",
+    "profile",
+]
+
+_L = keras.layers
+_SEPARABLE = (_L.SeparableConv1D, _L.SeparableConv2D)
+_DEPTHWISE = (_L.DepthwiseConv1D, _L.DepthwiseConv2D)
+_TRANSPOSE = (_L.Conv1DTranspose, _L.Conv2DTranspose, _L.Conv3DTranspose)
+_CONV = (_L.Conv1D, _L.Conv2D, _L.Conv3D)
+# Layers with weights that legitimately cost no MACs (folded or table look-ups).
+_NO_MACS = (_L.BatchNormalization, _L.Embedding)
+
+_METRICS = {
+    "macs": lambda c: c.float_macs + c.binary_macs,
+    "float_macs": lambda c: c.float_macs,
+    "binary_macs": lambda c: c.binary_macs,
+    "params": lambda c: c.params,
+    "float_params": lambda c: c.float_params,
+    "binary_params": lambda c: c.binary_params,
+    "equivalent_ops": lambda c: c.equivalent_ops,
+    "eq_ops": lambda c: c.equivalent_ops,
+    "memory_bytes": lambda c: c.memory_bytes,
+}
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Cost of a layer or model; values are Python numbers or ``tf`` tensors.
+
+    ``memory_bytes`` defaults to ``4 * float_params + binary_params / 8``.
+
+    Example:
+        >>> c = Cost(float_macs=100, binary_macs=640, float_params=10)
+        >>> c.equivalent_ops, c.memory_bytes, (2 * c + c).float_macs
+        (110.0, 40.0, 300)
+    """
+
+    float_macs: object = 0
+    binary_macs: object = 0
+    float_params: object = 0
+    binary_params: object = 0
+    memory_bytes: object = None
+
+    # Makes numpy scalars defer to __rmul__ / __radd__ instead of broadcasting.
+    __array_ufunc__ = None
+
+    def __post_init__(self):
+        if self.memory_bytes is None:
+            memory = 4 * self.float_params + self.binary_params / 8
+            object.__setattr__(self, "memory_bytes", memory)
+
+    @classmethod
+    def zero(cls):
+        """The cost of nothing.
+
+        Example:
+            >>> Cost.zero().params
+            0
+        """
+        return cls(0, 0, 0, 0, 0)
+
+    @property
+    def params(self):
+        """All parameters: ``float_params + binary_params``.
+
+        Example:
+            >>> Cost(float_params=3, binary_params=64).params
+            67
+        """
+        return self.float_params + self.binary_params
+
+    @property
+    def equivalent_ops(self):
+        """``float_macs + binary_macs / 64`` (BARS Table 2 convention).
+
+        Example:
+            >>> Cost(float_macs=1, binary_macs=64).equivalent_ops
+            2.0
+        """
+        return self.float_macs + self.binary_macs / 64
+
+    def metric(self, name):
+        """One quantity by name.
+
+        Names: ``macs`` (float + binary), ``float_macs``, ``binary_macs``, ``params``,
+        ``float_params``, ``binary_params``, ``equivalent_ops`` (alias ``eq_ops``),
+        ``memory_bytes``.
+
+        Example:
+            >>> Cost(float_macs=5, binary_macs=64).metric("macs")
+            69
+        """
+        if name not in _METRICS:
+            raise ValueError(
+                f"Unknown cost metric {name!r}; allowed: {', '.join(sorted(_METRICS))}."
+            )
+        return _METRICS[name](self)
+
+    def _values(self):
+        return [getattr(self, f.name) for f in fields(self)]
+
+    def __add__(self, other):
+        if isinstance(other, Cost):
+            return Cost(*[a + b for a, b in zip(self._values(), other._values())])
+        if _is_zero(other):
+            return self
+        return NotImplemented
+
+    __radd__ = __add__  # so that sum([...]) works (it starts from 0)
+
+    def __mul__(self, scalar):
+        if isinstance(scalar, Cost):
+            return NotImplemented
+        return Cost(*[scalar * v for v in self._values()])
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, scalar):
+        return Cost(*[v / scalar for v in self._values()])
+
+
+def _is_zero(x):
+    return isinstance(x, (int, float)) and x == 0
+
+
+def _prod(values):
+    """Product of a sequence of ints; an int ``k`` means the square ``(k, k)``."""
+    if isinstance(values, (int, np.integer)):
+        return int(values) ** 2
+    if any(v is None for v in values):
+        raise ValueError(f"Cannot count cost over an unknown spatial size {values}.")
+    return math.prod(int(v) for v in values)
+
+
+def _div(a, b):
+    """``a / b``, kept an int when both are ints and ``b`` divides ``a``."""
+    if isinstance(a, int) and isinstance(b, int) and a % b == 0:
+        return a // b
+    return a / b
+
+
+def _weights_cost(macs, kernel_params, bias_params, binary, binary_kernel):
+    """Puts MACs and parameters on the float or binary side."""
+    return Cost(
+        float_macs=0 if binary else macs,
+        binary_macs=macs if binary else 0,
+        float_params=bias_params + (0 if binary_kernel else kernel_params),
+        binary_params=kernel_params if binary_kernel else 0,
+    )
+
+
+def conv_cost(
+    cin, cout, kernel_size, out_hw, groups=1, binary=False, use_bias=True,
+    binary_kernel=None,
+):
+    """Cost of a (grouped) convolution; ``cin``/``cout`` may be fractional or tensors.
+
+    MACs = ``cout * prod(out_hw) * (cin / groups) * prod(kernel_size)``. ``binary``
+    marks binary MACs and a binary kernel; ``binary_kernel`` overrides the latter (a
+    1-bit kernel with a float input). An int ``kernel_size`` or ``out_hw`` means a
+    square, as in Keras; pass tuples for other ranks (``(k,)`` for 1-D).
+
+    Example:
+        >>> c = conv_cost(3, 8, (3, 3), (16, 16))
+        >>> c.float_macs, c.float_params
+        (55296, 224)
+    """
+    if binary_kernel is None:
+        binary_kernel = binary
+    kernel = _div(cin, groups) * _prod(kernel_size) * cout
+    macs = kernel * _prod(out_hw)
+    return _weights_cost(macs, kernel, cout if use_bias else 0, binary, binary_kernel)
+
+
+def depthwise_cost(
+    channels, kernel_size, out_hw, depth_multiplier=1, binary=False, use_bias=True,
+    binary_kernel=None,
+):
+    """Cost of a depthwise convolution over ``channels`` input channels.
+
+    MACs = ``channels * depth_multiplier * prod(out_hw) * prod(kernel_size)``.
+
+    Example:
+        >>> depthwise_cost(4, 3, (8, 8), depth_multiplier=2).float_macs
+        4608
+    """
+    if binary_kernel is None:
+        binary_kernel = binary
+    cout = channels * depth_multiplier
+    kernel = cout * _prod(kernel_size)
+    macs = kernel * _prod(out_hw)
+    return _weights_cost(macs, kernel, cout if use_bias else 0, binary, binary_kernel)
+
+
+def dense_cost(
+    units_in, units_out, binary=False, use_bias=True, binary_kernel=None, positions=1
+):
+    """Cost of a dense layer applied at ``positions`` positions (1 for a flat input).
+
+    Example:
+        >>> c = dense_cost(64, 10)
+        >>> c.float_macs, c.params
+        (640, 650)
+    """
+    if binary_kernel is None:
+        binary_kernel = binary
+    kernel = units_in * units_out
+    bias = units_out if use_bias else 0
+    return _weights_cost(kernel * positions, kernel, bias, binary, binary_kernel)
+
+
+def _precision(quantizer):
+    """Bitwidth of a larq quantizer as larq's summary reads it (32 when absent)."""
+    return getattr(quantizer, "precision", None) or 32
+
+
+def _binary_flags(layer, quantizer_attr):
+    """(binary MACs, binary kernel) for the weight quantized by ``quantizer_attr``."""
+    kernel_bits = _precision(getattr(layer, quantizer_attr, None))
+    input_bits = _precision(getattr(layer, "input_quantizer", None))
+    return max(kernel_bits, input_bits) == 1, kernel_bits == 1
+
+
+def _shape_tuple(shape):
+    if isinstance(shape, tf.TensorShape):
+        return tuple(shape.as_list())
+    return tuple(shape)
+
+
+def _conv_layer_cost(layer, in_shape, out_shape, cin, cout):
+    binary, binary_kernel = _binary_flags(layer, "kernel_quantizer")
+    spatial = in_shape[1:-1] if isinstance(layer, _TRANSPOSE) else out_shape[1:-1]
+    return conv_cost(
+        in_shape[-1] if cin is None else cin,
+        out_shape[-1] if cout is None else cout,
+        layer.kernel_size, spatial, groups=getattr(layer, "groups", 1),
+        binary=binary, use_bias=layer.use_bias, binary_kernel=binary_kernel,
+    )
+
+
+def _depthwise_layer_cost(layer, in_shape, out_shape, cin, cout):
+    binary, binary_kernel = _binary_flags(layer, "depthwise_quantizer")
+    multiplier = layer.depth_multiplier
+    if cin is None:
+        cin = in_shape[-1] if cout is None else cout / multiplier
+    return depthwise_cost(
+        cin, layer.kernel_size, out_shape[1:-1], depth_multiplier=multiplier,
+        binary=binary, use_bias=layer.use_bias, binary_kernel=binary_kernel,
+    )
+
+
+def _separable_layer_cost(layer, in_shape, out_shape, cin, cout):
+    cin = in_shape[-1] if cin is None else cin
+    cout = out_shape[-1] if cout is None else cout
+    multiplier = layer.depth_multiplier
+    dw_binary, dw_kernel = _binary_flags(layer, "depthwise_quantizer")
+    pw_binary, pw_kernel = _binary_flags(layer, "pointwise_quantizer")
+    depthwise = depthwise_cost(
+        cin, layer.kernel_size, out_shape[1:-1], depth_multiplier=multiplier,
+        binary=dw_binary, use_bias=False, binary_kernel=dw_kernel,
+    )
+    pointwise = conv_cost(
+        cin * multiplier, cout, 1, out_shape[1:-1], binary=pw_binary,
+        use_bias=layer.use_bias, binary_kernel=pw_kernel,
+    )
+    return depthwise + pointwise
+
+
+def _dense_layer_cost(layer, in_shape, out_shape, cin, cout):
+    binary, binary_kernel = _binary_flags(layer, "kernel_quantizer")
+    return dense_cost(
+        in_shape[-1] if cin is None else cin,
+        layer.units if cout is None else cout,
+        binary=binary, use_bias=layer.use_bias, binary_kernel=binary_kernel,
+        positions=_prod(out_shape[1:-1]),
+    )
+
+
+def _batchnorm_cost(layer, cin, cout):
+    if cin is None and cout is None:
+        return Cost(float_params=layer.count_params())
+    channels = cout if cout is not None else cin
+    per_channel = len(layer.weights) if layer.built else 2 + layer.center + layer.scale
+    return Cost(float_params=per_channel * channels)
+
+
+def _is_counted(layer):
+    """False for a layer with weights whose MACs this module does not know."""
+    if isinstance(layer, keras.Model) or callable(getattr(layer, "cost", None)):
+        return True
+    kinds = _SEPARABLE + _DEPTHWISE + _CONV + (_L.Dense,) + _NO_MACS
+    return isinstance(layer, kinds) or not layer.weights
+
+
+def layer_cost(layer, input_shape, output_shape=None, cin=None, cout=None):
+    """Cost of one layer (or nested model) for an NHWC ``input_shape``.
+
+    ``cin``/``cout`` override the input/output channel counts (fractional numbers or
+    ``tf`` tensors allowed): this is how search layers get expected costs. A layer with
+    a ``cost(input_shape)`` method is asked for its own cost. A graph model (Functional,
+    built Sequential) is the sum of its layers at their recorded shapes; a Sequential
+    without a graph chains ``compute_output_shape`` from ``input_shape``.
+
+    Example:
+        >>> from searchlayers._keras import keras
+        >>> conv = keras.layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False)
+        >>> layer_cost(conv, (None, 16, 16, 4)).float_macs       # 8*8*8*4*3*3
+        18432
+        >>> layer_cost(conv, (None, 16, 16, 4), cout=2.5).float_macs
+        5760.0
+    """
+    if callable(getattr(layer, "cost", None)):
+        return layer.cost(input_shape)
+    if isinstance(layer, keras.Model):
+        return sum((c for _, _, c, _ in _model_rows(layer, input_shape)), Cost.zero())
+    in_shape = _shape_tuple(input_shape)
+    if output_shape is None:
+        output_shape = layer.compute_output_shape(input_shape)
+    out_shape = _shape_tuple(output_shape)
+    if isinstance(layer, _SEPARABLE):
+        return _separable_layer_cost(layer, in_shape, out_shape, cin, cout)
+    if isinstance(layer, _DEPTHWISE):
+        return _depthwise_layer_cost(layer, in_shape, out_shape, cin, cout)
+    if isinstance(layer, _CONV):
+        return _conv_layer_cost(layer, in_shape, out_shape, cin, cout)
+    if isinstance(layer, _L.Dense):
+        return _dense_layer_cost(layer, in_shape, out_shape, cin, cout)
+    if isinstance(layer, _L.BatchNormalization):
+        return _batchnorm_cost(layer, cin, cout)
+    return Cost(float_params=layer.count_params() if layer.built else 0)
+
+
+def _layer_calls(model, layer):
+    """(input_shape, output_shape) of each call of ``layer`` in ``model``'s graph."""
+    calls = []
+    for index, node in enumerate(layer._inbound_nodes):
+        if f"{layer.name}_ib-{index}" in model._network_nodes:
+            calls.append((node.input_shapes, node.output_shapes))
+    return calls
+
+
+def _single_shape(shapes):
+    """The shape of a single-input call, as it is seen by the cost formulas."""
+    return shapes[0] if isinstance(shapes, list) and len(shapes) == 1 else shapes
+
+
+def _graph_calls(model):
+    """(layer, input_shape, output_shape) for every call in a graph network."""
+    for layer in model.layers:
+        if isinstance(layer, _L.InputLayer):
+            continue
+        for in_shape, out_shape in _layer_calls(model, layer):
+            yield layer, _single_shape(in_shape), _single_shape(out_shape)
+
+
+def _chained_calls(model, input_shape):
+    """(layer, input_shape, output_shape) for a Sequential without a graph."""
+    shape = input_shape if input_shape is not None else model._build_input_shape
+    for layer in model.layers:
+        out_shape = layer.compute_output_shape(shape)
+        yield layer, shape, out_shape
+        shape = out_shape
+
+
+def _model_calls(model, input_shape=None):
+    if getattr(model, "_is_graph_network", False):
+        return _graph_calls(model)
+    if isinstance(model, keras.Sequential):
+        return _chained_calls(model, input_shape)
+    raise ValueError(
+        f"Cannot count the cost of subclassed model {model.name!r}: its layers have no "
+        "recorded graph. Give it a `cost(input_shape)` method returning a Cost."
+    )
+
+
+def _model_rows(model, input_shape=None, prefix=""):
+    """(name, class name, Cost, counted) per leaf layer call, nested models flattened.
+
+    A layer called several times contributes its parameters once and MACs per call.
+    """
+    seen = set()
+    for layer, in_shape, out_shape in _model_calls(model, input_shape):
+        name = prefix + layer.name
+        has_hook = callable(getattr(layer, "cost", None))
+        if isinstance(layer, keras.Model) and not has_hook:
+            yield from _model_rows(layer, in_shape, prefix=name + "/")
+            continue
+        cost = layer_cost(layer, in_shape, out_shape)
+        if id(layer) in seen:
+            cost = Cost(float_macs=cost.float_macs, binary_macs=cost.binary_macs)
+        seen.add(id(layer))
+        yield name, type(layer).__name__, cost, _is_counted(layer)
+
+
+def _to_number(x):
+    """A Python int (when integral) or float from a number or a tensor."""
+    value = float(np.asarray(x))
+    return int(value) if value.is_integer() else value
+
+
+def _fmt(x):
+    value = _to_number(x)
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.2f}"
+
+
+_COLUMNS = (
+    ("float MACs", lambda c: c.float_macs),
+    ("binary MACs", lambda c: c.binary_macs),
+    ("float params", lambda c: c.float_params),
+    ("binary params", lambda c: c.binary_params),
+    ("memory KiB", lambda c: c.memory_bytes / 1024),
+    ("eq. ops", lambda c: c.equivalent_ops),
+)
+
+
+def _format_table(rows, headers, title=None, total=False, left=1):
+    """Fixed-width table: ``left`` text columns left-aligned, numbers right-aligned.
+
+    With ``total`` the last row is set apart by a rule.
+    """
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+
+    def line(cells):
+        padded = [
+            str(c).ljust(w) if i < left else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths))
+        ]
+        return "  ".join(padded).rstrip()
+
+    rule = "-" * len(line(headers))
+    body = [line(r) for r in rows]
+    if total:
+        body.insert(len(body) - 1, rule)
+    lines = [line(headers), rule, *body]
+    return "\n".join(([title] if title else []) + lines)
+
+
+class Profile:
+    """Per-layer and total costs of a model, as built by ``profile(model)``.
+
+    ``rows`` is a list of ``(layer_name, layer_class, Cost)``; nested models appear as
+    their leaf layers named ``outer/inner``. ``uncounted`` names the layers with weights
+    whose MACs are unknown (counted with 0 MACs).
+
+    Example:
+        >>> from searchlayers._keras import keras
+        >>> model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(4)])
+        >>> p = profile(model)
+        >>> p.rows[0][:2], p.total.float_macs, p.to_dict()["total"]["params"]
+        (('dense', 'Dense'), 64, 68)
+    """
+
+    def __init__(self, name, rows, uncounted=()):
+        self.name = name
+        self.rows = list(rows)
+        self.uncounted = set(uncounted)
+        self.total = sum((cost for _, _, cost in self.rows), Cost.zero())
+
+    def table(self):
+        """The per-layer table with a total line, as a string.
+
+        Example:
+            >>> from searchlayers._keras import keras
+            >>> m = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+            >>> profile(m).table().splitlines()[-1].split()
+            ['Total', '2', '0', '3', '0', '0.01', '2']
+        """
+        headers = ["layer", "type", *(h for h, _ in _COLUMNS)]
+        rows = [
+            [name + (" *" if name in self.uncounted else ""), kind,
+             *(_fmt(get(cost)) for _, get in _COLUMNS)]
+            for name, kind, cost in self.rows
+        ]
+        rows.append(["Total", "", *(_fmt(get(self.total)) for _, get in _COLUMNS)])
+        title = f"{self.name} cost"
+        text = _format_table(rows, headers, title=title, total=True, left=2)
+        if self.uncounted:
+            text += "\n* has weights but its MACs are not counted"
+        return text
+
+    def __str__(self):
+        return self.table()
+
+    def to_dict(self):
+        """JSON-friendly dict: ``{"name", "layers": [...], "total": {...}}``.
+
+        Example:
+            >>> from searchlayers._keras import keras
+            >>> m = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+            >>> profile(m).to_dict()["layers"][0]["float_macs"]
+            2
+        """
+        def numbers(cost):
+            names = ["float_macs", "binary_macs", "float_params", "binary_params",
+                     "memory_bytes", "params", "equivalent_ops"]
+            return {n: _to_number(cost.metric(n)) for n in names}
+
+        layers = [
+            {"name": name, "class": kind, "counted": name not in self.uncounted,
+             **numbers(cost)}
+            for name, kind, cost in self.rows
+        ]
+        return {"name": self.name, "layers": layers, "total": numbers(self.total)}
+
+
+def profile(model, print_fn=None):
+    """Counts a built model layer by layer; returns a ``Profile``.
+
+    The table is passed to ``print_fn`` (e.g. ``print``) when one is given; ``print``
+    the returned profile to show it later. Raises ValueError for an unbuilt model.
+
+    Example:
+        >>> from searchlayers._keras import keras
+        >>> conv = keras.layers.Conv2D(2, 3)
+        >>> model = keras.Sequential([keras.Input((4, 4, 1)), conv])
+        >>> profile(model).total.float_macs          # 2 * 2 * 2 * 1 * 3 * 3
+        72
+    """
+    if not model.built:
+        raise ValueError(
+            f"Model {model.name!r} is not built, so its layer shapes are unknown. "
+            "Build it first: call it on an input, call `model.build(input_shape)`, "
+            "or give its first layer an input shape (keras.Input)."
+        )
+    rows, uncounted = [], []
+    for name, kind, cost, counted in _model_rows(model):
+        rows.append((name, kind, cost))
+        if not counted:
+            uncounted.append(name)
+    result = Profile(model.name, rows, uncounted)
+    if print_fn is not None:
+        print_fn(result.table())
+    return result
+
+
+def compare(*profiles, names=None):
+    """Side-by-side totals of several profiles, as a table string.
+
+    Example:
+        >>> from searchlayers._keras import keras
+        >>> m = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        >>> table = compare(profile(m), profile(m), names=["a", "b"])
+        >>> table.splitlines()[0].split()
+        ['metric', 'a', 'b']
+    """
+    names = list(names) if names is not None else [p.name for p in profiles]
+    if len(names) != len(profiles):
+        raise ValueError(
+            f"compare got {len(profiles)} profiles but {len(names)} names."
+        )
+    rows = [[label, *(_fmt(get(p.total)) for p in profiles)] for label, get in _COLUMNS]
+    return _format_table(rows, ["metric", *names])

@@ -1,0 +1,303 @@
+"""Derivation: from a searched supernet to a plain, smaller Keras model.
+
+``derive(model, strategy=...)`` asks every search layer for its discrete
+choice (``argmax``, ``sample``, or BARS' ``best_of_k``), then rebuilds the
+model layer by layer: a search layer becomes the plain layer of its choice
+(weights inherited), a choice that removes an edge (Zeroise) drops the edge
+from the ``Add`` it fed, and every other layer is copied with its weights.
+The result depends on nothing in this package.
+
+``Architecture`` is the JSON record of the choices; ``derive(model,
+architecture=arch)`` rebuilds from one, and ``apply_architecture`` fixes the
+supernet's forward pass to it (the derived model then gives the same outputs).
+"""
+
+import dataclasses
+import json
+
+import numpy as np
+import tensorflow as tf
+
+from searchlayers._keras import keras
+from searchlayers.layers.base import ZERO, SearchLayer, search_layers
+
+STRATEGIES = ("argmax", "sample", "best_of_k")
+
+
+@dataclasses.dataclass
+class Architecture:
+    """The discrete choice of every search layer, keyed by layer name.
+
+    Example:
+        >>> arch = Architecture({"mixed_op": 2}, {"mixed_op": "sep_conv_3x3"})
+        >>> Architecture.from_json(arch.to_json()) == arch
+        True
+    """
+
+    choices: dict
+    names: dict = dataclasses.field(default_factory=dict)
+    meta: dict = dataclasses.field(default_factory=dict)
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True, default=_jsonable)
+
+    @classmethod
+    def from_json(cls, text):
+        return cls(**json.loads(text))
+
+    def save(self, path):
+        with open(path, "w") as f:
+            f.write(self.to_json())
+
+    @classmethod
+    def load(cls, path):
+        with open(path) as f:
+            return cls.from_json(f.read())
+
+
+def _jsonable(value):
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON-serializable: {value!r}")
+
+
+def _describe(layer, choice):
+    names = getattr(layer, "choice_names", None)
+    if names is not None and isinstance(choice, int):
+        return names[choice]
+    return choice
+
+
+def choose(model, strategy="argmax", seed=0):
+    """The ``Architecture`` of ``model`` under ``strategy`` ("argmax" or "sample").
+
+    Layers sharing an ``arch_key`` get one choice (drawn once per key).
+
+    Example:
+        >>> choose(supernet, "argmax").choices  # doctest: +SKIP
+        {'mixed_op': 4, ...}
+    """
+    from searchlayers.search import tie_arch_variables
+
+    _check_model(model)
+    if strategy not in ("argmax", "sample"):
+        raise ValueError(f"choose(): unknown strategy {strategy!r}; allowed: 'argmax', 'sample'.")
+    tie_arch_variables(model)
+    by_key, choices, names = {}, {}, {}
+    for layer in search_layers(model):
+        key = layer.arch_key or layer.name
+        if key not in by_key:
+            by_key[key] = layer.sample_choice(strategy, seed=seed)
+        choices[layer.name] = by_key[key]
+        names[layer.name] = _describe(layer, by_key[key])
+    return Architecture(choices, names, {"strategy": strategy, "seed": seed})
+
+
+def apply_architecture(model, architecture):
+    """Fixes every search layer's forward pass to ``architecture`` (``None`` clears).
+
+    Example:
+        >>> apply_architecture(supernet, choose(supernet))  # doctest: +SKIP
+    """
+    for layer in search_layers(model):
+        choice = None if architecture is None else _lookup(architecture, layer)
+        layer.set_choice(choice)
+
+
+def _lookup(architecture, layer):
+    if layer.name not in architecture.choices:
+        raise ValueError(
+            f"Architecture has no choice for search layer '{layer.name}'; it has "
+            f"{sorted(architecture.choices)}. Was it made for another model?"
+        )
+    return architecture.choices[layer.name]
+
+
+def best_of_k(model, validation_data, k=8, seed=0, steps=None):
+    """BARS' derive: sample ``k`` architectures, score each by validation loss
+    with the supernet's weights, return ``(best, [(loss, arch), ...])``.
+
+    ``model`` must be compiled (its loss is the score).
+
+    Example:
+        >>> best, scored = best_of_k(supernet, val_ds, k=8)  # doctest: +SKIP
+    """
+    if getattr(model, "compiled_loss", None) is None:
+        raise ValueError(f"best_of_k: model '{model.name}' must be compiled (its loss scores).")
+    scored = []
+    try:
+        for i in range(int(k)):
+            arch = choose(model, "sample", seed=seed + i)
+            apply_architecture(model, arch)
+            result = model.evaluate(validation_data, steps=steps, verbose=0, return_dict=True)
+            arch.meta.update(val_loss=float(result["loss"]), sample=i)
+            scored.append((float(result["loss"]), arch))
+    finally:
+        apply_architecture(model, None)
+    best = min(scored, key=lambda t: t[0])[1]
+    best.meta["strategy"] = "best_of_k"
+    return best, scored
+
+
+def derive(model, strategy="argmax", architecture=None, validation_data=None, k=8, seed=0):
+    """A plain Keras model: every search layer replaced by its chosen layer.
+
+    Args:
+        model: the supernet (Sequential or Functional, nested models allowed).
+        strategy: "argmax", "sample", or "best_of_k" (needs ``validation_data``
+            and a compiled model).
+        architecture: an ``Architecture`` to build instead of choosing.
+        k, seed: for "sample" / "best_of_k".
+
+    The derived model carries its record as ``derived.architecture``.
+
+    Example:
+        >>> child = derive(supernet, "argmax")  # doctest: +SKIP
+        >>> child.architecture.to_json()  # doctest: +SKIP
+    """
+    _check_model(model)
+    if architecture is None:
+        if strategy == "best_of_k":
+            if validation_data is None:
+                raise ValueError("derive(strategy='best_of_k') needs validation_data.")
+            architecture, _ = best_of_k(model, validation_data, k=k, seed=seed)
+        elif strategy in ("argmax", "sample"):
+            architecture = choose(model, strategy, seed=seed)
+        else:
+            raise ValueError(
+                f"derive(): unknown strategy {strategy!r}; allowed: {', '.join(STRATEGIES)}."
+            )
+    derived = _rebuild(model, architecture)
+    derived.architecture = architecture
+    return derived
+
+
+def _check_model(model):
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"expected a Keras model, got {type(model).__name__}.")
+    if not model.built:
+        raise ValueError(
+            f"Model '{model.name}' is not built: call it on an input or build it "
+            "before deriving."
+        )
+
+
+# -- rebuilding ---------------------------------------------------------------------
+def copy_layer(layer, input_shape=None, name=None):
+    """A fresh copy of ``layer`` with the same config and weights (and ``name``).
+
+    Example:
+        >>> d = keras.layers.Dense(2); _ = d(tf.ones([1, 3]))
+        >>> copy_layer(d, [None, 3]).get_weights()[0].shape
+        (3, 2)
+    """
+    config = layer.get_config()
+    if name is not None:
+        config["name"] = name
+    new = type(layer).from_config(config)
+    if input_shape is not None:
+        new.build(input_shape)
+        new.set_weights(layer.get_weights())
+    return new
+
+
+class _Zero:
+    """A removed output; ``make()`` materializes zeros when a consumer needs them."""
+
+    def __init__(self, make):
+        self.make = make
+
+
+def _search_replacement(layer, architecture, keep_zero):
+    choice = _lookup(architecture, layer)
+    new = layer.derived_layer(choice)
+    if new is ZERO and keep_zero:
+        new = copy_layer(layer.ops[choice], layer._input_shape, f"{layer.name}_zero")
+    return new
+
+
+def _rebuild(model, architecture):
+    if isinstance(model, keras.Sequential):
+        return _rebuild_sequential(model, architecture)
+    if getattr(model, "_is_graph_network", False):
+        return _rebuild_functional(model, architecture)
+    raise TypeError(
+        f"derive: model '{model.name}' is a subclassed model; derive needs a Sequential "
+        "or Functional model (its layer graph)."
+    )
+
+
+def _rebuild_sequential(model, architecture):
+    layers, inherit = [], []
+    for layer in model.layers:
+        if isinstance(layer, SearchLayer):
+            layers.append(_search_replacement(layer, architecture, keep_zero=True))
+        elif isinstance(layer, keras.Model):
+            layers.append(_rebuild(layer, architecture))
+        else:
+            new = type(layer).from_config(layer.get_config())
+            layers.append(new)
+            inherit.append((layer, new))
+    derived = keras.Sequential(layers, name=f"{model.name}_derived")
+    derived.build(model.input_shape)
+    for old, new in inherit:
+        new.set_weights(old.get_weights())
+    return derived
+
+
+def _rebuild_functional(model, architecture):
+    """Replays ``model``'s node graph (as Functional._run_internal_graph does)."""
+    inputs = [
+        keras.Input(type_spec=t.type_spec, name=t.name.split(":")[0]) for t in model.inputs
+    ]
+    usage = model._tensor_usage_count
+    values = {str(id(x)): [y] * usage[str(id(x))] for x, y in zip(model.inputs, inputs)}
+    copies = {}
+    for depth in sorted(model._nodes_by_depth, reverse=True):
+        for node in model._nodes_by_depth[depth]:
+            if node.is_input:
+                continue
+            args, kwargs = node.map_arguments(values)
+            outputs = _replay(node.layer, args, kwargs, architecture, copies)
+            for x_id, y in zip(node.flat_output_ids, tf.nest.flatten(outputs)):
+                values[x_id] = [y] * usage[x_id]
+    outputs = [_materialize(values[str(id(x))].pop()) for x in model.outputs]
+    outputs = tf.nest.pack_sequence_as(model._nested_outputs, outputs)
+    return keras.Model(inputs, outputs, name=f"{model.name}_derived")
+
+
+def _materialize(value):
+    return value.make() if isinstance(value, _Zero) else value
+
+
+def _replay(layer, args, kwargs, architecture, copies):
+    if isinstance(layer, SearchLayer):
+        x = _materialize(args[0])
+        new = _search_replacement(layer, architecture, keep_zero=False)
+        if new is ZERO:
+            choice = _lookup(architecture, layer)
+            zero = copy_layer(layer.ops[choice], layer._input_shape, f"{layer.name}_zero")
+            return _Zero(lambda: zero(x))
+        return new(x)
+    if isinstance(layer, keras.layers.Add):
+        live = [t for t in tf.nest.flatten(args) if not isinstance(t, _Zero)]
+        if not live:
+            return tf.nest.flatten(args)[0]
+        if len(live) == 1:
+            return live[0]  # the other edges were removed: no Add left
+        args = (live,)
+    args = tf.nest.map_structure(_materialize, args, check_types=False)
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("training", "mask")}
+    if id(layer) in copies:
+        return copies[id(layer)](*args, **kwargs)
+    if isinstance(layer, keras.Model):
+        new = _rebuild(layer, architecture)
+        copies[id(layer)] = new
+        return new(*args, **kwargs)
+    new = type(layer).from_config(layer.get_config())
+    copies[id(layer)] = new
+    out = new(*args, **kwargs)
+    new.set_weights(layer.get_weights())
+    return out

@@ -1,0 +1,268 @@
+"""``MixedOp``: a choice among candidate operations on one edge."""
+
+import tensorflow as tf
+
+from searchlayers import relax
+from searchlayers._keras import keras, register
+from searchlayers.layers.base import ZERO, SearchLayer
+from searchlayers.layers.ops import Zeroise, check_op_name, get_op
+
+SOFT_MODES = ("softmax", "gumbel")
+SINGLE_PATH_MODES = ("uniform", "fair")
+
+
+@register
+class MixedOp(SearchLayer):
+    """A searchable edge: one of ``candidates`` applied to the input.
+
+    Modes:
+      - ``"softmax"`` (DARTS, EnTranNAS with a temperature): the output is
+        ``sum_i softmax(alpha / T)_i * op_i(x)``; every candidate runs.
+      - ``"gumbel"`` (SNAS, BARS): the weights are a Gumbel-softmax sample in
+        training and ``softmax(alpha)`` at inference; every candidate runs.
+      - ``"gumbel_hard"`` (GDAS): a one-hot Gumbel sample with straight-through
+        gradient; only the chosen candidate runs (``tf.switch_case``).
+      - ``"uniform"`` / ``"fair"`` (SPOS / FairNAS): one candidate drawn
+        uniformly (or strictly fairly) per step; only it runs; no logits.
+
+    At inference the hard mode runs ``argmax(alpha)``; single-path modes keep
+    sampling unless a choice is fixed. ``set_choice(i)`` fixes the forward pass
+    to candidate ``i`` in every mode (the derived network's behaviour).
+
+    Args:
+        candidates: registered op names (``searchlayers.layers.op_names()``),
+            Keras layers, or a mix. All must give the same output shape.
+        mode: one of ``"softmax"``, ``"gumbel"``, ``"gumbel_hard"``,
+            ``"uniform"``, ``"fair"``.
+        channels: output channels of named ops (default: input channels).
+        strides: stride of named ops.
+        arch_key, temperature, seed: see ``SearchLayer``.
+
+    Example:
+        >>> import searchlayers as sl
+        >>> model = sl.keras.Sequential([
+        ...     sl.keras.layers.Conv2D(8, 3, padding="same", input_shape=(8, 8, 1)),
+        ...     sl.MixedOp(["sep_conv_3x3", "max_pool_3x3", "skip_connect"]),
+        ...     sl.keras.layers.GlobalAveragePooling2D(),
+        ...     sl.keras.layers.Dense(10),
+        ... ])
+        >>> model(tf.zeros([2, 8, 8, 1])).shape
+        TensorShape([2, 10])
+    """
+
+    def __init__(
+        self,
+        candidates,
+        mode="softmax",
+        channels=None,
+        strides=1,
+        arch_key=None,
+        temperature=1.0,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(arch_key=arch_key, temperature=temperature, seed=seed, **kwargs)
+        if mode not in relax.MODES:
+            raise ValueError(
+                f"MixedOp '{self.name}': unknown mode {mode!r}; allowed: {', '.join(relax.MODES)}."
+            )
+        candidates = list(candidates)
+        if len(candidates) < 1:
+            raise ValueError(f"MixedOp '{self.name}': needs at least one candidate, got none.")
+        self.mode = mode
+        self.channels = None if channels is None else int(channels)
+        self.strides = int(strides)
+        self.candidate_specs = [self._spec(c) for c in candidates]
+        self.ops = [c if isinstance(c, keras.layers.Layer) else None for c in self.candidate_specs]
+        for spec in self.candidate_specs:  # unknown names fail now, not at build
+            if isinstance(spec, str):
+                check_op_name(spec, where=f"MixedOp '{self.name}'")
+
+    def _spec(self, candidate):
+        if isinstance(candidate, dict):  # a serialized layer (from get_config)
+            return keras.layers.deserialize(candidate)
+        if isinstance(candidate, (str, keras.layers.Layer)):
+            return candidate
+        raise TypeError(
+            f"MixedOp '{self.name}': a candidate must be an op name or a Keras layer, "
+            f"got {type(candidate).__name__}."
+        )
+
+    @property
+    def choice_names(self):
+        """One name per candidate: the op name, or the layer's name."""
+        return [s if isinstance(s, str) else s.name for s in self.candidate_specs]
+
+    @property
+    def num_choices(self):
+        return len(self.candidate_specs)
+
+    # -- build ------------------------------------------------------------------
+    def build(self, input_shape):
+        input_shape = tf.TensorShape(input_shape)
+        channels = self.channels or input_shape[-1]
+        if channels is None:
+            raise ValueError(
+                f"MixedOp '{self.name}': the input's channel dimension is unknown "
+                f"(shape {input_shape}); give `channels=`."
+            )
+        where = f"MixedOp '{self.name}'"
+        for i, spec in enumerate(self.candidate_specs):
+            if isinstance(spec, str):
+                self.ops[i] = get_op(spec, channels, self.strides, where=where)
+        shapes = []
+        for op in self.ops:
+            with tf.name_scope(op.name):
+                op.build(input_shape)
+            shapes.append(tf.TensorShape(op.compute_output_shape(input_shape)))
+        if any(s[1:] != shapes[0][1:] for s in shapes):
+            listing = ", ".join(f"{n}: {s}" for n, s in zip(self.choice_names, shapes))
+            raise ValueError(
+                f"{where}: candidates give different output shapes for input {input_shape}: "
+                f"{listing}. All candidates of a MixedOp must produce the same shape."
+            )
+        self._input_shape = input_shape
+        self._output_shape = shapes[0]
+        if self.mode not in SINGLE_PATH_MODES:
+            self.add_arch_weight("logits", [self.num_choices])
+        self.choice = self.add_weight(
+            "choice", shape=[], dtype=tf.int32, initializer=keras.initializers.Constant(-1),
+            trainable=False,
+        )
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return self.ops[0].compute_output_shape(input_shape) if self.ops[0] else input_shape
+
+    # -- forward ------------------------------------------------------------------
+    def _run(self, i, x, training):
+        op = self.ops[i]
+        if isinstance(op, Zeroise):
+            return op(x)
+        return op(x, training=training) if _takes_training(op) else op(x)
+
+    def _switch(self, index, x, training, scale=None):
+        """Runs only candidate ``index``; ``scale[index]`` carries the ST gradient."""
+
+        def branch(i):
+            def fn():
+                y = self._run(i, x, training)
+                return y if scale is None else y * tf.cast(scale[i], y.dtype)
+
+            return fn
+
+        return tf.switch_case(index, [branch(i) for i in range(self.num_choices)])
+
+    def _weighted_sum(self, weights, x, training):
+        out = None
+        for i, op in enumerate(self.ops):
+            if isinstance(op, Zeroise):
+                continue  # contributes weight * 0
+            y = self._run(i, x, training) * tf.cast(weights[i], x.dtype)
+            out = y if out is None else out + y
+        return out if out is not None else self._run(0, x, training)
+
+    def _sampled(self, x, training):
+        logits = self.arch("logits") if self.mode not in SINGLE_PATH_MODES else None
+        if self.mode == "softmax":
+            return self._weighted_sum(relax.softmax(logits, self.temperature), x, training)
+        if self.mode == "gumbel":
+            if training:
+                w = relax.gumbel_softmax(logits, self.temperature, self.noise_seed())
+            else:
+                w = relax.softmax(logits, self.temperature)
+            return self._weighted_sum(w, x, training)
+        if self.mode == "gumbel_hard":
+            if not training:
+                return self._switch(tf.argmax(logits, output_type=tf.int32), x, training)
+            h = relax.gumbel_softmax(logits, self.temperature, self.noise_seed(), hard=True)
+            return self._switch(tf.argmax(h, output_type=tf.int32), x, training, scale=h)
+        seed = self.noise_seed()
+        if self.mode == "fair" and training:
+            index = relax.fair_choice(self.num_choices, self.seed, seed[1] - 1)
+        else:
+            index = relax.uniform_choice(self.num_choices, seed)
+        return self._switch(index, x, training)
+
+    def call(self, x, training=None):
+        training = bool(training) if not tf.is_tensor(training) else training
+        return tf.cond(
+            self.choice >= 0,
+            lambda: self._switch(tf.maximum(self.choice, 0), x, training),
+            lambda: self._sampled(x, training),
+        )
+
+    # -- protocol ------------------------------------------------------------------
+    def probabilities(self):
+        """Mixing weights (softmax) or sampling distribution (other modes)."""
+        n = self.num_choices
+        if self.mode in SINGLE_PATH_MODES:
+            probs = tf.fill([n], 1.0 / n)
+        elif self.mode == "softmax":
+            probs = relax.softmax(self.arch("logits"), self.temperature)
+        else:
+            probs = tf.nn.softmax(self.arch("logits"))
+        fixed = tf.one_hot(tf.maximum(self.choice, 0), n)
+        return tf.where(self.choice >= 0, fixed, probs)
+
+    def candidate_costs(self):
+        """The ``Cost`` of each candidate on this layer's input shape."""
+        from searchlayers import cost  # cost imports layers lazily too
+
+        return [cost.layer_cost(op, self._input_shape) for op in self.ops]
+
+    def cost(self, input_shape=None):
+        """Expected cost ``sum_i p_i * cost_i`` (differentiable in the logits)."""
+        probs = self.probabilities()
+        costs = self.candidate_costs()
+        return sum(probs[i] * c for i, c in enumerate(costs))
+
+    def sample_choice(self, strategy="argmax", seed=None):
+        if self.mode in SINGLE_PATH_MODES and strategy != "sample":
+            raise ValueError(
+                f"MixedOp '{self.name}' (mode {self.mode!r}) has no architecture logits: "
+                "derive it with strategy='sample', from an Architecture (e.g. found by "
+                "searchlayers.evolution), or after set_choice()."
+            )
+        if strategy == "argmax":
+            return int(tf.argmax(self.arch("logits")))
+        if strategy == "sample":
+            seed = [self.seed, 0] if seed is None else [self.seed, int(seed)]
+            if self.mode in SINGLE_PATH_MODES:
+                return int(relax.uniform_choice(self.num_choices, seed))
+            return int(tf.argmax(relax.gumbel_softmax(self.arch("logits"), 1.0, seed)))
+        raise ValueError(
+            f"MixedOp '{self.name}': unknown strategy {strategy!r}; allowed: 'argmax', 'sample'."
+        )
+
+    def set_choice(self, choice):
+        if choice is not None and not 0 <= int(choice) < self.num_choices:
+            raise ValueError(
+                f"MixedOp '{self.name}': choice {choice} out of range 0..{self.num_choices - 1}."
+            )
+        self.choice.assign(-1 if choice is None else int(choice))
+
+    def derived_layer(self, choice):
+        op = self.ops[int(choice)]
+        if isinstance(op, Zeroise):
+            return ZERO
+        from searchlayers.derive import copy_layer
+
+        return copy_layer(op, self._input_shape, name=f"{self.name}_{self.choice_names[int(choice)]}")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            candidates=[
+                s if isinstance(s, str) else keras.layers.serialize(s)
+                for s in self.candidate_specs
+            ],
+            mode=self.mode,
+            channels=self.channels,
+            strides=self.strides,
+        )
+        return config
+
+
+def _takes_training(layer):
+    return layer._expects_training_arg

@@ -1,0 +1,225 @@
+"""Training a supernet: the architecture / weight split and ``SearchModel``.
+
+Two ways to train:
+
+- Jointly with plain ``compile`` + ``fit``: give ``compile`` the optimizer from
+  ``joint_optimizer`` (larq's ``CaseOptimizer`` routing ``arch_*`` variables
+  to their own optimizer). Additive regularizers work through ``add_loss``.
+- ``SearchModel(model, bilevel=True)``: first-order DARTS — each step updates
+  the architecture on a validation batch, then the weights on a training
+  batch (``fit`` on ``searchlayers.datasets.search_pairs``). It also offers
+  multiplicative loss terms (BARS eq. 7) and architecture warm-up.
+"""
+
+import tensorflow as tf
+
+from searchlayers._keras import keras, register
+from searchlayers.layers.base import is_arch_variable, search_layers
+
+ARCH_LR, ARCH_BETAS, ARCH_WEIGHT_DECAY = 3e-4, (0.5, 0.999), 1e-3
+
+
+def tie_arch_variables(model):
+    """Makes search layers with the same ``arch_key`` share one set of variables.
+
+    Idempotent; returns ``{key: [layers]}``. Every entry point of the package
+    calls it, so a model built by hand needs it only for custom training loops.
+
+    Example:
+        >>> import searchlayers as sl
+        >>> x = sl.keras.Input((4, 4, 2))
+        >>> y = sl.MixedOp(["skip_connect", "none"], arch_key="k")(x)
+        >>> y = sl.MixedOp(["skip_connect", "none"], arch_key="k")(y)
+        >>> groups = tie_arch_variables(sl.keras.Model(x, y))
+        >>> [len(v) for v in groups.values()]
+        [2]
+    """
+    groups = {}
+    for layer in search_layers(model):
+        if layer.arch_key is None or not layer.built:
+            continue
+        group = groups.setdefault(layer.arch_key, [])
+        if group:
+            layer.share_arch_from(group[0])
+        group.append(layer)
+    return groups
+
+
+def _dedup(variables):
+    seen, out = set(), []
+    for v in variables:
+        if id(v) not in seen:
+            seen.add(id(v))
+            out.append(v)
+    return out
+
+
+def arch_variables(model):
+    """The architecture variables of ``model`` (shared ones once).
+
+    Example:
+        >>> import searchlayers as sl
+        >>> m = sl.keras.Sequential([sl.keras.Input((4, 4, 2)), sl.MixedOp(["skip_connect", "none"])])
+        >>> [v.name.split("/")[-1] for v in arch_variables(m)]
+        ['arch_logits:0']
+    """
+    _check_built(model)
+    tie_arch_variables(model)
+    return _dedup(v for v in model.trainable_variables if is_arch_variable(v))
+
+
+def weight_variables(model):
+    """The trainable network weights of ``model`` (everything but ``arch_*``).
+
+    Example:
+        >>> import searchlayers as sl
+        >>> m = sl.keras.Sequential([sl.keras.Input((3,)), sl.keras.layers.Dense(2)])
+        >>> len(weight_variables(m))
+        2
+    """
+    _check_built(model)
+    tie_arch_variables(model)
+    return _dedup(v for v in model.trainable_variables if not is_arch_variable(v))
+
+
+def _check_built(model):
+    if not model.built:
+        raise ValueError(
+            f"Model '{model.name}' is not built: call it on an input or build it "
+            "with an input shape before asking for its variables."
+        )
+
+
+def default_arch_optimizer(legacy=False):
+    """Adam(3e-4, betas (0.5, 0.999)) — the DARTS/BARS architecture optimizer.
+
+    Weight decay 1e-3 is applied by ``SearchModel`` as an L2 gradient term (the
+    authors' PyTorch ``Adam(weight_decay=...)``). ``legacy=True`` gives the
+    legacy optimizer larq's ``CaseOptimizer`` requires (no weight decay).
+
+    Example:
+        >>> default_arch_optimizer().learning_rate.numpy().round(6)
+        0.0003
+    """
+    opt = keras.optimizers.legacy.Adam if legacy else keras.optimizers.Adam
+    return opt(learning_rate=ARCH_LR, beta_1=ARCH_BETAS[0], beta_2=ARCH_BETAS[1])
+
+
+def joint_optimizer(weights_optimizer=None, arch_optimizer=None):
+    """larq ``CaseOptimizer``: ``arch_*`` variables to ``arch_optimizer``,
+    everything else to ``weights_optimizer``; for plain ``compile`` + ``fit``.
+
+    Both must be ``keras.optimizers.legacy`` optimizers (larq's requirement).
+
+    Example:
+        >>> opt = joint_optimizer(sl_keras.optimizers.legacy.SGD(0.1))  # doctest: +SKIP
+    """
+    import larq as lq
+
+    weights_optimizer = weights_optimizer or keras.optimizers.legacy.Adam()
+    arch_optimizer = arch_optimizer or default_arch_optimizer(legacy=True)
+    return lq.optimizers.CaseOptimizer(
+        (is_arch_variable, arch_optimizer), default_optimizer=weights_optimizer
+    )
+
+
+@register
+class SearchModel(keras.Model):
+    """Wraps a supernet for first-order bi-level (DARTS) or joint search.
+
+    ``fit`` data: with ``bilevel=True`` each element is
+    ``((x_train, y_train), (x_val, y_val))`` (see
+    ``searchlayers.datasets.search_pairs``); with ``bilevel=False`` it is
+    ``(x, y)`` and one loss updates both variable sets, each with its own
+    optimizer. ``evaluate`` / ``predict`` take ordinary data.
+
+    Loss: ``L0 * prod(multipliers) + sum(model.losses)``, where multipliers are
+    zero-argument callables added with ``add_loss_multiplier`` (BARS' FLOPs
+    objective) and ``model.losses`` holds additive regularizers.
+
+    Args:
+        model: the supernet (any built Keras model with search layers).
+        arch_optimizer: default ``default_arch_optimizer()``.
+        bilevel: first-order DARTS alternation (True) or joint training.
+        arch_weight_decay: L2 on the architecture variables (default 1e-3).
+
+    Example:
+        >>> search = SearchModel(supernet, bilevel=True)  # doctest: +SKIP
+        >>> search.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        >>> search.fit(sl.datasets.search_pairs("digits", batch_size=64), epochs=5)
+    """
+
+    def __init__(self, model, arch_optimizer=None, bilevel=True,
+                 arch_weight_decay=ARCH_WEIGHT_DECAY, **kwargs):
+        super().__init__(**kwargs)
+        _check_built(model)
+        self.model = model
+        self.bilevel = bool(bilevel)
+        self.arch_weight_decay = float(arch_weight_decay)
+        self.arch_optimizer = arch_optimizer or default_arch_optimizer()
+        self.arch_enabled = tf.Variable(True, trainable=False, name="arch_enabled")
+        self._multipliers = []
+        tie_arch_variables(model)
+
+    def call(self, inputs, training=None):
+        return self.model(inputs, training=training)
+
+    def add_loss_multiplier(self, fn):
+        """Multiplies the data loss by ``fn()`` in every step (e.g. BARS eq. 7)."""
+        self._multipliers.append(fn)
+
+    def _loss(self, x, y, training=True):
+        pred = self.model(x, training=training)
+        data_loss = self.compiled_loss(y, pred, regularization_losses=None)
+        for fn in self._multipliers:
+            data_loss = data_loss * fn()
+        reg = self.model.losses
+        total = data_loss + (tf.add_n(reg) if reg else 0.0)
+        return total, pred
+
+    def _apply_arch(self, grads, arch):
+        """Arch update with coupled L2 decay, skipped while warm-up disables it."""
+        grads = [
+            tf.zeros_like(v) if g is None else g + self.arch_weight_decay * v
+            for g, v in zip(grads, arch)
+        ]
+
+        def apply():
+            self.arch_optimizer.apply_gradients(zip(grads, arch))
+            return tf.constant(True)
+
+        # Slots must exist before apply_gradients runs inside tf.cond.
+        self.arch_optimizer.build(arch)
+        tf.cond(self.arch_enabled, apply, lambda: tf.constant(False))
+
+    def train_step(self, data):
+        arch, weights = arch_variables(self.model), weight_variables(self.model)
+        if self.bilevel:
+            (x, y), (xv, yv) = data
+            with tf.GradientTape() as tape:
+                arch_loss, _ = self._loss(xv, yv)
+            self._apply_arch(tape.gradient(arch_loss, arch), arch)
+            with tf.GradientTape() as tape:
+                loss, pred = self._loss(x, y)
+            self.optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
+        else:
+            x, y = data
+            with tf.GradientTape() as tape:
+                loss, pred = self._loss(x, y)
+            g_arch, g_w = tape.gradient(loss, [arch, weights])
+            self.optimizer.apply_gradients(zip(g_w, weights))
+            self._apply_arch(g_arch, arch)
+        self.compiled_metrics.update_state(y, pred)
+        return {"loss": loss, **{m.name: m.result() for m in self.metrics if m.name != "loss"}}
+
+    def get_config(self):
+        return {
+            "model": keras.layers.serialize(self.model),
+            "bilevel": self.bilevel,
+            "arch_weight_decay": self.arch_weight_decay,
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        model = keras.layers.deserialize(config.pop("model"), custom_objects=custom_objects)
+        return cls(model, **config)
