@@ -95,7 +95,15 @@ def straight_through(hard, soft):
         >>> straight_through(tf.constant([1.0, 0.0]), tf.constant([0.6, 0.4])).numpy().tolist()
         [1.0, 0.0]
     """
-    return hard + soft - tf.stop_gradient(soft)
+    hard = tf.stop_gradient(hard)
+
+    # A custom gradient keeps the forward value exactly ``hard`` (the usual
+    # ``hard + soft - stop_gradient(soft)`` is off by rounding).
+    @tf.custom_gradient
+    def _st(s):
+        return tf.identity(hard), lambda dy: dy
+
+    return _st(soft)
 
 
 def one_hot_argmax(probs):

@@ -173,7 +173,7 @@ class SearchModel(keras.Model):
         data_loss = self.compiled_loss(y, pred, regularization_losses=None)
         for fn in self._multipliers:
             data_loss = data_loss * fn()
-        reg = self.model.losses
+        reg = self.losses  # the wrapped model's and our own additive terms
         total = data_loss + (tf.add_n(reg) if reg else 0.0)
         return total, pred
 

@@ -162,35 +162,43 @@ class MixedOp(SearchLayer):
             out = y if out is None else out + y
         return out if out is not None else self._run(0, x, training)
 
-    def _sampled(self, x, training):
-        logits = self.arch("logits") if self.mode not in SINGLE_PATH_MODES else None
-        if self.mode == "softmax":
-            return self._weighted_sum(relax.softmax(logits, self.temperature), x, training)
-        if self.mode == "gumbel":
-            if training:
-                w = relax.gumbel_softmax(logits, self.temperature, self.noise_seed())
-            else:
-                w = relax.softmax(logits, self.temperature)
-            return self._weighted_sum(w, x, training)
-        if self.mode == "gumbel_hard":
-            if not training:
-                return self._switch(tf.argmax(logits, output_type=tf.int32), x, training)
-            h = relax.gumbel_softmax(logits, self.temperature, self.noise_seed(), hard=True)
-            return self._switch(tf.argmax(h, output_type=tf.int32), x, training, scale=h)
-        seed = self.noise_seed()
-        if self.mode == "fair" and training:
-            index = relax.fair_choice(self.num_choices, self.seed, seed[1] - 1)
+    def _weights(self, training):
+        """Mixing weights of the soft modes; one-hot when a choice is fixed."""
+        logits = self.arch("logits")
+        if self.mode == "gumbel" and training:
+            w = relax.gumbel_softmax(logits, self.temperature, self.noise_seed())
         else:
-            index = relax.uniform_choice(self.num_choices, seed)
-        return self._switch(index, x, training)
+            w = relax.softmax(logits, self.temperature)
+        # 1.0 * op_k(x) + 0.0 * others is exactly op_k(x): parity with derive.
+        return tf.where(self.choice >= 0, tf.one_hot(tf.maximum(self.choice, 0), self.num_choices), w)
+
+    def _index(self, training):
+        """Index of the one candidate to run, and the ST scale (hard mode)."""
+        scale = None
+        if self.mode == "gumbel_hard":
+            if training:
+                scale = relax.gumbel_softmax(
+                    self.arch("logits"), self.temperature, self.noise_seed(), hard=True
+                )
+                index = tf.argmax(scale, output_type=tf.int32)
+            else:
+                index = tf.argmax(self.arch("logits"), output_type=tf.int32)
+        elif self.mode == "fair" and training:
+            step = self.noise_seed()[1] - 1
+            index = relax.fair_choice(self.num_choices, self.seed, step)
+        else:
+            index = relax.uniform_choice(self.num_choices, self.noise_seed())
+        fixed = self.choice >= 0
+        if scale is not None:
+            scale = tf.where(fixed, tf.ones_like(scale), scale)
+        return tf.where(fixed, self.choice, index), scale
 
     def call(self, x, training=None):
         training = bool(training) if not tf.is_tensor(training) else training
-        return tf.cond(
-            self.choice >= 0,
-            lambda: self._switch(tf.maximum(self.choice, 0), x, training),
-            lambda: self._sampled(x, training),
-        )
+        if self.mode in SOFT_MODES:
+            return self._weighted_sum(self._weights(training), x, training)
+        index, scale = self._index(training)
+        return self._switch(index, x, training, scale)
 
     # -- protocol ------------------------------------------------------------------
     def probabilities(self):

@@ -1,0 +1,139 @@
+"""Quickstart: a float CNN and its binarized twin on digits, profiled and exported.
+
+Trains ``models.simple.float_cnn`` and ``models.simple.binary_cnn`` (larq
+``QuantConv2D``, LCE-friendly) on scikit-learn's bundled digits, prints their
+cost profiles side by side, exports float TFLite and int8 TFLite of the float
+model and LCE (plus float TFLite, for the size comparison) of the binary one,
+checks each file against its Keras model and prints the sizes.
+
+Example:
+    python -m examples.quickstart --epochs 3 --out out/quickstart
+"""
+
+import os
+import time
+
+from absl import app, flags, logging
+
+from searchlayers._keras import keras
+from searchlayers import cost, datasets, export
+import tensorflow as tf
+
+from models.simple import binary_cnn, float_cnn
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("epochs", 3, "Training epochs of each model.")
+flags.DEFINE_string("out", "out/quickstart", "Folder for the exported flatbuffers.")
+flags.DEFINE_integer("batch_size", 32, "Training batch size.")
+flags.DEFINE_integer("seed", 0, "Random seed (weights and shuffle order).")
+
+CHANNELS = (32, 128, 128)
+
+
+def train(model, epochs, batch_size, seed, learning_rate):
+    """Compiles and fits ``model`` on digits; returns its test accuracy.
+
+    Example:
+        >>> train(float_cnn(), epochs=1, batch_size=64, seed=0, learning_rate=1e-3)
+        0.9...
+    """
+    model.compile(
+        keras.optimizers.Adam(learning_rate),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    train_ds = datasets.load("digits", "train", batch_size=batch_size, seed=seed)
+    val_ds = datasets.load("digits", "validation", batch_size=256)
+    model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=2)
+    _, accuracy = model.evaluate(datasets.load("digits", "test", batch_size=256), verbose=0)
+    logging.info("%s: test accuracy %.3f", model.name, accuracy)
+    return accuracy
+
+
+def export_all(float_model, binary_model, out):
+    """Exports the flatbuffers, checks parity; returns ``{file name: ParityReport}``.
+
+    Example:
+        >>> reports = export_all(float_model, binary_model, "out/quickstart")
+        >>> reports["binary_cnn.lce.tflite"].argmax_agreement
+        1.0
+    """
+    x_test, _ = datasets.arrays("digits", "test")
+    calibration, _ = datasets.arrays("digits", "validation")
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.WARNING)  # SavedModel / converter INFO chatter
+    try:
+        files = {
+            "float_cnn.tflite": (float_model, export.to_tflite(
+                float_model, os.path.join(out, "float_cnn.tflite"))),
+            "float_cnn.int8.tflite": (float_model, export.to_tflite(
+                float_model, os.path.join(out, "float_cnn.int8.tflite"),
+                quantize="int8", representative_data=calibration)),
+            "binary_cnn.float.tflite": (binary_model, export.to_tflite(
+                binary_model, os.path.join(out, "binary_cnn.float.tflite"))),
+            "binary_cnn.lce.tflite": (binary_model, export.to_lce(
+                binary_model, os.path.join(out, "binary_cnn.lce.tflite"))),
+        }
+    finally:
+        logging.set_verbosity(verbosity)
+    logging.info("wrote %s to %s", ", ".join(files), out)
+    reports = {name: export.parity(model, flatbuffer, x_test)
+               for name, (model, flatbuffer) in files.items()}
+    lce_report = export.lce_report(binary_model, files["binary_cnn.lce.tflite"][1])
+    print("\nBinary convolutions in the LCE file:")
+    print(export.format_lce_report(lce_report))
+    return reports
+
+
+TOLERANCES = {  # file name -> (ParityReport attribute, bound); see searchlayers.export
+    "float_cnn.tflite": ("max_abs_diff", export.FLOAT_ATOL),
+    "float_cnn.int8.tflite": ("rel_max_diff", export.INT8_RTOL),
+    "binary_cnn.float.tflite": ("max_abs_diff", export.FLOAT_ATOL),
+    "binary_cnn.lce.tflite": ("rel_max_diff", export.LCE_RTOL),
+}
+
+
+def print_exports(reports):
+    """Prints size and parity of each file against its tolerance; returns all passed.
+
+    Example:
+        >>> print_exports({"float_cnn.tflite": export.parity(model, flatbuffer, x)})
+        True
+    """
+    print("\nExported flatbuffers (parity against the Keras model on the digits test split):")
+    passed = True
+    for name, report in reports.items():
+        attribute, bound = TOLERANCES[name]
+        ok = getattr(report, attribute) < bound
+        passed = passed and ok
+        print(f"  {name:<25} {'ok  ' if ok else 'FAIL'} {report}")
+    ratio = (reports["binary_cnn.float.tflite"].size_bytes
+             / reports["binary_cnn.lce.tflite"].size_bytes)
+    print(f"  binary twin: LCE file is {ratio:.1f}x smaller than its float TFLite file")
+    return passed
+
+
+def main(argv):
+    del argv
+    start = time.time()
+    tf.get_logger().setLevel("ERROR")  # TensorFlow's SavedModel / converter chatter
+    keras.utils.set_random_seed(FLAGS.seed)
+    shape = datasets.info("digits").input_shape
+    float_model = float_cnn(shape, 10, channels=CHANNELS)
+    binary_model = binary_cnn(shape, 10, channels=CHANNELS)
+    accuracy = {
+        "float_cnn": train(float_model, FLAGS.epochs, FLAGS.batch_size, FLAGS.seed, 3e-3),
+        "binary_cnn": train(binary_model, FLAGS.epochs, FLAGS.batch_size, FLAGS.seed, 1e-2),
+    }
+    print("\nCost profiles:")
+    print(cost.compare(cost.profile(float_model), cost.profile(binary_model),
+                       names=["float_cnn", "binary_cnn"]))
+    print("\nTest accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in accuracy.items()))
+    passed = print_exports(export_all(float_model, binary_model, FLAGS.out))
+    logging.info("quickstart finished in %.1f s", time.time() - start)
+    if not passed:
+        raise SystemExit("A flatbuffer is outside its parity tolerance (FAIL above).")
+
+
+if __name__ == "__main__":
+    app.run(main)

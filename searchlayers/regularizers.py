@@ -1,0 +1,278 @@
+"""Architecture regularizers as differentiable tensor functions.
+
+- ``entropy(model)``: entropy of the architecture distributions (BARS eq. 6,
+  BNAS' diversity term), one value per group of layers sharing an ``arch_key``.
+- ``expected_cost(model, metric)``: the supernet's expected MACs / params /
+  binary ops / equivalent ops, from ``searchlayers.cost.profile`` (no second
+  cost counter), differentiable in the architecture logits.
+- ``budget_multiplier(cost, budget)``: BARS eq. 7, ``(cost/budget)^theta``.
+- ``threshold_penalty(betas)``: EnTranNAS-DST ``mean_j(-log sigmoid(beta_j))``.
+- ``attach_loss`` / ``attach_loss_multiplier``: add a term to a model's loss
+  once per key (re-fitting does not stack copies). The callbacks in
+  ``searchlayers.callbacks`` drive these with scheduled coefficients.
+
+Example:
+    >>> import searchlayers as sl
+    >>> m = sl.keras.Sequential([sl.keras.Input((4, 4, 2)), sl.MixedOp(["skip_connect", "none"])])
+    >>> round(float(entropy(m)), 3)   # two near-equal choices: log 2
+    0.693
+"""
+
+import weakref
+
+import tensorflow as tf
+
+from searchlayers import cost as cost_lib
+from searchlayers.layers.base import search_layers
+from searchlayers.search import SearchModel, tie_arch_variables
+
+# Names accepted on top of ``searchlayers.cost.Cost.metric``'s.
+METRIC_ALIASES = {"flops": "macs", "binary_ops": "binary_macs", "bops": "binary_macs"}
+METRICS = tuple(sorted(set(cost_lib._METRICS) | set(METRIC_ALIASES)))
+REDUCTIONS = ("mean", "sum")
+
+_EPS = 1e-12
+
+
+def check_metric(metric, where="expected_cost"):
+    """The ``Cost.metric`` name for ``metric`` (aliases resolved), or ValueError.
+
+    Example:
+        >>> check_metric("flops")
+        'macs'
+    """
+    name = METRIC_ALIASES.get(metric, metric)
+    if name not in cost_lib._METRICS:
+        raise ValueError(
+            f"{where}: unknown cost metric {metric!r}; allowed: {', '.join(METRICS)}."
+        )
+    return name
+
+
+def unwrap(model):
+    """The supernet inside a ``SearchModel``, or ``model`` itself.
+
+    Example:
+        >>> import searchlayers as sl
+        >>> m = sl.keras.Sequential([sl.keras.Input((2,)), sl.keras.layers.Dense(1)])
+        >>> unwrap(m) is m
+        True
+    """
+    return model.model if isinstance(model, SearchModel) else model
+
+
+def arch_groups(model):
+    """``{arch_key or name: layer}``: one search layer per group that has logits.
+
+    Layers sharing an ``arch_key`` share their distribution, so each group
+    appears once. Single-path layers (no architecture variables) are left out.
+
+    Example:
+        >>> import searchlayers as sl
+        >>> m = sl.keras.Sequential([sl.keras.Input((4, 4, 2)), sl.MixedOp(["skip_connect", "none"], name="e")])
+        >>> list(arch_groups(m))
+        ['e']
+    """
+    tie_arch_variables(model)
+    groups = {}
+    for layer in search_layers(model):
+        if layer.built and layer.arch_weights:
+            groups.setdefault(layer.arch_key or layer.name, layer)
+    return groups
+
+
+def categorical_entropy(probs):
+    """``-sum p log p`` over the last axis (0 log 0 = 0, finite gradients).
+
+    Example:
+        >>> float(categorical_entropy([0.5, 0.5]))  # doctest: +ELLIPSIS
+        0.693...
+    """
+    p = tf.convert_to_tensor(probs, tf.float32)
+    return -tf.reduce_sum(p * tf.math.log(tf.maximum(p, _EPS)), axis=-1)
+
+
+def layer_entropy(layer):
+    """Entropy of each distribution of ``layer``, as a vector.
+
+    A layer whose ``probabilities()`` are not categorical over the last axis
+    (e.g. independent gates) provides its own ``entropy()`` method.
+
+    Example:
+        >>> import searchlayers as sl
+        >>> op = sl.MixedOp(["skip_connect", "none"]); _ = op(tf.ones([1, 2, 2, 1]))
+        >>> layer_entropy(op).shape
+        TensorShape([1])
+    """
+    own = getattr(layer, "entropy", None)
+    h = own() if callable(own) else categorical_entropy(layer.probabilities())
+    return tf.reshape(h, [-1])
+
+
+def entropy(model, reduction="mean"):
+    """Entropy of the architecture distributions of ``model`` (differentiable).
+
+    ``reduction="mean"`` averages over every distribution (BNAS' mean edge
+    entropy); ``"sum"`` adds them (BARS eq. 6). Groups sharing an
+    ``arch_key`` count once.
+
+    Example:
+        >>> import searchlayers as sl
+        >>> m = sl.keras.Sequential([sl.keras.Input((4, 4, 2)), sl.MixedOp(["skip_connect", "none"])])
+        >>> round(float(entropy(m, "sum")), 3)
+        0.693
+    """
+    if reduction not in REDUCTIONS:
+        raise ValueError(
+            f"entropy: unknown reduction {reduction!r}; allowed: {', '.join(map(repr, REDUCTIONS))}."
+        )
+    groups = arch_groups(unwrap(model))
+    if not groups:
+        raise ValueError(
+            f"entropy: model '{model.name}' has no built search layer with architecture "
+            "logits (single-path layers have none)."
+        )
+    h = tf.concat([layer_entropy(layer) for layer in groups.values()], axis=0)
+    return tf.reduce_mean(h) if reduction == "mean" else tf.reduce_sum(h)
+
+
+def _as_float(value):
+    if tf.is_tensor(value):
+        return tf.cast(value, tf.float32)
+    return tf.constant(float(value), tf.float32)  # Python ints may exceed int32
+
+
+def expected_cost(model, metric="macs", search_only=False):
+    """Expected cost of ``model`` under its architecture distributions.
+
+    A float32 scalar, differentiable in the logits. ``metric``: any name of
+    ``Cost.metric`` ("macs", "float_macs", "binary_macs", "params",
+    "equivalent_ops", "memory_bytes", ...) or an alias ("flops" = "macs",
+    "binary_ops" = "binary_macs"). ``search_only`` counts the search layers
+    only (BARS leaves out the stem and the classifier).
+
+    Example:
+        >>> import searchlayers as sl
+        >>> m = sl.keras.Sequential([sl.keras.Input((3,)), sl.keras.layers.Dense(2)])
+        >>> float(expected_cost(m, "flops"))
+        6.0
+    """
+    name = check_metric(metric)
+    net = unwrap(model)
+    tie_arch_variables(net)
+    rows = cost_lib.profile(net).rows
+    if search_only:
+        names = {layer.name for layer in search_layers(net)}
+        rows = [row for row in rows if row[0].split("/")[-1] in names]
+    total = sum((c for _, _, c in rows), cost_lib.Cost.zero())
+    return _as_float(total.metric(name))
+
+
+def check_positive(value, what, where):
+    """``float(value)`` if it is a finite number > 0, else ValueError.
+
+    Example:
+        >>> check_positive(2, "budget", "FLOPsRegularizer")
+        2.0
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not 0 < number < float("inf"):
+        raise ValueError(f"{where}: {what} must be a finite number > 0, got {value!r}.")
+    return number
+
+
+def budget_multiplier(cost, budget, under=0.0, over=1.0):
+    """BARS eq. 7 factor ``(cost / budget)^theta``: ``theta = over`` when
+    ``cost >= budget``, ``under`` otherwise (defaults as in the BARS code).
+
+    Example:
+        >>> float(budget_multiplier(200.0, 100.0)), float(budget_multiplier(50.0, 100.0))
+        (2.0, 1.0)
+    """
+    budget = check_positive(budget, "budget", "budget_multiplier")
+    ratio = _as_float(cost) / budget
+    exponent = tf.where(ratio >= 1.0, float(over), float(under))
+    return tf.pow(ratio, exponent)
+
+
+def threshold_penalty(betas):
+    """EnTranNAS-DST threshold regularizer ``mean_j(-log sigmoid(beta_j))``.
+
+    ``betas``: a tensor or a list of tensors of threshold logits.
+
+    Example:
+        >>> round(float(threshold_penalty([0.0, 0.0])), 4)   # -log 0.5
+        0.6931
+    """
+    if isinstance(betas, (list, tuple)) and betas and tf.is_tensor(betas[0]):
+        betas = tf.concat([tf.reshape(b, [-1]) for b in betas], axis=0)
+    beta = tf.convert_to_tensor(betas, tf.float32)
+    return tf.reduce_mean(tf.math.softplus(-beta))  # -log sigmoid(b) = softplus(-b)
+
+
+# model -> {(kind, key): fn}; the model holds one lambda per key that calls the
+# current fn, so re-attaching (a new fit, a new callback) replaces, never stacks.
+_TERMS = weakref.WeakKeyDictionary()
+
+
+def _attach(model, kind, key, fn, add):
+    terms = _TERMS.setdefault(model, {})
+    new = (kind, key) not in terms
+    terms[(kind, key)] = fn
+    if new:
+        add(lambda: terms[(kind, key)]())
+    return new
+
+
+def attach_loss(model, key, fn):
+    """Adds ``fn()`` (a zero-argument callable) to ``model``'s loss.
+
+    One term per ``key``: attaching again replaces the callable. Returns True
+    when the term is new (a traced train function must then be rebuilt).
+
+    Example:
+        >>> import searchlayers as sl
+        >>> m = sl.keras.Sequential([sl.keras.Input((2,)), sl.keras.layers.Dense(1)])
+        >>> attach_loss(m, "k", lambda: tf.constant(1.0)), attach_loss(m, "k", lambda: tf.constant(2.0))
+        (True, False)
+        >>> [float(x) for x in m.losses]
+        [2.0]
+    """
+    return _attach(model, "loss", key, fn, model.add_loss)
+
+
+def attach_loss_multiplier(model, key, fn, where="attach_loss_multiplier"):
+    """Multiplies ``model``'s data loss by ``fn()``; ``model`` must be a ``SearchModel``.
+
+    One factor per ``key``, as in ``attach_loss``; returns True when new.
+
+    Example:
+        >>> attach_loss_multiplier(search_model, "flops", lambda: 1.0)  # doctest: +SKIP
+        True
+    """
+    if not callable(getattr(model, "add_loss_multiplier", None)):
+        raise TypeError(
+            f"{where}: a multiplicative loss term needs a searchlayers.SearchModel, but "
+            f"model '{model.name}' is a {type(model).__name__}. Wrap it: "
+            "`search = searchlayers.SearchModel(model)`, then compile and fit `search`."
+        )
+    return _attach(model, "multiplier", key, fn, model.add_loss_multiplier)
+
+
+__all__ = [
+    "METRICS",
+    "arch_groups",
+    "attach_loss",
+    "attach_loss_multiplier",
+    "budget_multiplier",
+    "categorical_entropy",
+    "check_metric",
+    "entropy",
+    "expected_cost",
+    "layer_entropy",
+    "threshold_penalty",
+    "unwrap",
+]

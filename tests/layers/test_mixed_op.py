@@ -1,0 +1,158 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import searchlayers as sl
+from conftest import tiny_supernet
+
+K = sl.keras
+MODES = ["softmax", "gumbel", "gumbel_hard", "uniform", "fair"]
+
+
+def test_softmax_output_is_weighted_sum_of_candidates():
+    x = tf.random.uniform([2, 6, 6, 4], seed=1)
+    op = sl.MixedOp(["skip_connect", "max_pool_3x3", "conv_3x3", "none"], temperature=2.0)
+    y = op(x, training=False)
+    p = sl.relax.softmax(op.arch("logits"), 2.0).numpy()
+    expected = sum(p[i] * op.ops[i](x, training=False) for i in range(3))  # none adds 0
+    np.testing.assert_allclose(y, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["gumbel_hard", "uniform", "fair"])
+def test_single_path_modes_run_only_the_chosen_candidate(mode):
+    calls = []
+
+    class Counting(K.layers.Layer):
+        def call(self, x):
+            calls.append(self.name)  # traced once per Python call
+            return x
+
+    # Eager calls: only the executed branch of tf.switch_case runs Python code
+    # when not traced, so count executions with a tf.py_function side effect.
+    executed = []
+
+    def probe(tag):
+        def fn(x):
+            tf.py_function(lambda: executed.append(tag) or 0, [], tf.int32)
+            return x
+
+        return K.layers.Lambda(fn, name=f"probe_{tag}")
+
+    op = sl.MixedOp([probe(i) for i in range(3)], mode=mode, seed=3)
+    x = tf.ones([1, 4, 4, 2])
+    step = tf.function(lambda x: op(x, training=True))
+    for _ in range(9):
+        executed.clear()
+        step(x)
+        assert len(executed) == 1, executed
+
+
+def test_softmax_mode_runs_every_candidate():
+    executed = []
+
+    def probe(tag):
+        def fn(x):
+            tf.py_function(lambda: executed.append(tag) or 0, [], tf.int32)
+            return x
+
+        return K.layers.Lambda(fn, name=f"probe_all_{tag}")
+
+    op = sl.MixedOp([probe(i) for i in range(3)], mode="softmax")
+    tf.function(lambda x: op(x, training=True))(tf.ones([1, 4, 4, 2]))
+    assert sorted(executed) == [0, 1, 2]
+
+
+def test_gumbel_hard_gradient_reaches_logits_and_only_chosen_weights():
+    op = sl.MixedOp(["conv_3x3", "conv_5x5"], mode="gumbel_hard", seed=5)
+    x = tf.random.uniform([2, 6, 6, 3], seed=2)
+    op(x)
+    with tf.GradientTape() as tape:
+        y = op(x, training=True)
+        loss = tf.reduce_sum(y**2)
+    grads = tape.gradient(loss, [op.arch("logits")] + op.trainable_weights[1:])
+    assert np.any(grads[0].numpy() != 0)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sequential_and_functional(mode):
+    seq = K.Sequential(
+        [
+            K.Input((8, 8, 1)),
+            K.layers.Conv2D(4, 3, padding="same"),
+            sl.MixedOp(["skip_connect", "sep_conv_3x3", "avg_pool_3x3"], mode=mode),
+            K.layers.GlobalAveragePooling2D(),
+            K.layers.Dense(10),
+        ]
+    )
+    func = tiny_supernet(mode)
+    x = np.random.rand(8, 8, 8, 1).astype("f")
+    y = np.random.randint(0, 10, 8)
+    for model in (seq, func):
+        model.compile("adam", K.losses.SparseCategoricalCrossentropy(from_logits=True))
+        hist = model.fit(x, y, epochs=2, verbose=0)
+        assert np.all(np.isfinite(hist.history["loss"]))
+        assert model.predict(x, verbose=0).shape == (8, 10)
+
+
+def test_candidate_shape_mismatch_names_candidates():
+    op = sl.MixedOp([K.layers.Conv2D(4, 1, name="c4"), K.layers.Conv2D(6, 1, name="c6")], name="bad")
+    with pytest.raises(ValueError, match=r"MixedOp 'bad'.*c4: .*4\).*c6: .*6\)"):
+        op(tf.ones([1, 4, 4, 2]))
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match=r"unknown candidate op 'sep_conv_9x9'.*Registered ops:.*skip_connect"):
+        sl.MixedOp(["skip_connect", "sep_conv_9x9"])
+    with pytest.raises(ValueError, match=r"unknown mode 'argmax'.*softmax, gumbel"):
+        sl.MixedOp(["skip_connect"], mode="argmax")
+    with pytest.raises(ValueError, match=r"MixedOp 'hot'.*temperature must be a finite number > 0, got 0.0"):
+        sl.MixedOp(["skip_connect"], temperature=0, name="hot")
+    with pytest.raises(TypeError, match="op name or a Keras layer"):
+        sl.MixedOp([3])
+    op = sl.MixedOp(["skip_connect", "none"])
+    op(tf.ones([1, 2, 2, 1]))
+    with pytest.raises(ValueError, match=r"choice 5 out of range 0..1"):
+        op.set_choice(5)
+
+
+def test_unknown_channels_is_clear_error():
+    op = sl.MixedOp(["conv_3x3"], name="nochan")
+    with pytest.raises(ValueError, match="nochan.*channel dimension is unknown"):
+        op.build(tf.TensorShape([None, 4, 4, None]))
+
+
+def test_register_user_op():
+    @sl.register_op("user_conv_1x1")
+    def _factory(channels, strides):
+        return K.layers.Conv2D(channels, 1, strides, name="user_conv")
+
+    op = sl.MixedOp(["user_conv_1x1", "skip_connect"])
+    assert op(tf.ones([1, 4, 4, 3])).shape == (1, 4, 4, 3)
+    assert "user_conv_1x1" in sl.op_names()
+
+
+def test_arch_key_sharing_and_replicas_agree_on_noise():
+    model = tiny_supernet("gumbel")
+    groups = sl.tie_arch_variables(model)
+    a, b = groups["n"]
+    assert a.arch("logits") is b.arch("logits")
+    assert len(sl.arch_variables(model)) == 2  # shared 'n' + edge_c
+    # The sample step advances once per training call and seeds the noise.
+    before = int(a.sample_step.numpy())
+    a(tf.ones([1, 8, 8, 8]), training=True)
+    assert int(a.sample_step.numpy()) == before + 1
+
+
+def test_expected_cost_is_differentiable_and_matches_candidates():
+    from searchlayers import cost
+
+    op = sl.MixedOp(["skip_connect", "conv_3x3"], name="costed")
+    op(tf.ones([1, 6, 6, 4]))
+    op.arch("logits").assign([0.0, 0.0])
+    conv_macs = 6 * 6 * 4 * 4 * 9
+    with tf.GradientTape() as tape:
+        expected = op.cost().float_macs
+    np.testing.assert_allclose(float(expected), 0.5 * conv_macs, rtol=1e-6)
+    grad = tape.gradient(expected, op.arch("logits")).numpy()
+    np.testing.assert_allclose(grad, [-0.25 * conv_macs, 0.25 * conv_macs], rtol=1e-5)
+    assert cost.layer_cost(op, [1, 6, 6, 4]).float_macs is not None

@@ -1,0 +1,289 @@
+import csv
+import glob
+import math
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import searchlayers as sl
+from conftest import tiny_supernet
+from searchlayers import cost, regularizers as reg
+from searchlayers.callbacks import (
+    ArchitectureLogger,
+    ArchWarmup,
+    EntropyRegularizer,
+    FLOPsRegularizer,
+    TemperatureScheduler,
+)
+
+K = sl.keras
+
+
+def _compiled(model, lr=0.0):
+    model.compile(optimizer=K.optimizers.SGD(lr),
+                  loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def _search(model, lr=0.0, arch_lr=0.0):
+    search = sl.SearchModel(model, bilevel=False, arch_optimizer=K.optimizers.Adam(arch_lr))
+    return _compiled(search, lr)
+
+
+class Record(K.callbacks.Callback):
+    """Calls ``fn(self.model)`` at each epoch end; keeps the results."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn, self.values = fn, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.values.append(self.fn(self.model))
+
+
+# -- schedule values -------------------------------------------------------------------
+
+def test_temperature_schedule_values():
+    ent = TemperatureScheduler()
+    assert [ent.value(t) for t in range(3)] == pytest.approx([5.0, 5.0 * 0.923, 5.0 * 0.923**2])
+    gdas = TemperatureScheduler.gdas(epochs=5)
+    assert [gdas.value(t) for t in range(6)] == pytest.approx(
+        [10.0, 7.525, 5.05, 2.575, 0.1, 0.1])
+    cos = TemperatureScheduler("cosine", start=1.0, end=0.2, total=4)
+    expected = [0.2 + 0.8 * 0.5 * (1 + math.cos(math.pi * t / 4)) for t in range(5)]
+    assert [cos.value(t) for t in range(6)] == pytest.approx(expected + [0.2])
+    snas = TemperatureScheduler("exponential", start=1.0, rate=0.5, floor=0.03)
+    assert [snas.value(t) for t in (0, 1, 5, 6, 100)] == pytest.approx(
+        [1.0, 0.5, 0.03125, 0.03, 0.03])
+
+
+def test_entropy_schedule_values():
+    bars = EntropyRegularizer.bars(epochs=5, start=-0.02, end=0.02)
+    assert [bars.value(t) for t in range(6)] == pytest.approx(
+        [-0.02, -0.01, 0.0, 0.01, 0.02, 0.02])
+    bnas = EntropyRegularizer.bnas()
+    assert [bnas.value(t) for t in range(50)] == pytest.approx(
+        [-1.0 * math.exp(-t / 7.7) for t in range(50)])
+    assert bnas.reduction == "mean" and EntropyRegularizer().value(9) == 0.01
+    assert float(bnas.coefficient) == -1.0
+
+
+def test_warmup_schedule_values():
+    assert [ArchWarmup(2).enabled(e) for e in range(4)] == [False, False, True, True]
+
+
+# -- bad input -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("make, pattern", [
+    (lambda: TemperatureScheduler(start=0.0), r"TemperatureScheduler start.*> 0, got 0.0"),
+    (lambda: TemperatureScheduler("linear", start=1, end=-1, total=3),
+     r"TemperatureScheduler end.*> 0, got -1"),
+    (lambda: TemperatureScheduler(floor=0), r"TemperatureScheduler floor.*> 0, got 0"),
+    (lambda: TemperatureScheduler("step"), r"TemperatureScheduler: unknown schedule 'step'; "
+                                           r"allowed: 'constant', 'exponential'"),
+    (lambda: TemperatureScheduler(rate=-0.5), r"TemperatureScheduler: rate .*got -0.5"),
+    (lambda: TemperatureScheduler("linear", end=0.1), r"'linear' needs `end` and `total`"),
+    (lambda: TemperatureScheduler(per="batch"), r"unknown per 'batch'; allowed: 'epoch'"),
+    (lambda: EntropyRegularizer("cos"), r"EntropyRegularizer: unknown schedule 'cos'"),
+    (lambda: EntropyRegularizer(reduction="max"), r"EntropyRegularizer: unknown reduction"),
+    (lambda: EntropyRegularizer.bnas(tau=0), r"tau must be a finite number > 0, got 0"),
+    (lambda: FLOPsRegularizer(metric="latency"),
+     r"FLOPsRegularizer: unknown cost metric 'latency'; allowed: .*flops"),
+    (lambda: FLOPsRegularizer(budget=0, mode="multiplicative"),
+     r"FLOPsRegularizer\(mode='multiplicative'\): budget .*> 0, got 0"),
+    (lambda: FLOPsRegularizer(mode="multiplicative"), r"budget .*> 0, got None"),
+    (lambda: FLOPsRegularizer(mode="power"), r"unknown mode 'power'; allowed: 'additive'"),
+    (lambda: ArchWarmup(-1), r"ArchWarmup: epochs must be an integer >= 0, got -1"),
+])
+def test_bad_arguments_name_the_callback_and_the_value(make, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        make()
+
+
+def test_bad_models(data):
+    x, y = data
+    plain = _compiled(tiny_supernet())
+    with pytest.raises(TypeError, match=r"FLOPsRegularizer\(mode='multiplicative'\).*"
+                                        r"needs a searchlayers.SearchModel.*Wrap it"):
+        plain.fit(x, y, epochs=1, verbose=0,
+                  callbacks=[FLOPsRegularizer(budget=1e5, mode="multiplicative")])
+    with pytest.raises(TypeError, match="ArchWarmup: model 'tiny_softmax'.*arch_enabled"):
+        plain.fit(x, y, epochs=1, verbose=0, callbacks=[ArchWarmup(1)])
+    with pytest.raises(ValueError, match="no search layer of model 'tiny_softmax' matches"):
+        plain.fit(x, y, epochs=1, verbose=0, callbacks=[TemperatureScheduler(keys=["nope"])])
+    dense = _compiled(K.Sequential([K.Input((8, 8, 1)), K.layers.Flatten(),
+                                    K.layers.Dense(10)], name="dense_net"))
+    with pytest.raises(ValueError, match="EntropyRegularizer: model 'dense_net' has no search"):
+        dense.fit(x, y, epochs=1, verbose=0, callbacks=[EntropyRegularizer()])
+
+
+# -- behaviour in fit --------------------------------------------------------------------
+
+def test_temperature_is_assigned_without_retracing(data):
+    x, y = data
+    model = _compiled(tiny_supernet(), lr=0.01)
+    sched = TemperatureScheduler()
+    seen = Record(lambda m: [float(l.temperature) for l in sl.layers.base.search_layers(m)])
+    traces = Record(lambda m: m.train_function.experimental_get_tracing_count())
+    model.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=[sched, seen, traces])
+    assert seen.values == [pytest.approx([sched.value(e)] * 3) for e in range(3)]
+    assert traces.values[0] == traces.values[-1]  # new temperatures, no retracing
+
+    only_c = TemperatureScheduler("linear", start=2.0, end=1.0, total=3, per="step",
+                                  keys=["edge_c"])
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[only_c])  # 4 steps/epoch
+    temps = {l.name: float(l.temperature) for l in sl.layers.base.search_layers(model)}
+    assert temps == pytest.approx({"edge_a": sched.value(2), "edge_b": sched.value(2),
+                                   "edge_c": only_c.value(7)})
+
+
+def _logits(model):
+    return np.concatenate([g.arch("logits").numpy() for g in reg.arch_groups(model).values()])
+
+
+@pytest.mark.parametrize("sign", [-1.0, 1.0])
+def test_entropy_term_drives_the_distribution(data, sign):
+    x, y = data
+    model = tiny_supernet()
+    for g in reg.arch_groups(model).values():
+        g.arch("logits").assign(tf.random.stateless_normal(g.arch("logits").shape, [1, 2]))
+    before = float(reg.entropy(model))
+    search = _search(model, lr=0.0, arch_lr=0.05)
+    search.fit(x, y, batch_size=16, epochs=2, verbose=0,
+               callbacks=[EntropyRegularizer(start=10.0 * sign)])
+    after = float(reg.entropy(model))
+    assert (after - before) * sign < 0  # negative coefficient explores, positive commits
+
+
+def test_entropy_and_flops_terms_enter_the_loss(data):
+    x, y = data
+    model = _compiled(tiny_supernet())  # lr 0: nothing moves, losses are comparable
+    base = model.fit(x, y, batch_size=32, epochs=1, verbose=0).history["loss"][0]
+    ent = EntropyRegularizer("linear", start=0.5, end=1.5, total=1)
+    flops = FLOPsRegularizer(strength=1e-5)
+    hist = model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[ent, flops]).history
+    h = float(reg.entropy(model, "sum"))
+    macs = float(cost.profile(model).total.metric("macs"))
+    for epoch, coeff in enumerate([0.5, 1.5]):
+        assert hist["loss"][epoch] == pytest.approx(base + coeff * h + 1e-5 * macs, rel=1e-5)
+    assert hist["expected_macs"][-1] == pytest.approx(macs)
+    assert hist["arch_entropy"][-1] == pytest.approx(h, rel=1e-5)
+    # A new fit with new callbacks replaces the terms instead of stacking them.
+    again = model.fit(x, y, batch_size=32, epochs=1, verbose=0,
+                      callbacks=[EntropyRegularizer(start=0.5), FLOPsRegularizer(strength=0.0)])
+    assert again.history["loss"][0] == pytest.approx(base + 0.5 * h, rel=1e-5)
+    assert len(model.losses) == 2
+
+
+def test_flops_multiplier_under_and_over_budget(data):
+    x, y = data
+    search = _search(tiny_supernet())
+    base = search.fit(x, y, batch_size=32, epochs=1, verbose=0).history["loss"][0]
+    f = float(reg.expected_cost(search, "equivalent_ops"))
+    for budget, factor in [(2 * f, 1.0), (f / 4, 4.0)]:
+        cb = FLOPsRegularizer(budget=budget, metric="equivalent_ops", mode="multiplicative")
+        loss = search.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[cb])
+        assert float(cb.multiplier()) == pytest.approx(factor, rel=1e-5)
+        assert loss.history["loss"][0] == pytest.approx(base * factor, rel=1e-5)
+    assert len(search._multipliers) == 1
+
+
+def test_arch_warmup_freezes_logits(data):
+    x, y = data
+    search = _search(tiny_supernet(), lr=0.01, arch_lr=0.05)
+    logits = Record(lambda m: _logits(m.model))
+    enabled = Record(lambda m: bool(m.arch_enabled.numpy()))
+    start = _logits(search.model)
+    search.fit(x, y, batch_size=16, epochs=3, verbose=0,
+               callbacks=[ArchWarmup(2), logits, enabled])
+    assert enabled.values == [False, False, True]
+    np.testing.assert_array_equal(logits.values[0], start)
+    np.testing.assert_array_equal(logits.values[1], start)
+    assert np.abs(logits.values[2] - start).max() > 1e-3
+
+
+def test_architecture_logger_writes_csv_png_and_tensorboard(data, tmp_path):
+    x, y = data
+    model = _compiled(tiny_supernet(), lr=0.01)
+    logger = ArchitectureLogger(tmp_path)
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[logger])
+    with open(logger.csv_path) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 * (5 + 4)  # epochs x (group "n": 5 choices + edge_c: 4)
+    assert {r["key"] for r in rows} == {"n", "edge_c"}
+    assert logger.history[1]["edge_c"]["conv_3x3"] == pytest.approx(
+        float(reg.arch_groups(model)["edge_c"].probabilities()[3]), abs=1e-6)
+    assert sum(logger.history[0]["n"].values()) == pytest.approx(1.0, abs=1e-5)
+    with open(logger.png_path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert glob.glob(os.path.join(tmp_path, "events.out.tfevents.*"))
+    resumed = ArchitectureLogger(tmp_path, append=True)
+    model.fit(x, y, batch_size=16, initial_epoch=2, epochs=3, verbose=0, callbacks=[resumed])
+    assert sorted(resumed.history) == [0, 1, 2]
+
+
+# -- serialization and resume -----------------------------------------------------------
+
+@pytest.mark.parametrize("callback", [
+    TemperatureScheduler("cosine", start=3.0, end=0.5, total=7, per="step", floor=0.6,
+                         layers=[sl.MixedOp], keys=["n"]),
+    EntropyRegularizer.bnas(lam=0.5),
+    FLOPsRegularizer(budget=1e6, metric="flops", mode="multiplicative", strength=2.0, over=2),
+    ArchWarmup(4),
+    ArchitectureLogger("logs", append=True),
+])
+def test_get_config_round_trip(callback):
+    config = K.utils.serialize_keras_object(callback)
+    assert config["class_name"] == f"searchlayers>{type(callback).__name__}"
+    restored = K.utils.deserialize_keras_object(config)
+    assert type(restored) is type(callback)
+    assert restored.get_config() == callback.get_config()
+    clone = type(callback).from_config(callback.get_config())
+    if hasattr(callback, "value"):
+        assert [clone.value(t) for t in range(9)] == [callback.value(t) for t in range(9)]
+
+
+class Crash(K.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            raise RuntimeError("interrupted")
+
+
+def _state(model, entropy_cb):
+    return [float(l.temperature) for l in sl.layers.base.search_layers(model)] + [
+        float(entropy_cb.coefficient)]
+
+
+def test_resume_with_backup_and_restore_continues_the_schedules(data, tmp_path):
+    x, y = data
+
+    def run(extra, backup=None):
+        cbs = [TemperatureScheduler(), EntropyRegularizer.bnas()]
+        if backup:
+            cbs.append(K.callbacks.BackupAndRestore(str(backup)))
+        model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=cbs + extra)
+        return _state(model, cbs[1])
+
+    model = _compiled(tiny_supernet(), lr=0.01)
+    uninterrupted = run([])
+    model = _compiled(tiny_supernet(), lr=0.01)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run([Crash()], backup=tmp_path)
+    epochs = Record(lambda m: None)
+    resumed = run([epochs], backup=tmp_path)  # fresh callbacks, as after a restart
+    assert len(epochs.values) == 1  # only epoch 1 ran again
+    assert resumed == pytest.approx(uninterrupted)
+    assert uninterrupted == pytest.approx([5.0 * 0.923] * 3 + [-math.exp(-1 / 7.7)])
+
+
+def test_callbacks_under_mirrored_strategy(data):
+    x, y = data
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        model = _compiled(tiny_supernet(), lr=0.01)
+    cbs = [TemperatureScheduler(), EntropyRegularizer.bnas(), FLOPsRegularizer(strength=1e-6)]
+    hist = model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=cbs)
+    assert np.isfinite(hist.history["loss"]).all()
+    assert float(sl.layers.base.search_layers(model)[0].temperature) == pytest.approx(4.615)
