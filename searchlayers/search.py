@@ -159,7 +159,15 @@ class SearchModel(keras.Model):
         self.arch_optimizer = arch_optimizer or default_arch_optimizer()
         self.arch_enabled = tf.Variable(True, trainable=False, name="arch_enabled")
         self._multipliers = []
+        # Our own "loss" tracker: Keras' compiled-loss tracker would report the
+        # data loss before multipliers.
+        self._loss_tracker = keras.metrics.Mean(name="loss")
         tie_arch_variables(model)
+
+    @property
+    def metrics(self):
+        compiled = self.compiled_metrics.metrics if self.compiled_metrics else []
+        return [self._loss_tracker, *compiled]
 
     def call(self, inputs, training=None):
         return self.model(inputs, training=training)
@@ -171,7 +179,7 @@ class SearchModel(keras.Model):
     def _loss(self, x, y, training=True):
         pred = self.model(x, training=training)
         data_loss = self.compiled_loss(y, pred, regularization_losses=None)
-        for fn in self._multipliers:
+        for fn in self._multipliers if training else ():
             data_loss = data_loss * fn()
         reg = self.losses  # the wrapped model's and our own additive terms
         total = data_loss + (tf.add_n(reg) if reg else 0.0)
@@ -209,8 +217,17 @@ class SearchModel(keras.Model):
             g_arch, g_w = tape.gradient(loss, [arch, weights])
             self.optimizer.apply_gradients(zip(g_w, weights))
             self._apply_arch(g_arch, arch)
+        return self._update_metrics(loss, y, pred)
+
+    def test_step(self, data):
+        x, y = data[:2] if isinstance(data, tuple) else (data, None)
+        loss, pred = self._loss(x, y, training=False)
+        return self._update_metrics(loss, y, pred)
+
+    def _update_metrics(self, loss, y, pred):
+        self._loss_tracker.update_state(loss)
         self.compiled_metrics.update_state(y, pred)
-        return {"loss": loss, **{m.name: m.result() for m in self.metrics if m.name != "loss"}}
+        return {m.name: m.result() for m in self.metrics}
 
     def get_config(self):
         return {

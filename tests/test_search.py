@@ -1,0 +1,109 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import searchlayers as sl
+from conftest import tiny_supernet
+
+K = sl.keras
+LOSS = K.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _pairs(x, y, batch=8):
+    half = len(x) // 2
+    train = tf.data.Dataset.from_tensor_slices((x[:half], y[:half]))
+    val = tf.data.Dataset.from_tensor_slices((x[half:], y[half:]))
+    return tf.data.Dataset.zip((train.batch(batch), val.batch(batch)))
+
+
+def _arch_values(model):
+    return [v.numpy().copy() for v in sl.arch_variables(model)]
+
+
+def test_arch_and_weight_split():
+    model = tiny_supernet()
+    arch, weights = sl.arch_variables(model), sl.weight_variables(model)
+    assert {v.name.split("/")[-1] for v in arch} == {"arch_logits:0"}
+    assert len(arch) == 2  # edge_a/edge_b share key "n"; edge_c
+    assert not {id(v) for v in arch} & {id(v) for v in weights}
+    assert len(arch) + len(weights) == len({id(v) for v in model.trainable_variables})
+
+
+def test_unbuilt_model_is_clear_error():
+    model = K.Sequential([sl.MixedOp(["skip_connect"])], name="unbuilt")
+    with pytest.raises(ValueError, match="Model 'unbuilt' is not built"):
+        sl.arch_variables(model)
+    with pytest.raises(ValueError, match="not built"):
+        sl.SearchModel(model)
+
+
+def test_bilevel_updates_arch_on_validation_and_weights_on_train(data):
+    x, y = data
+    model = tiny_supernet()
+    search = sl.SearchModel(model, bilevel=True)
+    search.compile(K.optimizers.SGD(0.05), LOSS, metrics=["accuracy"])
+    arch0 = _arch_values(model)
+    w0 = [v.numpy().copy() for v in sl.weight_variables(model)]
+    hist = search.fit(_pairs(x, y), epochs=2, verbose=0)
+    assert np.isfinite(hist.history["loss"]).all() and "accuracy" in hist.history
+    assert any(not np.allclose(a, b) for a, b in zip(arch0, _arch_values(model)))
+    assert any(not np.allclose(a, v.numpy()) for a, v in zip(w0, sl.weight_variables(model)))
+    # shared logits stay shared through training
+    edge_a, edge_b = (model.get_layer(n) for n in ("edge_a", "edge_b"))
+    assert edge_a.arch("logits") is edge_b.arch("logits")
+
+
+def test_first_order_arch_step_matches_hand_computed_adam(data):
+    """One bilevel step: arch Adam step on the validation batch's gradient + L2."""
+    x, y = data
+    model = tiny_supernet()
+    model(x[:1])
+    search = sl.SearchModel(model, bilevel=True)
+    search.compile(K.optimizers.SGD(0.0), LOSS)  # weights frozen by lr 0
+    arch = sl.arch_variables(model)
+    before = [v.numpy().copy() for v in arch]
+    with tf.GradientTape() as tape:
+        loss = LOSS(y[16:24], model(x[16:24], training=True))
+    grads = [g.numpy() + 1e-3 * b for g, b in zip(tape.gradient(loss, arch), before)]
+    # Keras Adam's first step: -lr * g / (|g| + eps / sqrt(1 - beta_2)).
+    search.fit(_pairs(x[:24][np.r_[0:8, 16:24]], y[np.r_[0:8, 16:24]]), epochs=1, verbose=0)
+    for b, g, v in zip(before, grads, arch):
+        expected = b - 3e-4 * g / (np.abs(g) + 1e-7 / np.sqrt(1 - 0.999))
+        np.testing.assert_allclose(v.numpy(), expected, atol=3e-7)
+
+
+def test_warmup_switch_freezes_arch(data):
+    x, y = data
+    model = tiny_supernet()
+    search = sl.SearchModel(model, bilevel=False)
+    search.compile(K.optimizers.SGD(0.05), LOSS)
+    search.arch_enabled.assign(False)
+    arch0 = _arch_values(model)
+    search.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    for a, b in zip(arch0, _arch_values(model)):
+        np.testing.assert_array_equal(a, b)
+    search.arch_enabled.assign(True)
+    search.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert any(not np.allclose(a, b) for a, b in zip(arch0, _arch_values(model)))
+
+
+def test_loss_multiplier_scales_data_loss(data):
+    x, y = data
+    model = tiny_supernet()
+    search = sl.SearchModel(model, bilevel=False)
+    search.compile(K.optimizers.SGD(0.0), LOSS)
+    search.arch_enabled.assign(False)
+    base = search.fit(x, y, batch_size=32, epochs=1, verbose=0).history["loss"][0]
+    search.add_loss_multiplier(lambda: tf.constant(3.0))
+    search.compile(K.optimizers.SGD(0.0), LOSS)  # retrace with the multiplier
+    scaled = search.fit(x, y, batch_size=32, epochs=1, verbose=0).history["loss"][0]
+    np.testing.assert_allclose(scaled, 3 * base, rtol=1e-4)
+
+
+def test_joint_training_with_plain_fit_and_case_optimizer(data):
+    x, y = data
+    model = tiny_supernet("gumbel")
+    model.compile(sl.joint_optimizer(K.optimizers.legacy.SGD(0.05)), LOSS)
+    arch0 = _arch_values(model)
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert any(not np.allclose(a, b) for a, b in zip(arch0, _arch_values(model)))
