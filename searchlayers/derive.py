@@ -131,7 +131,7 @@ def best_of_k(model, validation_data, k=8, seed=0, steps=None):
         for i in range(int(k)):
             arch = choose(model, "sample", seed=seed + i)
             apply_architecture(model, arch)
-            result = model.evaluate(validation_data, steps=steps, verbose=0, return_dict=True)
+            result = _evaluate(model, validation_data, steps)
             arch.meta.update(val_loss=float(result["loss"]), sample=i)
             scored.append((float(result["loss"]), arch))
     finally:
@@ -139,6 +139,13 @@ def best_of_k(model, validation_data, k=8, seed=0, steps=None):
     best = min(scored, key=lambda t: t[0])[1]
     best.meta["strategy"] = "best_of_k"
     return best, scored
+
+
+def _evaluate(model, data, steps):
+    """``model.evaluate`` on a dataset or an ``(x, y)`` pair of arrays."""
+    if isinstance(data, (tuple, list)):
+        return model.evaluate(*data[:2], steps=steps, verbose=0, return_dict=True)
+    return model.evaluate(data, steps=steps, verbose=0, return_dict=True)
 
 
 def derive(model, strategy="argmax", architecture=None, validation_data=None, k=8, seed=0):
