@@ -42,6 +42,10 @@ def _check_keras2():
     import tensorflow as tf  # (tf.keras resolves on first attribute access)
     import tf_keras
 
+    # Touching tf.keras.layers resolves the lazy loader; with Keras 3 it would
+    # give keras.layers, not tf_keras.layers.
+    if tf.keras.layers.Dense is not tf_keras.layers.Dense:
+        raise ImportError("tf.keras is already Keras 3. " + _ADVICE)
     if "tensorflow.keras" not in sys.modules:
         _route_module_imports(tf)
     module_layers = importlib.import_module("tensorflow.keras.layers")

@@ -126,15 +126,15 @@ class FactorizedReduce(L.Layer):
         super().__init__(**kwargs)
         self.channels = int(channels)
         half = self.channels // 2
-        self.conv_a = L.Conv2D(half, 1, 2, use_bias=False)
-        self.conv_b = L.Conv2D(self.channels - half, 1, 2, use_bias=False)
-        self.bn = L.BatchNormalization(center=False, scale=False)
+        self.conv_a = L.Conv2D(half, 1, 2, use_bias=False, name="conv_a")
+        self.conv_b = L.Conv2D(self.channels - half, 1, 2, use_bias=False, name="conv_b")
+        self.bn = L.BatchNormalization(center=False, scale=False, name="bn")
 
     def build(self, input_shape):
-        self.conv_a.build(input_shape)
-        self.conv_b.build(input_shape)
         out = list(input_shape[:-1]) + [self.channels]
-        self.bn.build(out)
+        for layer, shape in ((self.conv_a, input_shape), (self.conv_b, input_shape), (self.bn, out)):
+            with tf.name_scope(layer.name):  # unique weight names (H5 needs them)
+                layer.build(shape)
         super().build(input_shape)
 
     def call(self, x, training=None):
