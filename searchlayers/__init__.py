@@ -27,8 +27,26 @@ from searchlayers.search import (  # noqa: E402
     weight_variables,
 )
 from searchlayers.derive import Architecture, apply_architecture, choose, derive  # noqa: E402
+from searchlayers import callbacks, cost, datasets, export, regularizers  # noqa: E402
+from searchlayers.callbacks import (  # noqa: E402
+    ArchitectureLogger,
+    ArchWarmup,
+    EntropyRegularizer,
+    FLOPsRegularizer,
+    TemperatureScheduler,
+)
 
 __all__ = [
+    "ArchWarmup",
+    "ArchitectureLogger",
+    "EntropyRegularizer",
+    "FLOPsRegularizer",
+    "TemperatureScheduler",
+    "callbacks",
+    "cost",
+    "datasets",
+    "export",
+    "regularizers",
     "Architecture",
     "MixedOp",
     "SearchLayer",

@@ -327,9 +327,11 @@ class EntropyRegularizer(_Scheduled):
 
 
 def _attach(model, attach, key, fn, **kwargs):
-    """Attaches a loss term; rebuilds an already traced train function."""
-    if attach(model, key, fn, **kwargs) and model.train_function is not None:
-        model.make_train_function(force=True)
+    """Attaches a loss term; rebuilds train / test functions traced without it."""
+    if attach(model, key, fn, **kwargs):
+        model.test_function = None
+        if model.train_function is not None:
+            model.make_train_function(force=True)
 
 
 @register
@@ -476,6 +478,15 @@ def _labels(layer, count):
     return [str(i) for i in range(count)]
 
 
+def _scalar(tag, value, step):
+    """``tf.summary.scalar`` without needing the tensorboard package installed."""
+    from tensorflow.core.framework import summary_pb2
+
+    metadata = summary_pb2.SummaryMetadata()
+    metadata.plugin_data.plugin_name = "scalars"
+    tf.summary.write(tag, tf.constant(value, tf.float32), step=step, metadata=metadata)
+
+
 @register
 class ArchitectureLogger(keras.callbacks.Callback):
     """Records the architecture distributions at the end of every epoch.
@@ -549,7 +560,7 @@ class ArchitectureLogger(keras.callbacks.Callback):
             with self._writer.as_default():
                 for key, probs in self.history[epoch].items():
                     for choice, p in probs.items():
-                        tf.summary.scalar(f"architecture/{key}/{choice}", p, step=epoch)
+                        _scalar(f"architecture/{key}/{choice}", p, epoch)
             self._writer.flush()
 
     def on_train_end(self, logs=None):

@@ -13,7 +13,8 @@
 
 Example:
     >>> import searchlayers as sl
-    >>> m = sl.keras.Sequential([sl.keras.Input((4, 4, 2)), sl.MixedOp(["skip_connect", "none"])])
+    >>> op = sl.MixedOp(["skip_connect", "none"])
+    >>> m = sl.keras.Sequential([sl.keras.Input((4, 4, 2)), op])
     >>> round(float(entropy(m)), 3)   # two near-equal choices: log 2
     0.693
 """
@@ -69,7 +70,8 @@ def arch_groups(model):
 
     Example:
         >>> import searchlayers as sl
-        >>> m = sl.keras.Sequential([sl.keras.Input((4, 4, 2)), sl.MixedOp(["skip_connect", "none"], name="e")])
+        >>> op = sl.MixedOp(["skip_connect", "none"], name="e")
+        >>> m = sl.keras.Sequential([sl.keras.Input((4, 4, 2)), op])
         >>> list(arch_groups(m))
         ['e']
     """
@@ -118,13 +120,15 @@ def entropy(model, reduction="mean"):
 
     Example:
         >>> import searchlayers as sl
-        >>> m = sl.keras.Sequential([sl.keras.Input((4, 4, 2)), sl.MixedOp(["skip_connect", "none"])])
+        >>> op = sl.MixedOp(["skip_connect", "none"])
+        >>> m = sl.keras.Sequential([sl.keras.Input((4, 4, 2)), op])
         >>> round(float(entropy(m, "sum")), 3)
         0.693
     """
     if reduction not in REDUCTIONS:
         raise ValueError(
-            f"entropy: unknown reduction {reduction!r}; allowed: {', '.join(map(repr, REDUCTIONS))}."
+            f"entropy: unknown reduction {reduction!r}; "
+            f"allowed: {', '.join(map(repr, REDUCTIONS))}."
         )
     groups = arch_groups(unwrap(model))
     if not groups:
@@ -220,24 +224,27 @@ _TERMS = weakref.WeakKeyDictionary()
 
 def _attach(model, kind, key, fn, add):
     terms = _TERMS.setdefault(model, {})
-    new = (kind, key) not in terms
+    previous = terms.get((kind, key))
     terms[(kind, key)] = fn
-    if new:
+    if previous is None:
         add(lambda: terms[(kind, key)]())
-    return new
+    return previous != fn
 
 
 def attach_loss(model, key, fn):
     """Adds ``fn()`` (a zero-argument callable) to ``model``'s loss.
 
     One term per ``key``: attaching again replaces the callable. Returns True
-    when the term is new (a traced train function must then be rebuilt).
+    when the term is new or its callable changed (a train function traced
+    before must then be rebuilt), False when ``fn`` was already attached.
 
     Example:
         >>> import searchlayers as sl
         >>> m = sl.keras.Sequential([sl.keras.Input((2,)), sl.keras.layers.Dense(1)])
-        >>> attach_loss(m, "k", lambda: tf.constant(1.0)), attach_loss(m, "k", lambda: tf.constant(2.0))
-        (True, False)
+        >>> two = lambda: tf.constant(2.0)
+        >>> one = lambda: tf.constant(1.0)
+        >>> attach_loss(m, "k", one), attach_loss(m, "k", two), attach_loss(m, "k", two)
+        (True, True, False)
         >>> [float(x) for x in m.losses]
         [2.0]
     """
@@ -247,7 +254,7 @@ def attach_loss(model, key, fn):
 def attach_loss_multiplier(model, key, fn, where="attach_loss_multiplier"):
     """Multiplies ``model``'s data loss by ``fn()``; ``model`` must be a ``SearchModel``.
 
-    One factor per ``key``, as in ``attach_loss``; returns True when new.
+    One factor per ``key``, as in ``attach_loss``; returns True when it changed.
 
     Example:
         >>> attach_loss_multiplier(search_model, "flops", lambda: 1.0)  # doctest: +SKIP

@@ -167,13 +167,13 @@ def test_entropy_and_flops_terms_enter_the_loss(data):
     h = float(reg.entropy(model, "sum"))
     macs = float(cost.profile(model).total.metric("macs"))
     for epoch, coeff in enumerate([0.5, 1.5]):
-        assert hist["loss"][epoch] == pytest.approx(base + coeff * h + 1e-5 * macs, rel=1e-5)
+        assert hist["loss"][epoch] == pytest.approx(base + coeff * h + 1e-5 * macs, rel=1e-4)
     assert hist["expected_macs"][-1] == pytest.approx(macs)
     assert hist["arch_entropy"][-1] == pytest.approx(h, rel=1e-5)
     # A new fit with new callbacks replaces the terms instead of stacking them.
     again = model.fit(x, y, batch_size=32, epochs=1, verbose=0,
                       callbacks=[EntropyRegularizer(start=0.5), FLOPsRegularizer(strength=0.0)])
-    assert again.history["loss"][0] == pytest.approx(base + 0.5 * h, rel=1e-5)
+    assert again.history["loss"][0] == pytest.approx(base + 0.5 * h, rel=1e-4)
     assert len(model.losses) == 2
 
 
@@ -186,7 +186,7 @@ def test_flops_multiplier_under_and_over_budget(data):
         cb = FLOPsRegularizer(budget=budget, metric="equivalent_ops", mode="multiplicative")
         loss = search.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[cb])
         assert float(cb.multiplier()) == pytest.approx(factor, rel=1e-5)
-        assert loss.history["loss"][0] == pytest.approx(base * factor, rel=1e-5)
+        assert loss.history["loss"][0] == pytest.approx(base * factor, rel=1e-4)
     assert len(search._multipliers) == 1
 
 
@@ -218,7 +218,9 @@ def test_architecture_logger_writes_csv_png_and_tensorboard(data, tmp_path):
     assert sum(logger.history[0]["n"].values()) == pytest.approx(1.0, abs=1e-5)
     with open(logger.png_path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    assert glob.glob(os.path.join(tmp_path, "events.out.tfevents.*"))
+    events = glob.glob(os.path.join(tmp_path, "events.out.tfevents.*"))
+    tags = {v.tag for e in tf.compat.v1.train.summary_iterator(events[0]) for v in e.summary.value}
+    assert "architecture/edge_c/conv_3x3" in tags
     resumed = ArchitectureLogger(tmp_path, append=True)
     model.fit(x, y, batch_size=16, initial_epoch=2, epochs=3, verbose=0, callbacks=[resumed])
     assert sorted(resumed.history) == [0, 1, 2]
@@ -236,7 +238,7 @@ def test_architecture_logger_writes_csv_png_and_tensorboard(data, tmp_path):
 ])
 def test_get_config_round_trip(callback):
     config = K.utils.serialize_keras_object(callback)
-    assert config["class_name"] == f"searchlayers>{type(callback).__name__}"
+    assert config["registered_name"] == f"searchlayers>{type(callback).__name__}"
     restored = K.utils.deserialize_keras_object(config)
     assert type(restored) is type(callback)
     assert restored.get_config() == callback.get_config()
@@ -286,4 +288,4 @@ def test_callbacks_under_mirrored_strategy(data):
     cbs = [TemperatureScheduler(), EntropyRegularizer.bnas(), FLOPsRegularizer(strength=1e-6)]
     hist = model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=cbs)
     assert np.isfinite(hist.history["loss"]).all()
-    assert float(sl.layers.base.search_layers(model)[0].temperature) == pytest.approx(4.615)
+    assert sl.layers.base.search_layers(model)[0].temperature.numpy() == pytest.approx(4.615)
