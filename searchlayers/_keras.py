@@ -62,9 +62,27 @@ def _check_keras2():
 keras = _check_keras2()
 
 
+def require_built(model, why):
+    """Raises a clear error unless ``model`` is a built Keras model.
+
+    ``why`` completes "so ...", e.g. "its layer shapes are unknown".
+
+    Example:
+        >>> require_built(keras.Sequential([keras.Input((2,))]), "it has no shapes")
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"Expected a keras.Model, got {type(model).__name__}.")
+    if not model.built:
+        raise ValueError(
+            f"Model '{model.name}' is not built, so {why}. Build it first: call it on "
+            "an input, call model.build(input_shape), or give it an Input "
+            "(keras.Input(shape) / Sequential([keras.Input(shape), ...]))."
+        )
+
+
 def register(cls):
     """Registers ``cls`` as a Keras serializable under the package name."""
     return keras.utils.register_keras_serializable(package="searchlayers")(cls)
 
 
-__all__ = ["keras", "register"]
+__all__ = ["keras", "register", "require_built"]

@@ -45,7 +45,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import tensorflow as tf
 
-from searchlayers._keras import keras
+from searchlayers._keras import keras, require_built
 
 
 __all__ = [
@@ -573,12 +573,10 @@ def profile(model, print_fn=None):
         >>> profile(model).total.float_macs          # 2 * 2 * 2 * 1 * 3 * 3
         72
     """
-    if not model.built:
-        raise ValueError(
-            f"Model {model.name!r} is not built, so its layer shapes are unknown. "
-            "Build it first: call it on an input, call `model.build(input_shape)`, "
-            "or give its first layer an input shape (keras.Input)."
-        )
+    require_built(model, "its layer shapes are unknown")
+    from searchlayers.search import tie_arch_variables  # search layers share keys
+
+    tie_arch_variables(model)
     rows, uncounted = [], []
     for name, kind, cost, counted in _model_rows(model):
         rows.append((name, kind, cost))

@@ -18,7 +18,7 @@ import json
 import numpy as np
 import tensorflow as tf
 
-from searchlayers._keras import keras
+from searchlayers._keras import keras, require_built
 from searchlayers.layers.base import ZERO, SearchLayer, search_layers
 
 STRATEGIES = ("argmax", "sample", "best_of_k")
@@ -182,13 +182,7 @@ def derive(model, strategy="argmax", architecture=None, validation_data=None, k=
 
 
 def _check_model(model):
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"expected a Keras model, got {type(model).__name__}.")
-    if not model.built:
-        raise ValueError(
-            f"Model '{model.name}' is not built: call it on an input or build it "
-            "before deriving."
-        )
+    require_built(model, "it cannot be derived")
 
 
 # -- rebuilding ---------------------------------------------------------------------

@@ -33,7 +33,7 @@ import warnings
 
 import numpy as np
 
-from searchlayers._keras import keras
+from searchlayers._keras import keras, require_built
 import tensorflow as tf
 
 
@@ -117,15 +117,7 @@ def to_lce(model, path=None):
 
 
 def _check_built(model):
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"Expected a keras.Model, got {type(model).__name__}.")
-    if not model.built:
-        raise ValueError(
-            f"Model {model.name!r} is not built, so its input shape is unknown and "
-            "it cannot be exported. Build it first: give it an Input "
-            "(keras.Input(shape) / Sequential([keras.Input(shape), ...])), or call "
-            "model.build((None, *input_shape)) or model(x) on a batch."
-        )
+    require_built(model, "its input shape is unknown and it cannot be exported")
     if not model.inputs and model._get_save_spec() is None:
         raise ValueError(
             f"Model {model.name!r} is built but its input signature is unknown (a "

@@ -13,7 +13,7 @@ Two ways to train:
 
 import tensorflow as tf
 
-from searchlayers._keras import keras, register
+from searchlayers._keras import keras, register, require_built
 from searchlayers.layers.base import is_arch_variable, search_layers
 
 ARCH_LR, ARCH_BETAS, ARCH_WEIGHT_DECAY = 3e-4, (0.5, 0.999), 1e-3
@@ -83,11 +83,7 @@ def weight_variables(model):
 
 
 def _check_built(model):
-    if not model.built:
-        raise ValueError(
-            f"Model '{model.name}' is not built: call it on an input or build it "
-            "with an input shape before asking for its variables."
-        )
+    require_built(model, "its variables do not exist yet")
 
 
 def default_arch_optimizer(legacy=False):
