@@ -81,7 +81,15 @@ def require_built(model, why):
 
 
 def register(cls):
-    """Registers ``cls`` as a Keras serializable under the package name."""
+    """Registers ``cls`` as a Keras serializable under the package name.
+
+    Example:
+        >>> @register
+        ... class MyLayer(keras.layers.Layer):
+        ...     pass
+        >>> keras.utils.get_registered_name(MyLayer)
+        'searchlayers>MyLayer'
+    """
     return keras.utils.register_keras_serializable(package="searchlayers")(cls)
 
 

@@ -108,7 +108,9 @@ def joint_optimizer(weights_optimizer=None, arch_optimizer=None):
     Both must be ``keras.optimizers.legacy`` optimizers (larq's requirement).
 
     Example:
-        >>> opt = joint_optimizer(sl_keras.optimizers.legacy.SGD(0.1))  # doctest: +SKIP
+        >>> opt = joint_optimizer(keras.optimizers.legacy.SGD(0.1))
+        >>> type(opt).__name__
+        'CaseOptimizer'
     """
     import larq as lq
 
@@ -140,9 +142,18 @@ class SearchModel(keras.Model):
         arch_weight_decay: L2 on the architecture variables (default 1e-3).
 
     Example:
-        >>> search = SearchModel(supernet, bilevel=True)  # doctest: +SKIP
-        >>> search.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-        >>> search.fit(sl.datasets.search_pairs("digits", batch_size=64), epochs=5)
+        >>> import searchlayers as sl
+        >>> supernet = sl.keras.Sequential([
+        ...     sl.keras.Input((8, 8, 1)),
+        ...     sl.keras.layers.Conv2D(4, 3, padding="same"),
+        ...     sl.MixedOp(["conv_3x3", "skip_connect", "none"]),
+        ...     sl.keras.layers.GlobalAveragePooling2D(),
+        ...     sl.keras.layers.Dense(10),
+        ... ])
+        >>> search = SearchModel(supernet, bilevel=True)
+        >>> search.compile("sgd", sl.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        >>> pairs = sl.datasets.search_pairs("digits", batch_size=64).take(2)
+        >>> history = search.fit(pairs, epochs=1, verbose=0)
     """
 
     def __init__(self, model, arch_optimizer=None, bilevel=True,

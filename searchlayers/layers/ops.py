@@ -41,7 +41,12 @@ def register_op(name, factory=None):
 
 
 def op_names():
-    """The registered op names, sorted."""
+    """The registered op names, sorted.
+
+    Example:
+        >>> "skip_connect" in op_names()
+        True
+    """
     return sorted(_REGISTRY)
 
 
@@ -60,7 +65,12 @@ def check_op_name(name, where="MixedOp"):
 
 
 def get_op(name, channels, strides=1, where="MixedOp"):
-    """A fresh layer for the registered op ``name`` (see ``check_op_name``)."""
+    """A fresh layer for the registered op ``name`` (see ``check_op_name``).
+
+    Example:
+        >>> get_op("max_pool_3x3", channels=4, strides=2)(tf.zeros([1, 4, 4, 4])).shape
+        TensorShape([1, 2, 2, 4])
+    """
     check_op_name(name, where)
     return _REGISTRY[name](int(channels), int(strides))
 
