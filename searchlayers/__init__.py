@@ -13,7 +13,11 @@ __version__ = "0.1.0"
 from searchlayers._keras import keras  # noqa: E402  (the Keras-2 guard runs first)
 from searchlayers import relax  # noqa: E402
 from searchlayers.layers import (  # noqa: E402
+    EnTranCell,
+    FiGSMask,
+    MaskingLayer,
     MixedOp,
+    QuantConv,
     SearchLayer,
     Zeroise,
     op_names,
@@ -28,9 +32,11 @@ from searchlayers.search import (  # noqa: E402
 )
 from searchlayers.derive import Architecture, apply_architecture, choose, derive  # noqa: E402
 from searchlayers import callbacks, cost, datasets, export, regularizers  # noqa: E402
+from searchlayers import bn_score, evolution, transforms  # noqa: E402
 from searchlayers.callbacks import (  # noqa: E402
     ArchitectureLogger,
     ArchWarmup,
+    BNScoreEvaluator,
     EntropyRegularizer,
     FLOPsRegularizer,
     TemperatureScheduler,
@@ -39,16 +45,24 @@ from searchlayers.callbacks import (  # noqa: E402
 __all__ = [
     "ArchWarmup",
     "ArchitectureLogger",
+    "BNScoreEvaluator",
     "EntropyRegularizer",
     "FLOPsRegularizer",
     "TemperatureScheduler",
+    "bn_score",
     "callbacks",
     "cost",
     "datasets",
+    "evolution",
     "export",
     "regularizers",
+    "transforms",
     "Architecture",
+    "EnTranCell",
+    "FiGSMask",
+    "MaskingLayer",
     "MixedOp",
+    "QuantConv",
     "SearchLayer",
     "SearchModel",
     "Zeroise",

@@ -21,7 +21,10 @@ import tensorflow as tf
 from searchlayers._keras import keras, require_built
 from searchlayers.layers.base import ZERO, SearchLayer, search_layers
 
-STRATEGIES = ("argmax", "sample", "best_of_k")
+STRATEGIES = ("argmax", "sample", "expected", "best_of_k")
+# Strategies every search layer answers; a layer may offer more (``strategies``).
+# A layer without "expected" (the FiGS export rule) uses its argmax there.
+_BASE_STRATEGIES = ("argmax", "sample")
 
 
 @dataclasses.dataclass
@@ -70,10 +73,16 @@ def _describe(layer, choice):
     return choice
 
 
-def choose(model, strategy="argmax", seed=0):
-    """The ``Architecture`` of ``model`` under ``strategy`` ("argmax" or "sample").
+def choose(model, strategy="argmax", seed=0, rule=None):
+    """The ``Architecture`` of ``model`` under ``strategy`` ("argmax", "sample" or
+    "expected").
 
     Layers sharing an ``arch_key`` get one choice (drawn once per key).
+    "expected" is FiGS' export rule for ``FiGSMask`` (keep ``floor(sum p)``
+    channels); other search layers take their argmax under it.
+    ``rule(layer) -> choice or None`` overrides the strategy for the layers it
+    answers (e.g. BNAS' ``models.bnas.zeroise_gamma_rule(gamma)``); ``None``
+    falls back to ``strategy``.
 
     Example:
         >>> choose(supernet, "argmax").choices  # doctest: +SKIP
@@ -82,17 +91,26 @@ def choose(model, strategy="argmax", seed=0):
     from searchlayers.search import tie_arch_variables
 
     _check_model(model)
-    if strategy not in ("argmax", "sample"):
-        raise ValueError(f"choose(): unknown strategy {strategy!r}; allowed: 'argmax', 'sample'.")
+    if strategy not in _BASE_STRATEGIES + ("expected",):
+        raise ValueError(
+            f"choose(): unknown strategy {strategy!r}; allowed: 'argmax', 'sample', 'expected'."
+        )
     tie_arch_variables(model)
     by_key, choices, names = {}, {}, {}
     for layer in search_layers(model):
         key = layer.arch_key or layer.name
         if key not in by_key:
-            by_key[key] = layer.sample_choice(strategy, seed=seed)
+            own = strategy
+            if own not in getattr(layer, "strategies", _BASE_STRATEGIES):
+                own = "argmax"
+            choice = None if rule is None else rule(layer)
+            by_key[key] = layer.sample_choice(own, seed=seed) if choice is None else choice
         choices[layer.name] = by_key[key]
         names[layer.name] = _describe(layer, by_key[key])
-    return Architecture(choices, names, {"strategy": strategy, "seed": seed})
+    meta = {"strategy": strategy, "seed": seed}
+    if rule is not None:
+        meta["rule"] = getattr(rule, "__name__", type(rule).__name__)
+    return Architecture(choices, names, meta)
 
 
 def apply_architecture(model, architecture):
@@ -153,7 +171,8 @@ def derive(model, strategy="argmax", architecture=None, validation_data=None, k=
 
     Args:
         model: the supernet (Sequential or Functional, nested models allowed).
-        strategy: "argmax", "sample", or "best_of_k" (needs ``validation_data``
+        strategy: "argmax", "sample", "expected" (FiGS masks keep their
+            ``floor(sum p)`` most probable channels), or "best_of_k" (needs ``validation_data``
             and a compiled model).
         architecture: an ``Architecture`` to build instead of choosing.
         k, seed: for "sample" / "best_of_k".
@@ -170,7 +189,7 @@ def derive(model, strategy="argmax", architecture=None, validation_data=None, k=
             if validation_data is None:
                 raise ValueError("derive(strategy='best_of_k') needs validation_data.")
             architecture, _ = best_of_k(model, validation_data, k=k, seed=seed)
-        elif strategy in ("argmax", "sample"):
+        elif strategy in _BASE_STRATEGIES + ("expected",):
             architecture = choose(model, strategy, seed=seed)
         else:
             raise ValueError(
@@ -230,7 +249,19 @@ def _rebuild(model, architecture):
     )
 
 
+def _has_masks(model):
+    from searchlayers.layers.figs import FiGSMask
+
+    return any(isinstance(layer, FiGSMask) for layer in model.layers)
+
+
 def _rebuild_sequential(model, architecture):
+    if _has_masks(model):  # channel slicing replays the graph, then re-stacks it
+        graph = _rebuild_functional(model, architecture)
+        layers = [l for l in graph.layers if not isinstance(l, keras.layers.InputLayer)]
+        first = model.inputs[0]
+        inputs = keras.Input(batch_shape=tuple(first.shape), dtype=first.dtype)
+        return keras.Sequential([inputs, *layers], name=f"{model.name}_derived")
     layers, inherit = [], []
     for layer in model.layers:
         if isinstance(layer, SearchLayer):
@@ -249,7 +280,18 @@ def _rebuild_sequential(model, architecture):
 
 
 def _rebuild_functional(model, architecture):
-    """Replays ``model``'s node graph (as Functional._run_internal_graph does)."""
+    """Replays ``model``'s node graph (as Functional._run_internal_graph does).
+
+    With FiGS masks in the graph, every value also carries the supernet channels
+    it keeps (``searchlayers.slicing.ChannelPlan``) and each layer is rebuilt
+    narrower by the rules of ``searchlayers.slicing``.
+    """
+    plan = None
+    if _has_masks(model):
+        from searchlayers import slicing
+
+        plan = slicing.ChannelPlan(model, architecture.choices)
+    present = {}  # id(derived tensor) -> supernet channel indices it holds
     inputs = [
         keras.Input(type_spec=t.type_spec, name=t.name.split(":")[0]) for t in model.inputs
     ]
@@ -261,7 +303,10 @@ def _rebuild_functional(model, architecture):
             if node.is_input:
                 continue
             args, kwargs = node.map_arguments(values)
-            outputs = _replay(node.layer, args, kwargs, architecture, copies)
+            if plan is None:
+                outputs = _replay(node.layer, args, kwargs, architecture, copies)
+            else:
+                outputs = _replay_sliced(node, args, kwargs, architecture, copies, plan, present)
             for x_id, y in zip(node.flat_output_ids, tf.nest.flatten(outputs)):
                 values[x_id] = [y] * usage[x_id]
     outputs = [_materialize(values[str(id(x))].pop()) for x in model.outputs]
@@ -302,3 +347,91 @@ def _replay(layer, args, kwargs, architecture, copies):
     out = new(*args, **kwargs)
     new.set_weights(layer.get_weights())
     return out
+
+
+# -- channel slicing (FiGS masks) ----------------------------------------------------------
+def _replay_sliced(node, args, kwargs, architecture, copies, plan, present):
+    """Replays one call keeping only the channels ``plan`` keeps (see ``slicing``)."""
+    from searchlayers import slicing
+
+    layer = node.layer
+    ins = [str(id(t)) for t in tf.nest.flatten(node.keras_inputs)]
+    outs = list(node.flat_output_ids)
+    kind = slicing.kind(layer)
+    xs = tf.nest.flatten(args[0]) if args else []
+    if len(xs) != len(ins) or any(plan.present.get(i) is None for i in ins):
+        kind = "opaque"
+    if kind != "opaque" and any(plan.present.get(o) is None for o in outs):
+        kind = "opaque"
+    graph = plan.graph
+
+    def held(x, tid):
+        found = present.get(id(x))
+        return np.arange(graph.channels(tid)) if found is None else found
+
+    def finish(y, natural, tid, allowed=None):
+        want = plan.present[tid]
+        count = copies["_selects"] = copies.get("_selects", 0) + 1
+        y = slicing.select(y, natural, want, allowed, name=f"{layer.name}_select_{count}")
+        present[id(y)] = want
+        return y
+
+    if kind == "opaque":
+        out = _replay(layer, args, kwargs, architecture, copies)
+        flat = tf.nest.flatten(out)
+        result = []
+        for o, y in zip(outs, flat):
+            if plan.present.get(o) is None or isinstance(y, _Zero):
+                result.append(y)
+            else:
+                result.append(finish(y, np.arange(graph.channels(o)), o))
+        return tf.nest.pack_sequence_as(out, result)
+    xs = [_materialize(x) if kind != "merge" else x for x in xs]
+    out_id = outs[0]
+    if kind == "mask":
+        return finish(xs[0], held(xs[0], ins[0]), out_id, allowed=plan.kept[layer.name])
+    if kind == "reduce":
+        src, want = held(xs[0], ins[0]), plan.present[out_id]
+        key = (id(layer), tuple(src), tuple(want))
+        if key in copies:
+            y = copies[key](xs[0])
+        else:
+            y = slicing.slice_reduce(layer, xs[0], src, want)
+            copies[key] = y._keras_history.layer
+        present[id(y)] = want
+        return y
+    if kind == "channelwise":
+        src = held(xs[0], ins[0])
+        key = (id(layer), tuple(src))
+        if key in copies:
+            y = copies[key](xs[0])
+        else:
+            y = slicing.slice_channelwise(layer, xs[0], src, graph.channels(ins[0]))
+            copies[key] = y._keras_history.layer
+        return finish(y, src, out_id)
+    new = copies.get(id(layer))
+    if new is None:
+        new = copies[id(layer)] = type(layer).from_config(layer.get_config())
+    if kind == "merge":
+        live = [(x, i) for x, i in zip(xs, ins) if not isinstance(x, _Zero)]
+        if not live:
+            return xs[0]
+        want = plan.present[out_id]
+        parts = [finish(x, held(x, i), out_id) for x, i in live]
+        if len(parts) == 1:
+            return parts[0]
+        y = new(parts)
+        present[id(y)] = want
+        return y
+    if kind == "concat":
+        natural, start = [], 0
+        for x, i in zip(xs, ins):
+            natural.append(held(x, i) + start)
+            start += graph.channels(i)
+        y = new(xs)
+        return finish(y, np.concatenate(natural), out_id)
+    # flatten: position-major, channel-minor indices
+    src, channels = held(xs[0], ins[0]), graph.channels(ins[0])
+    positions = graph.positions(ins[0])
+    natural = (np.arange(positions)[:, None] * channels + src[None, :]).reshape(-1)
+    return finish(new(xs[0]), natural, out_id)

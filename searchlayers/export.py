@@ -42,7 +42,7 @@ INT8_RTOL = 0.1
 LCE_RTOL = 1e-3
 
 _SIGN_QUANTIZERS = ("SteSign", "ApproxSign", "SwishSign")
-_SCALED_SIGN_KERNELS = _SIGN_QUANTIZERS + ("MagnitudeAwareSign",)
+_SCALED_SIGN_KERNELS = _SIGN_QUANTIZERS + ("MagnitudeAwareSign", "ScaledSign")
 
 
 # ------------------------------------------------------------------- conversion

@@ -5,6 +5,8 @@
 - ``expected_cost(model, metric)``: the supernet's expected MACs / params /
   binary ops / equivalent ops, from ``searchlayers.cost.profile`` (no second
   cost counter), differentiable in the architecture logits.
+- ``figs_expected_cost(model, metric)``: FiGS eq. 6 for networks with
+  ``FiGSMask`` layers (used by ``expected_cost`` when the model has masks).
 - ``budget_multiplier(cost, budget)``: BARS eq. 7, ``(cost/budget)^theta``.
 - ``threshold_penalty(betas)``: EnTranNAS-DST ``mean_j(-log sigmoid(beta_j))``.
 - ``attach_loss`` / ``attach_loss_multiplier``: add a term to a model's loss
@@ -25,6 +27,7 @@ import tensorflow as tf
 
 from searchlayers import cost as cost_lib
 from searchlayers.layers.base import search_layers
+from searchlayers.layers.figs import figs_masks
 from searchlayers.search import SearchModel, tie_arch_variables
 
 # Names accepted on top of ``searchlayers.cost.Cost.metric``'s.
@@ -153,7 +156,9 @@ def expected_cost(model, metric="macs", search_only=False):
     ``Cost.metric`` ("macs", "float_macs", "binary_macs", "params",
     "equivalent_ops", "memory_bytes", ...) or an alias ("flops" = "macs",
     "binary_ops" = "binary_macs"). ``search_only`` counts the search layers
-    only (BARS leaves out the stem and the classifier).
+    only (BARS leaves out the stem and the classifier). A model with
+    ``FiGSMask`` layers is counted by ``figs_expected_cost`` (FiGS eq. 6), so
+    ``FLOPsRegularizer`` drives a FiGS search unchanged.
 
     Example:
         >>> import searchlayers as sl
@@ -164,12 +169,83 @@ def expected_cost(model, metric="macs", search_only=False):
     name = check_metric(metric)
     net = unwrap(model)
     tie_arch_variables(net)
+    if figs_masks(net):
+        if search_only:
+            raise ValueError(
+                f"expected_cost: search_only=True is not defined for model '{net.name}' "
+                "with FiGS masks; FiGS counts the whole network (eq. 6)."
+            )
+        return figs_expected_cost(net, metric)
     rows = cost_lib.profile(net).rows
     if search_only:
         names = {layer.name for layer in search_layers(net)}
         rows = [row for row in rows if row[0].split("/")[-1] in names]
     total = sum((c for _, _, c in rows), cost_lib.Cost.zero())
     return _as_float(total.metric(name))
+
+
+def figs_expected_cost(model, metric="params"):
+    """FiGS eq. 6: the expected cost of a network with ``FiGSMask`` layers.
+
+    Walks the layer graph (``searchlayers.slicing.expected_channels``): each
+    Conv / Dense / SeparableConv is counted by ``searchlayers.cost.layer_cost``
+    with fractional channels ``cin = sum(p_in)`` (the mask upstream of its input,
+    through BatchNorm, activations, pooling and residual adds) and ``cout =
+    sum(p_out)`` (the mask its output feeds, through the same layers): so each
+    channel ``i`` costs ``pi_i * (sum pi_in + sum pi_out)`` times the layer's
+    per-connection cost. Depthwise convolutions and BatchNorm count ``sum(p)``
+    channels. Unmasked layers count their full cost; a layer called twice
+    counts its parameters once; a nested Functional / Sequential model is
+    counted the same way inside (its inputs and outputs unmasked). A float32
+    scalar, differentiable in the logits.
+
+    Example:
+        >>> import searchlayers as sl
+        >>> x = sl.keras.Input((4, 4, 1))
+        >>> h = sl.FiGSMask()(sl.keras.layers.Conv2D(2, 1, use_bias=False)(x))
+        >>> m = sl.keras.Model(x, sl.keras.layers.Conv2D(1, 1, use_bias=False)(h))
+        >>> round(float(figs_expected_cost(m, "params")), 3)   # 2 p + 2 p, p = sigmoid(2.5)
+        3.697
+    """
+    name = check_metric(metric, "figs_expected_cost")
+    net = unwrap(model)
+    tie_arch_variables(net)
+    return _as_float(_figs_cost(net).metric(name))
+
+
+def _figs_cost(net):
+    """The ``Cost`` (tensor fields) of FiGS eq. 6 for one graph model."""
+    from searchlayers import slicing
+
+    graph, p, q = slicing.expected_channels(net)
+
+    def total(prob):
+        return None if prob is None else tf.reduce_sum(prob.p)
+
+    seen, result = set(), cost_lib.Cost.zero()
+    for layer, node, ins, outs in graph.calls:
+        kind = slicing.kind(layer)
+        if kind == "mask":
+            continue
+        in_shape = cost_lib._single_shape(node.input_shapes)
+        out_shape = cost_lib._single_shape(node.output_shapes)
+        cin = cout = None
+        if kind == "reduce":
+            cin, cout = total(p[ins[0]]), total(q[outs[0]])
+        elif kind == "channelwise" and layer.weights:
+            cin = total(q[outs[0]])
+            cin = total(p[ins[0]]) if cin is None else cin
+        if getattr(layer, "_is_graph_network", False) and figs_masks(layer):
+            c = _figs_cost(layer)
+        elif cin is None and cout is None:
+            c = cost_lib.layer_cost(layer, in_shape, out_shape)
+        else:
+            c = cost_lib.layer_cost(layer, in_shape, out_shape, cin=cin, cout=cout)
+        if id(layer) in seen:
+            c = cost_lib.Cost(float_macs=c.float_macs, binary_macs=c.binary_macs)
+        seen.add(id(layer))
+        result = result + c
+    return result
 
 
 def check_positive(value, what, where):
@@ -279,6 +355,7 @@ __all__ = [
     "check_metric",
     "entropy",
     "expected_cost",
+    "figs_expected_cost",
     "layer_entropy",
     "threshold_penalty",
     "unwrap",

@@ -7,6 +7,7 @@ Example:
 """
 
 from searchlayers.layers.base import ZERO, SearchLayer, is_arch_variable, search_layers
+from searchlayers.layers.figs import FiGSMask, MaskingLayer, figs_masks
 from searchlayers.layers.mixed_op import MixedOp
 from searchlayers.layers.ops import (
     DARTS_OPS,
@@ -16,15 +17,37 @@ from searchlayers.layers.ops import (
     op_names,
     register_op,
 )
+from searchlayers.layers.binary import (  # registers the bin_* ops
+    BARS_OPS,
+    BNAS_OPS,
+    BinaryConvShortcut,
+    BinaryReduce,
+    QuantConv,
+    ScaledSign,
+)
+from searchlayers.layers.mobilenet import MB_OPS, inverted_residual
+from searchlayers.layers.entrannas import EnTranCell
 
 __all__ = [
+    "BARS_OPS",
+    "BNAS_OPS",
+    "BinaryConvShortcut",
+    "BinaryReduce",
+    "QuantConv",
+    "ScaledSign",
     "DARTS_OPS",
+    "EnTranCell",
     "FactorizedReduce",
+    "FiGSMask",
+    "MaskingLayer",
+    "MB_OPS",
     "MixedOp",
     "SearchLayer",
     "ZERO",
     "Zeroise",
+    "figs_masks",
     "get_op",
+    "inverted_residual",
     "is_arch_variable",
     "op_names",
     "register_op",

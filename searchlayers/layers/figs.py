@@ -1,0 +1,233 @@
+"""``FiGSMask`` (alias ``MaskingLayer``): FiGS per-channel Logistic-Sigmoid masks.
+
+One logit ``nu_c`` per channel of the input; in training the channel is
+multiplied by the binary-concrete sample ``sigmoid((nu_c + s_c) / tau)``
+(FiGS eq. 2, ``searchlayers.relax.logistic_sigmoid``) with one Logistic noise
+``s_c`` per channel per step, shared over the batch and the spatial positions.
+At inference the mask is deterministic, ``1[nu_c > 0]``. ``P(mask_c = 1) =
+sigmoid(nu_c)`` (``probabilities()``).
+
+Masks with the same ``group`` share their logits (``group`` is the layer's
+``arch_key``): e.g. the outputs joined by a residual ``Add``.
+
+The expected cost of a network with masks (FiGS eq. 6) is
+``searchlayers.regularizers.figs_expected_cost``; ``searchlayers.derive``
+collapses the masks into physically narrower layers.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from searchlayers import relax
+from searchlayers._keras import keras, register
+from searchlayers.layers.base import SearchLayer
+
+STRATEGIES = ("expected", "argmax", "alive", "sample")
+
+
+@register
+class FiGSMask(SearchLayer):
+    """Multiplies each channel (last axis) of its input by a learned 0/1 mask.
+
+    Args:
+        temperature: relaxation temperature ``tau`` (FiGS: 0.001).
+        hard: straight-through 0/1 forward value in training (soft gradient).
+        keep_one: the channel with the highest logit is always kept.
+        group: masks with the same group share their logits (the ``arch_key``).
+        initial_logit: initial ``nu`` of every channel (2.5: ``p ~ 0.92``).
+        seed: integer seed of the noise; default: a hash of the layer name.
+
+    Example:
+        >>> import searchlayers as sl
+        >>> model = sl.keras.Sequential([
+        ...     sl.keras.Input((8, 8, 1)),
+        ...     sl.keras.layers.Conv2D(4, 3),
+        ...     FiGSMask(),
+        ... ])
+        >>> model(tf.ones([2, 8, 8, 1])).shape
+        TensorShape([2, 6, 6, 4])
+    """
+
+    strategies = STRATEGIES
+
+    def __init__(
+        self,
+        temperature=0.001,
+        hard=False,
+        keep_one=False,
+        group=None,
+        initial_logit=2.5,
+        seed=None,
+        arch_key=None,
+        **kwargs,
+    ):
+        if group is not None and arch_key is not None and group != arch_key:
+            raise ValueError(
+                f"FiGSMask: group={group!r} and arch_key={arch_key!r} differ; "
+                "the group is the arch_key, give one of them."
+            )
+        key = group if group is not None else arch_key
+        super().__init__(arch_key=key, temperature=temperature, seed=seed, **kwargs)
+        self.hard = bool(hard)
+        self.keep_one = bool(keep_one)
+        self.initial_logit = float(initial_logit)
+        self.supports_masking = True
+
+    @property
+    def group(self):
+        """The mask group (``arch_key``): masks of one group share logits."""
+        return self.arch_key
+
+    # -- build ---------------------------------------------------------------------
+    def build(self, input_shape):
+        input_shape = tf.TensorShape(input_shape)
+        channels = input_shape[-1] if input_shape.rank else None
+        if channels is None:
+            raise ValueError(
+                f"FiGSMask '{self.name}': the input's channel (last) dimension is unknown "
+                f"(shape {input_shape}); a mask needs a known number of channels."
+            )
+        self.channels = int(channels)
+        self.add_arch_weight(
+            "logits", [self.channels], keras.initializers.Constant(self.initial_logit)
+        )
+        # A fixed choice (set_choice): the mask is exactly ``fixed_mask``.
+        self.fixed_mask = self.add_weight(
+            "fixed_mask", shape=[self.channels], initializer="ones", trainable=False
+        )
+        self.choice_fixed = self.add_weight(
+            "choice_fixed", shape=[], dtype=tf.int32, initializer="zeros", trainable=False
+        )
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    # -- forward -------------------------------------------------------------------
+    def _keep_best(self, mask):
+        if not self.keep_one:
+            return mask
+        best = tf.one_hot(tf.argmax(self.arch("logits")), self.channels, dtype=mask.dtype)
+        return mask + (1.0 - mask) * best  # exactly 1 at the best channel
+
+    def _train_mask(self):
+        logits = self.arch("logits")
+        return self._keep_best(
+            relax.logistic_sigmoid(logits, self.temperature, self.noise_seed(), hard=self.hard)
+        )
+
+    def _inference_mask(self):
+        logits = self.arch("logits")
+        return self._keep_best(tf.cast(logits > 0, logits.dtype))
+
+    def mask(self, training=False):
+        """The mask vector of this call (fixed choice first, then train / inference)."""
+        if tf.is_tensor(training):
+            m = tf.cond(tf.cast(training, tf.bool), self._train_mask, self._inference_mask)
+        else:
+            m = self._train_mask() if training else self._inference_mask()
+        return tf.where(self.choice_fixed > 0, self.fixed_mask, m)
+
+    def call(self, x, training=None):
+        m = tf.cast(self.mask(training), x.dtype)
+        return x * m  # broadcasts over batch and positions
+
+    # -- protocol ------------------------------------------------------------------
+    def probabilities(self):
+        """``P(mask_c = 1) = sigmoid(nu_c)``; the fixed mask when a choice is set."""
+        p = tf.sigmoid(self.arch("logits"))
+        return tf.where(self.choice_fixed > 0, self.fixed_mask, p)
+
+    def entropy(self):
+        """Bernoulli entropy of each channel's mask (a vector)."""
+        logits = self.arch("logits")
+        p = tf.sigmoid(logits)
+        # H = softplus(l) - p * l, finite for any logit
+        return tf.math.softplus(logits) - p * logits
+
+    @property
+    def choice_names(self):
+        return [str(i) for i in range(getattr(self, "channels", 0))]
+
+    def cost(self, input_shape=None):
+        """A mask has no network weights and no MACs (its logits are architecture)."""
+        from searchlayers.cost import Cost
+
+        return Cost.zero()
+
+    def sample_choice(self, strategy="expected", seed=None):
+        """Kept channel indices (a sorted list of ints; at least one).
+
+        - ``"expected"`` (FiGS export): the ``floor(sum p)`` channels of highest ``p``;
+        - ``"argmax"`` / ``"alive"``: the channels with ``logit > 0``;
+        - ``"sample"``: one Logistic-Sigmoid draw (seeded by ``seed``).
+        """
+        logits = self.arch("logits").numpy()
+        if strategy == "expected":
+            p = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+            k = max(1, int(np.floor(p.sum() + 1e-6)))
+            order = np.argsort(-logits, kind="stable")
+            kept = order[:k]
+        elif strategy in ("argmax", "alive"):
+            kept = np.flatnonzero(logits > 0)
+        elif strategy == "sample":
+            seed = [self.seed, 0 if seed is None else int(seed)]
+            noise = relax.logistic_noise([self.channels], seed).numpy()
+            kept = np.flatnonzero(logits + noise > 0)
+        else:
+            raise ValueError(
+                f"FiGSMask '{self.name}': unknown strategy {strategy!r}; "
+                f"allowed: {', '.join(map(repr, STRATEGIES))}."
+            )
+        if len(kept) == 0 or (self.keep_one and int(np.argmax(logits)) not in kept):
+            kept = np.append(kept, int(np.argmax(logits)))
+        return sorted(int(i) for i in kept)
+
+    def set_choice(self, choice):
+        """Fixes the mask to exactly the channels ``choice`` (``None`` clears)."""
+        if choice is None:
+            self.choice_fixed.assign(0)
+            self.fixed_mask.assign(tf.ones([self.channels]))
+            return
+        kept = [int(i) for i in choice]
+        bad = [i for i in kept if not 0 <= i < self.channels]
+        if bad:
+            raise ValueError(
+                f"FiGSMask '{self.name}': channel indices {bad} out of range "
+                f"0..{self.channels - 1}."
+            )
+        mask = np.zeros([self.channels], np.float32)
+        mask[kept] = 1.0
+        self.fixed_mask.assign(mask)
+        self.choice_fixed.assign(1)
+
+    def derived_layer(self, choice):
+        """Masks disappear when derived: their channels are sliced (``derive``)."""
+        return None
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            hard=self.hard,
+            keep_one=self.keep_one,
+            group=self.arch_key,
+            initial_logit=self.initial_logit,
+        )
+        return config
+
+
+MaskingLayer = FiGSMask
+
+
+def figs_masks(model):
+    """Every ``FiGSMask`` inside ``model`` (nested models included).
+
+    Example:
+        >>> figs_masks(keras.Sequential([keras.layers.Dense(2)]))
+        []
+    """
+    return [
+        layer
+        for layer in model._flatten_layers(include_self=True, recursive=True)
+        if isinstance(layer, FiGSMask)
+    ]

@@ -1,0 +1,308 @@
+"""Model-to-model transforms.
+
+- ``train_only_batchnorm``: BN-NAS' supernet training, where only BatchNorm's
+  gamma and beta learn.
+- ``insert_masks``: FiGS' search space, a ``FiGSMask`` after every prunable layer.
+
+Example:
+    >>> from searchlayers.transforms import train_only_batchnorm
+    >>> from models.spos import spos_supernet
+    >>> model = train_only_batchnorm(spos_supernet(stages=((8, 1, 1),)))
+    >>> sorted({w.name.split("/")[-1].split(":")[0] for w in model.trainable_weights})
+    ['beta', 'gamma']
+"""
+
+from searchlayers._keras import keras
+from searchlayers.layers.base import SearchLayer, search_layers
+
+BN_WHICH = ("all", "last")
+
+
+def _children(layer):
+    return list(layer._flatten_layers(include_self=False, recursive=False))
+
+
+def _leaves(model):
+    """The layers of ``model`` without sublayers (nested models walked through)."""
+    return [
+        layer for layer in model._flatten_layers(include_self=False, recursive=True)
+        if not _children(layer)
+    ]
+
+
+def _set_lists(layer, trainable, non_trainable):
+    # Plain lists, set without Keras' attribute tracking: a tracked list would be
+    # re-scanned by ``_update_trackables``, which files variables by their own
+    # ``trainable`` flag and would put gamma / beta back.
+    object.__setattr__(layer, "_trainable_weights", list(trainable))
+    object.__setattr__(layer, "_non_trainable_weights", list(non_trainable))
+
+
+def _freeze_affine(bn):
+    """Makes gamma / beta non-trainable while the layer keeps ``trainable=True``.
+
+    Keras runs a BatchNormalization with ``trainable=False`` in inference mode;
+    moving its affine variables to the front of the non-trainable list instead
+    keeps batch statistics in training (and the moving averages updating), and
+    keeps the order of ``bn.weights`` (gamma, beta, moving mean, variance).
+    """
+    moved = list(bn._trainable_weights)
+    if moved:
+        _set_lists(bn, [], moved + list(bn._non_trainable_weights))
+
+
+def _restore_affine(bn):
+    """Undoes ``_freeze_affine`` (a second call with another ``which``)."""
+    affine = [w for w in (bn.gamma, bn.beta) if w is not None]
+    moved = [w for w in bn._non_trainable_weights if any(w is a for a in affine)]
+    if moved:
+        rest = [w for w in bn._non_trainable_weights if not any(w is m for m in moved)]
+        _set_lists(bn, moved + list(bn._trainable_weights), rest)
+
+
+def train_only_batchnorm(model, which="all"):
+    """Freezes every weight but BatchNorm's gamma and beta (BN-NAS, sec. 3.4).
+
+    In place; returns ``model``. Every non-BatchNorm layer with weights gets
+    ``trainable=False`` (convolutions, dense layers, ...). BatchNorm layers stay
+    ``trainable=True``, so they normalize with batch statistics in training and
+    their moving mean / variance keep updating.
+
+    Args:
+        which: ``"all"``: every BatchNorm's gamma and beta train (the paper);
+            ``"last"``: only the last BatchNorm of each candidate op of each
+            search layer (the authors' code); the other BatchNorms keep their
+            gamma / beta fixed but still use and update batch statistics.
+
+    Search layers' own variables (architecture logits, temperature, sampling
+    state) are left as they are: single-path MixedOps ("uniform", "fair") have
+    no trainable ones. A compiled model's train function is reset, so the next
+    ``fit`` traces with the new trainable set.
+
+    A subnet derived from the model (``searchlayers.derive``) inherits the
+    ``trainable=False`` flags; set ``child.trainable = True`` before retraining it.
+
+    Note: with ``which="last"``, gamma and beta of the other BatchNorms are
+    frozen by bookkeeping that the model's config does not record; a model
+    rebuilt from its config (``clone_model``, ``load_model``) has them
+    trainable again.
+
+    Example:
+        >>> from models.spos import spos_supernet
+        >>> m = train_only_batchnorm(spos_supernet(stages=((8, 1, 1),)), which="last")
+        >>> len(m.trainable_weights)   # gamma and beta of 6 candidates' last BN
+        12
+    """
+    if which not in BN_WHICH:
+        raise ValueError(
+            f"train_only_batchnorm: unknown which={which!r}; allowed: 'all' (every "
+            "BatchNorm, the paper) or 'last' (the last BatchNorm of each candidate op)."
+        )
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"train_only_batchnorm expects a keras.Model, got {type(model).__name__}.")
+    from searchlayers.bn_score import last_batchnorm
+
+    batchnorms = []
+    for layer in _leaves(model):
+        if isinstance(layer, SearchLayer):
+            continue  # architecture state, not network weights
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = True
+            _restore_affine(layer)
+            batchnorms.append(layer)
+        elif layer.weights:
+            layer.trainable = False
+    if which == "last":
+        keep = set()
+        for layer in search_layers(model):
+            for op in getattr(layer, "ops", None) or []:
+                bn = last_batchnorm(op)
+                if bn is not None:
+                    keep.add(id(bn))
+        if not keep:
+            raise ValueError(
+                f"train_only_batchnorm(which='last'): model '{model.name}' has no candidate "
+                "op ending with a BatchNormalization (no MixedOp of BN-ended ops)."
+            )
+        for bn in batchnorms:
+            if id(bn) not in keep:
+                _freeze_affine(bn)
+    if getattr(model, "train_function", None) is not None:
+        model.train_function = None
+    return model
+
+
+# -- FiGS: insert_masks ----------------------------------------------------------------
+_PRUNABLE = (
+    keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, keras.layers.Dense,
+    keras.layers.SeparableConv1D, keras.layers.SeparableConv2D,
+    keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D,
+)
+_TRANSPOSED = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose,
+               keras.layers.Conv3DTranspose)
+# Layers a mask moves past: it goes after the prunable layer's BN and activation.
+_POST = (keras.layers.BatchNormalization, keras.layers.Activation, keras.layers.ReLU,
+         keras.layers.LeakyReLU, keras.layers.ELU, keras.layers.PReLU)
+
+
+class _Groups:
+    """Union-find over mask sites (tensor ids)."""
+
+    def __init__(self):
+        self.parent = {}
+
+    def find(self, a):
+        self.parent.setdefault(a, a)
+        while self.parent[a] != a:
+            self.parent[a] = self.parent[self.parent[a]]
+            a = self.parent[a]
+        return a
+
+    def union(self, a, b):
+        self.parent[self.find(a)] = self.find(b)
+
+
+def _mask_sites(graph, skip_output):
+    """``{tensor id: prunable layer}``: where masks go, and the union-find of groups."""
+    from searchlayers import slicing
+
+    sites = {}
+    for layer, node, ins, outs in graph.calls:
+        if not isinstance(layer, _PRUNABLE) or isinstance(layer, _TRANSPOSED + (SearchLayer,)):
+            continue
+        if isinstance(layer, slicing._DEPTHWISE) and layer.depth_multiplier != 1:
+            continue
+        tid = outs[0]
+        while tid not in graph.output_ids:
+            users = graph.consumers.get(tid, [])
+            if len(users) != 1 or not isinstance(users[0][0], _POST):
+                break
+            tid = list(users[0][1].flat_output_ids)[0]
+        if skip_output and tid in graph.output_ids:
+            continue
+        if graph.channels(tid) is None:
+            continue
+        sites[tid] = layer
+    groups = _Groups()
+    governing = {}
+
+    def site_of(tid):
+        if tid in sites:
+            return tid
+        if tid in governing:
+            return governing[tid]
+        governing[tid] = None
+        producer = _producer(graph, tid)
+        found = None
+        if producer is not None:
+            layer, ins = producer
+            kind = slicing.kind(layer)
+            if kind == "channelwise" and not isinstance(layer, slicing._DEPTHWISE):
+                found = site_of(ins[0])
+            elif kind == "merge" and isinstance(layer, keras.layers.Add):
+                found = _join([site_of(i) for i in ins], groups)
+        governing[tid] = found
+        return found
+
+    for layer, node, ins, outs in graph.calls:
+        if isinstance(layer, keras.layers.Add):
+            _join([site_of(i) for i in ins], groups)
+        elif isinstance(layer, slicing._DEPTHWISE):
+            own = [t for t, l in sites.items() if l is layer]
+            if own:
+                _join([own[0], site_of(ins[0])], groups)
+    return sites, groups
+
+
+def _producer(graph, tid):
+    for layer, node, ins, outs in graph.calls:
+        if tid in outs:
+            return layer, ins
+    return None
+
+
+def _join(sites, groups):
+    sites = [s for s in sites if s is not None]
+    for s in sites[1:]:
+        groups.union(sites[0], s)
+    return sites[0] if sites else None
+
+
+def insert_masks(model, skip_output=True, temperature=0.001, hard=False, keep_one=False,
+                 initial_logit=2.5):
+    """A copy of ``model`` with a ``FiGSMask`` after every prunable layer (FiGS).
+
+    Prunable: Conv1D/2D/3D, Dense, SeparableConv, DepthwiseConv (multiplier 1) and
+    their larq Quant* versions. The mask goes after the layer's BatchNorm and
+    activation (when they follow it alone), so a masked channel is exactly zero
+    for every consumer. ``skip_output``: no mask on a model output (the
+    classifier). Masks of tensors joined by a residual ``Add`` share one group
+    (one set of logits); a depthwise convolution's mask shares the group of its
+    input's mask; ``Concatenate`` inputs keep separate masks. Weights are
+    copied; the input model is left unchanged. Works on Functional and
+    Sequential models (a Sequential gives a Sequential).
+
+    Example:
+        >>> import searchlayers as sl
+        >>> m = sl.keras.Sequential([sl.keras.Input((8, 8, 1)),
+        ...     sl.keras.layers.Conv2D(4, 3), sl.keras.layers.ReLU(),
+        ...     sl.keras.layers.Flatten(), sl.keras.layers.Dense(10)])
+        >>> [type(l).__name__ for l in insert_masks(m).layers]
+        ['Conv2D', 'ReLU', 'FiGSMask', 'Flatten', 'Dense']
+    """
+    import tensorflow as tf
+
+    from searchlayers import slicing
+    from searchlayers.layers.figs import FiGSMask
+
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"insert_masks expects a keras.Model, got {type(model).__name__}.")
+    graph = slicing.Graph(model)
+    sites, groups = _mask_sites(graph, skip_output)
+    members = {}
+    for tid in sites:
+        members.setdefault(groups.find(tid), []).append(tid)
+    group_name = {}
+    for root, tids in members.items():
+        if len(tids) > 1:
+            first = sites[tids[0]].name
+            for tid in tids:
+                group_name[tid] = f"{first}_group"
+    inputs = [keras.Input(batch_shape=tuple(t.shape), dtype=t.dtype,
+                          name=t.name.split(":")[0] if t.name else None)
+              for t in model.inputs]
+    usage = model._tensor_usage_count
+    values = {str(id(x)): [y] * usage[str(id(x))] for x, y in zip(model.inputs, inputs)}
+    copies = {}
+    for layer, node, ins, outs in graph.calls:
+        args, kwargs = node.map_arguments(values)
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("training", "mask")}
+        new = copies.get(id(layer))
+        fresh = new is None
+        if fresh:
+            new = copies[id(layer)] = type(layer).from_config(layer.get_config())
+        out = new(*args, **kwargs)
+        if fresh:
+            new.set_weights(layer.get_weights())
+        flat = tf.nest.flatten(out)
+        for tid, y in zip(outs, flat):
+            if tid in sites:
+                y = FiGSMask(temperature=temperature, hard=hard, keep_one=keep_one,
+                             group=group_name.get(tid), initial_logit=initial_logit,
+                             name=f"{sites[tid].name}_mask")(y)
+            values[tid] = [y] * usage[tid]
+    outputs = [values[str(id(x))].pop() for x in model.outputs]
+    outputs = tf.nest.pack_sequence_as(model._nested_outputs, outputs)
+    result = keras.Model(inputs, outputs, name=f"{model.name}_masked")
+    if isinstance(model, keras.Sequential):
+        layers = [l for l in result.layers if not isinstance(l, keras.layers.InputLayer)]
+        result = keras.Sequential([keras.Input(batch_shape=tuple(model.inputs[0].shape),
+                                               dtype=model.inputs[0].dtype), *layers],
+                                  name=f"{model.name}_masked")
+    from searchlayers.search import tie_arch_variables
+
+    tie_arch_variables(result)
+    return result
+
+
+__all__ = ["BN_WHICH", "insert_masks", "train_only_batchnorm"]
