@@ -1,0 +1,182 @@
+"""FiGSMask: sampling, inference mask, choices, grouping, serialization."""
+
+import larq as lq
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import searchlayers as sl
+from searchlayers.layers.figs import FiGSMask, MaskingLayer
+
+K = sl.keras
+
+
+def _mask(logits, **kwargs):
+    layer = FiGSMask(**kwargs)
+    layer.build([None, len(logits)])
+    layer.arch("logits").assign(np.asarray(logits, np.float32))
+    return layer
+
+
+def test_alias_defaults_and_probabilities():
+    assert MaskingLayer is FiGSMask and sl.MaskingLayer is FiGSMask
+    layer = FiGSMask()
+    layer.build([None, 4, 4, 3])
+    assert [w.name.split("/")[-1].split(":")[0] for w in layer.arch_weights] == ["arch_logits"]
+    np.testing.assert_allclose(layer.probabilities(), [0.924142] * 3, atol=1e-5)
+    assert float(layer.temperature) == pytest.approx(0.001)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: K.layers.Conv2D(6, 3, padding="same"),
+        lambda: K.layers.DepthwiseConv2D(3, padding="same"),
+        lambda: K.layers.SeparableConv2D(6, 3, padding="same"),
+        lambda: lq.layers.QuantConv2D(6, 3, padding="same", kernel_quantizer="ste_sign",
+                                      kernel_constraint="weight_clip"),
+        lambda: lq.layers.QuantDepthwiseConv2D(3, padding="same"),
+    ],
+)
+def test_sequential_add_after_conv_like_layers(make):
+    model = K.Sequential([K.Input((6, 6, 4)), make()])
+    model.add(FiGSMask(name="mask"))
+    mask = model.get_layer("mask")
+    channels = model.output_shape[-1]
+    logits = np.linspace(-2, 2, channels).astype("f") + 0.1
+    mask.arch("logits").assign(logits)
+    x = np.random.default_rng(0).random((2, 6, 6, 4), dtype=np.float32)
+    y = model(x).numpy()
+    dead = logits <= 0
+    assert np.all(y[..., dead] == 0) and np.any(y[..., ~dead] != 0)
+
+
+def test_functional_after_dense_and_quant_dense():
+    x = K.Input((5,))
+    h = FiGSMask(name="m1")(K.layers.Dense(7)(x))
+    y = FiGSMask(name="m2")(lq.layers.QuantDense(3)(h))
+    model = K.Model(x, y)
+    assert model.output_shape == (None, 3)
+    assert model.get_layer("m1").channels == 7
+
+
+def test_statistics_match_sigmoid_and_noise_is_per_channel():
+    logits = np.repeat([-2.0, 0.0, 1.5], 3000).astype("f")
+    layer = _mask(logits, seed=3)
+    x = tf.ones([2, 2, 2, logits.size])
+    y = layer(x, training=True).numpy()
+    # one sample per channel, shared over the batch and positions
+    np.testing.assert_array_equal(y, np.broadcast_to(y[:1, :1, :1], y.shape))
+    m = y[0, 0, 0]
+    assert np.mean(np.abs(m - 0.5) > 0.49) > 0.99  # near 0/1 at tau = 0.001
+    for value, group in zip([-2.0, 0.0, 1.5], np.split(m, 3)):
+        p = 1 / (1 + np.exp(-value))
+        assert abs(np.mean(group > 0.5) - p) < 0.035
+    # the next step draws fresh noise
+    assert not np.array_equal(layer(x, training=True).numpy()[0, 0, 0], m)
+
+
+def test_inference_mask_and_training_flag_as_tensor():
+    layer = _mask([1.0, -1.0, 0.2])
+    x = tf.ones([1, 3])
+    np.testing.assert_array_equal(layer(x), [[1, 0, 1]])
+    np.testing.assert_array_equal(layer(x, training=tf.constant(False)), [[1, 0, 1]])
+
+
+def test_gradients_reach_logits_soft_and_hard():
+    for hard in (False, True):
+        layer = _mask([0.0, 0.0, 0.0, 0.0], hard=hard, temperature=1.0)
+        with tf.GradientTape() as tape:
+            y = layer(tf.ones([2, 4]), training=True)
+            loss = tf.reduce_sum(y * tf.constant([1.0, 2.0, 3.0, 4.0]))
+        grad = tape.gradient(loss, layer.arch("logits"))
+        assert np.all(np.isfinite(grad)) and np.any(grad.numpy() != 0)
+        if hard:
+            assert set(np.unique(y.numpy())) <= {0.0, 1.0}
+
+
+def test_keep_one_keeps_the_best_channel():
+    layer = _mask([-3.0, -1.0, -2.0], keep_one=True)
+    np.testing.assert_array_equal(layer(tf.ones([1, 3])), [[0, 1, 0]])
+    y = layer(tf.ones([1, 3]), training=True).numpy()
+    assert y[0, 1] == 1.0
+    assert layer.sample_choice("argmax") == [1]
+
+
+def test_sample_choice_strategies_and_set_choice():
+    logits = [3.0, -1.0, 0.5, -4.0, 1.0]
+    layer = _mask(logits)
+    p = 1 / (1 + np.exp(-np.array(logits)))
+    k = int(np.floor(p.sum()))
+    assert layer.sample_choice() == sorted(np.argsort(-np.array(logits))[:k].tolist())
+    assert layer.sample_choice("argmax") == [0, 2, 4] == layer.sample_choice("alive")
+    sample = layer.sample_choice("sample", seed=1)
+    assert sample == layer.sample_choice("sample", seed=1) and all(0 <= i < 5 for i in sample)
+    assert _mask([-5.0, -6.0]).sample_choice("argmax") == [0]  # never empty
+    layer.set_choice([1, 3])
+    np.testing.assert_array_equal(layer(tf.ones([1, 5]), training=True), [[0, 1, 0, 1, 0]])
+    np.testing.assert_array_equal(layer.probabilities(), [0, 1, 0, 1, 0])
+    layer.set_choice(None)
+    np.testing.assert_array_equal(layer(tf.ones([1, 5])), [[1, 0, 1, 0, 1]])
+    with pytest.raises(ValueError, match="out of range"):
+        layer.set_choice([7])
+    with pytest.raises(ValueError, match="unknown strategy"):
+        layer.sample_choice("best")
+
+
+def test_groups_share_logits_and_choose_once():
+    x = K.Input((4, 4, 3))
+    a = FiGSMask(group="g", name="a")(K.layers.Conv2D(3, 1)(x))
+    b = FiGSMask(group="g", name="b")(K.layers.Conv2D(3, 1)(x))
+    model = K.Model(x, K.layers.Add()([a, b]))
+    sl.tie_arch_variables(model)
+    assert model.get_layer("a").arch("logits") is model.get_layer("b").arch("logits")
+    assert len(sl.arch_variables(model)) == 1
+    model.get_layer("a").arch("logits").assign([3.0, -1.0, 2.0])
+    arch = sl.choose(model, "expected")
+    assert arch.choices["a"] == arch.choices["b"] == [0, 2]
+
+
+def test_errors_name_the_layer():
+    with pytest.raises(ValueError, match="FiGSMask 'bad'.*unknown"):
+        FiGSMask(name="bad").build(tf.TensorShape([None, 4, None]))
+    with pytest.raises(ValueError, match="group"):
+        FiGSMask(group="a", arch_key="b")
+
+
+def test_entropy_and_cost():
+    layer = _mask([0.0, 30.0])
+    np.testing.assert_allclose(layer.entropy(), [np.log(2), 0.0], atol=1e-6)
+    assert layer.cost().params == 0
+
+
+def _masked_model():
+    x = K.Input((6, 6, 2))
+    h = K.layers.Conv2D(5, 3, padding="same")(x)
+    h = FiGSMask(group="g", temperature=0.01, keep_one=True, hard=True, name="mask")(h)
+    return K.Model(x, K.layers.Dense(3)(K.layers.GlobalAveragePooling2D()(h)))
+
+
+def test_config_round_trip():
+    layer = FiGSMask(temperature=0.01, hard=True, keep_one=True, group="g",
+                     initial_logit=1.0, seed=4, name="cfg")
+    clone = FiGSMask.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    assert clone.group == "g" and clone.hard and clone.keep_one
+
+
+@pytest.mark.parametrize("fmt", ["h5", "tf"])
+def test_save_load_keeps_logits_temperature_and_choice(tmp_path, fmt):
+    model = _masked_model()
+    mask = model.get_layer("mask")
+    mask.arch("logits").assign([2.0, -1.0, 0.5, -0.5, 1.0])
+    mask.temperature.assign(0.37)
+    x = np.random.default_rng(0).random((2, 6, 6, 2), dtype=np.float32)
+    path = str(tmp_path / ("m.h5" if fmt == "h5" else "m"))
+    model.save(path, save_format=fmt, include_optimizer=False)
+    loaded = K.models.load_model(path, compile=False)
+    got = loaded.get_layer("mask")
+    assert isinstance(got, FiGSMask) and got.group == "g" and got.hard
+    np.testing.assert_array_equal(got.arch("logits").numpy(), mask.arch("logits").numpy())
+    assert float(got.temperature) == pytest.approx(0.37)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)

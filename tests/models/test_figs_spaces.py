@@ -1,0 +1,28 @@
+"""models.figs: both spaces take masks, derive exactly, and shrink."""
+
+import numpy as np
+import pytest
+
+import searchlayers as sl
+from models.figs import mobilenet_v2, resnet
+from searchlayers.transforms import insert_masks
+
+
+@pytest.mark.parametrize("build", [
+    lambda: resnet((8, 8, 1), 10, stages=((8, 1, 2), (12, 2, 1)), stem=8),
+    lambda: mobilenet_v2((8, 8, 1), 10, blocks=((2, 8, 1), (2, 12, 2), (2, 12, 1)), stem=8),
+])
+def test_space_masks_derive_and_shrink(build):
+    base = build()
+    supernet = insert_masks(base)
+    rng = np.random.default_rng(0)
+    sl.tie_arch_variables(supernet)
+    for mask in sl.layers.figs_masks(supernet):
+        mask.arch("logits").assign(rng.normal(size=mask.channels).astype("f"))
+    child = sl.derive(supernet, "expected")
+    sl.apply_architecture(supernet, child.architecture)
+    x = rng.random((2, 8, 8, 1), dtype=np.float32)
+    np.testing.assert_allclose(supernet.predict(x, verbose=0), child.predict(x, verbose=0),
+                               atol=1e-5)
+    assert child.count_params() < base.count_params()
+    assert not [layer for layer in child.layers if "_select_" in layer.name]
