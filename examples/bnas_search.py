@@ -1,0 +1,152 @@
+"""BNAS binary cell search on digits: search, derive (Zeroise gamma), retrain, LCE export.
+
+1. Builds ``models.bnas.bnas_supernet`` (Table 3 binary ops, inter-cell skips,
+   ``MixedOp(mode="softmax")``) and searches it bi-level with
+   ``searchlayers.SearchModel`` on ``datasets.search_pairs`` and BNAS'
+   diversity term ``EntropyRegularizer.bnas(lam, tau)``.
+2. Derives one op per edge with the Zeroise transferability rule
+   ``p* = max(p_zero / gamma, p_op...)`` (``models.bnas.derive_bnas``).
+3. Retrains the child from fresh weights, evaluates its test accuracy.
+4. Exports it with ``export.to_lce``, checks with ``export.lce_report`` that
+   every binary conv became ``LceBconv2d``, and runs ``export.parity`` with
+   LCE's interpreter. Writes ``child.lce.tflite`` and ``summary.json`` to
+   ``--out``.
+
+Example:
+    python -m examples.bnas_search --epochs=5 --retrain_epochs=10 --out=out/bnas
+"""
+
+import json
+import os
+import time
+
+from absl import app, flags, logging
+
+import searchlayers as sl
+from searchlayers import callbacks, cost, datasets, export
+from searchlayers._keras import keras
+
+from models import bnas, darts
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("epochs", 5, "Search epochs.")
+flags.DEFINE_integer("retrain_epochs", 10, "Epochs of the derived child's retraining.")
+flags.DEFINE_string("out", "out/bnas_search", "Folder of the JSON summary and the flatbuffer.")
+flags.DEFINE_float("gamma", 1.0, "Zeroise transferability (BNAS eq. 5); 1 = argmax.")
+flags.DEFINE_float("lam", 1.0, "Diversity strength lambda (BNAS: 1.0).")
+flags.DEFINE_float("tau", 7.7, "Diversity annealing tau in epochs (BNAS: 7.7).")
+flags.DEFINE_integer("channels", 8, "Channels of the first cells (BNAS search: 16).")
+flags.DEFINE_integer("cells", 3, "Number of cells (BNAS search: 8).")
+flags.DEFINE_integer("steps", 2, "Intermediate nodes per cell (BNAS: 4).")
+flags.DEFINE_integer("batch_size", 64, "Batch size (each half of a bi-level pair).")
+flags.DEFINE_float("arch_lr", 3e-3, "Architecture Adam learning rate.")
+flags.DEFINE_float("lr", 0.025, "Weight SGD learning rate (cosine decay, BNAS: 0.025).")
+
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _sgd(lr, steps):
+    schedule = keras.optimizers.schedules.CosineDecay(lr, max(steps, 1), alpha=0.04)
+    return keras.optimizers.SGD(schedule, momentum=0.9)
+
+
+def search(epochs=5, channels=8, cells=3, steps=2, lam=1.0, tau=7.7, batch_size=64,
+           arch_lr=3e-3, lr=0.025, verbose=2):
+    """Builds and searches a BNAS supernet on digits; returns ``(supernet, history)``.
+
+    Example:
+        >>> supernet, history = search(epochs=1)  # doctest: +SKIP
+    """
+    shape = datasets.info("digits").input_shape
+    supernet = bnas.bnas_supernet(shape, 10, channels=channels, cells=cells, steps=steps,
+                                  multiplier=steps)
+    data = datasets.search_pairs("digits", batch_size)
+    model = sl.SearchModel(supernet, bilevel=True, arch_optimizer=keras.optimizers.Adam(
+        arch_lr, beta_1=0.5, beta_2=0.999))
+    model.compile(optimizer=_sgd(lr, epochs * int(data.cardinality())), loss=LOSS,
+                  metrics=["accuracy"])
+    history = model.fit(data, epochs=epochs, verbose=verbose,
+                        callbacks=[callbacks.EntropyRegularizer.bnas(lam, tau)])
+    return supernet, history.history
+
+
+def retrain(child, epochs, batch_size=64, lr=0.025):
+    """Fresh-weight copy of ``child`` trained on digits; returns ``(model, test_accuracy)``.
+
+    Example:
+        >>> model, accuracy = retrain(child, epochs=2)  # doctest: +SKIP
+    """
+    model = keras.models.clone_model(child)
+    train = datasets.load("digits", "train", batch_size=batch_size)
+    model.compile(optimizer=_sgd(lr, epochs * int(train.cardinality())), loss=LOSS,
+                  metrics=["accuracy"])
+    if epochs > 0:
+        model.fit(train, epochs=epochs, verbose=0)
+    _, accuracy = model.evaluate(datasets.load("digits", "test", batch_size=256), verbose=0)
+    return model, float(accuracy)
+
+
+def export_lce(model, out):
+    """Writes ``child.lce.tflite``; returns ``(lce_report, parity report)``.
+
+    Example:
+        >>> report, parity = export_lce(model, "out/bnas")  # doctest: +SKIP
+        >>> report["all_lowered"]  # doctest: +SKIP
+        True
+    """
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.WARNING)  # converter chatter
+    flatbuffer = export.to_lce(model, os.path.join(out, "child.lce.tflite"))
+    logging.set_verbosity(verbosity)
+    x_test, _ = datasets.arrays("digits", "test")
+    return export.lce_report(model, flatbuffer), export.parity(model, flatbuffer, x_test)
+
+
+def run(epochs=5, retrain_epochs=10, out="out/bnas_search", gamma=1.0, lam=1.0, tau=7.7,
+        channels=8, cells=3, steps=2, batch_size=64, arch_lr=3e-3, lr=0.025, verbose=2):
+    """The whole pipeline; returns the summary dict (also written to ``out``).
+
+    Example:
+        >>> run(epochs=1, retrain_epochs=1)["lce"]["all_lowered"]  # doctest: +SKIP
+        True
+    """
+    os.makedirs(out, exist_ok=True)
+    start = time.time()
+    supernet, history = search(epochs, channels, cells, steps, lam, tau, batch_size, arch_lr,
+                               lr, verbose)
+    arch = bnas.bnas_architecture(supernet, gamma)
+    child = bnas.derive_bnas(supernet, gamma)
+    model, accuracy = retrain(child, retrain_epochs, batch_size, lr)
+    report, parity = export_lce(model, out)
+    print(export.format_lce_report(report))
+    print(parity)
+    print(cost.compare(cost.profile(supernet), cost.profile(model),
+                       names=["supernet", "child"]))
+    summary = dict(
+        gamma=gamma, cells=bnas.cell_choices(arch), op_mix=darts.op_mix(arch),
+        search_loss=[float(v) for v in history.get("loss", [])],
+        test_accuracy=accuracy,
+        child_cost=cost.profile(model).to_dict()["total"],
+        lce=dict(all_lowered=report["all_lowered"],
+                 num_binary_convs=report["num_binary_convs"],
+                 num_lce_bconv2d=report["num_lce_bconv2d"]),
+        parity=dict(rel_max_diff=parity.rel_max_diff, argmax_agreement=parity.argmax_agreement,
+                    size_bytes=parity.size_bytes),
+        seconds=time.time() - start,
+    )
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    return summary
+
+
+def main(argv):
+    del argv
+    summary = run(FLAGS.epochs, FLAGS.retrain_epochs, FLAGS.out, FLAGS.gamma, FLAGS.lam,
+                  FLAGS.tau, FLAGS.channels, FLAGS.cells, FLAGS.steps, FLAGS.batch_size,
+                  FLAGS.arch_lr, FLAGS.lr)
+    print(json.dumps({k: summary[k] for k in ("cells", "test_accuracy", "lce", "parity")},
+                     indent=2))
+
+
+if __name__ == "__main__":
+    app.run(main)

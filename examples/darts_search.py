@@ -1,0 +1,208 @@
+"""DARTS / SNAS / GDAS cell search on digits: search, derive, retrain, export.
+
+1. Builds ``models.darts.darts_supernet`` in the method's mode (DARTS:
+   ``softmax``, SNAS: ``gumbel``, GDAS: ``gumbel_hard``) and searches it with
+   ``searchlayers.SearchModel`` (bi-level on ``datasets.search_pairs`` for
+   DARTS and GDAS, joint on the training split for SNAS; ``--training``
+   overrides). SNAS and GDAS anneal the temperature with
+   ``TemperatureScheduler``; ``--entropy`` adds the BARS entropy schedule
+   (``EntropyRegularizer.bars``: negative, exploring, to positive, committing).
+2. Derives the child with ``searchlayers.derive`` (argmax per edge, ``none``
+   edges dropped; ``--rule=top2`` uses DARTS' two-inputs-per-node rule).
+3. Retrains the child from fresh weights (``keras.models.clone_model``),
+   evaluates its test accuracy, exports it to TFLite and checks parity.
+4. Prints the cost of the supernet against the child and the op mix per cell
+   type, and writes a JSON summary to ``--out``.
+
+Example:
+    python -m examples.darts_search --method=darts --epochs=10 --out=out/darts
+"""
+
+import json
+import os
+import time
+
+from absl import app, flags, logging
+
+import tensorflow as tf
+
+import searchlayers as sl
+from searchlayers import callbacks, cost, datasets, export
+from searchlayers._keras import keras
+
+from models import darts
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("method", "darts", ["darts", "snas", "gdas"], "Search method.")
+flags.DEFINE_integer("epochs", 10, "Search epochs.")
+flags.DEFINE_integer("retrain_epochs", 15, "Epochs of the derived child's retraining.")
+flags.DEFINE_string("out", "out/darts_search", "Folder of the JSON summary and the .tflite.")
+flags.DEFINE_bool("entropy", False, "Add the BARS entropy schedule (negative to positive).")
+flags.DEFINE_enum("training", "auto", ["auto", "bilevel", "joint"],
+                  "auto: bi-level for darts / gdas, joint for snas.")
+flags.DEFINE_enum("rule", "argmax", ["argmax", "top2"], "Derivation rule.")
+flags.DEFINE_integer("channels", 8, "Channels of the first cells.")
+flags.DEFINE_integer("cells", 3, "Number of cells (reductions at 1/3 and 2/3).")
+flags.DEFINE_integer("steps", 3, "Intermediate nodes per cell.")
+flags.DEFINE_integer("batch_size", 64, "Batch size (each half of a bi-level pair).")
+flags.DEFINE_float("arch_lr", 3e-3, "Architecture Adam learning rate (DARTS: 3e-4 over "
+                   "~100x more steps than a digits search takes).")
+flags.DEFINE_float("lr", 0.05, "Weight SGD learning rate (cosine decay, momentum 0.9).")
+flags.DEFINE_integer("seed", 0, "Random seed.")
+
+MODES = {"darts": "softmax", "snas": "gumbel", "gdas": "gumbel_hard"}
+BILEVEL = {"darts": True, "snas": False, "gdas": True}
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def search_callbacks(method, epochs, entropy):
+    """Temperature schedule of the method, plus the BARS entropy schedule if asked.
+
+    Example:
+        >>> [type(c).__name__ for c in search_callbacks("gdas", 10, entropy=True)]
+        ['TemperatureScheduler', 'EntropyRegularizer']
+    """
+    result = []
+    if method == "snas":  # SNAS: starts at 1.0, annealed, never below 0.03
+        result.append(callbacks.TemperatureScheduler("exponential", start=1.0, rate=0.9,
+                                                     floor=0.03))
+    elif method == "gdas":  # GDAS: linear 10 -> 0.1
+        result.append(callbacks.TemperatureScheduler.gdas(epochs))
+    if entropy:
+        result.append(callbacks.EntropyRegularizer.bars(epochs))
+    return result
+
+
+def _sgd(lr, steps):
+    schedule = keras.optimizers.schedules.CosineDecay(lr, max(steps, 1), alpha=0.01)
+    return keras.optimizers.SGD(schedule, momentum=0.9)
+
+
+def search(method="darts", epochs=10, entropy=False, bilevel=None, mode=None, channels=8,
+           cells=3, steps=3, batch_size=64, arch_lr=3e-3, lr=0.05, verbose=2):
+    """Builds and searches a DARTS supernet on digits; returns ``(supernet, history)``.
+
+    ``mode`` overrides the method's ``MixedOp`` mode, ``bilevel`` its training.
+
+    Example:
+        >>> supernet, history = search("darts", epochs=2)  # doctest: +SKIP
+        >>> darts.op_mix(sl.choose(supernet))  # doctest: +SKIP
+    """
+    shape = datasets.info("digits").input_shape
+    supernet = darts.darts_supernet(
+        shape, 10, channels=channels, cells=cells, steps=steps, multiplier=steps,
+        mode=mode or MODES[method], temperature=10.0 if method == "gdas" else 1.0)
+    bilevel = BILEVEL[method] if bilevel is None else bilevel
+    if bilevel:
+        data = datasets.search_pairs("digits", batch_size)
+    else:
+        data = datasets.load("digits", "train", batch_size=batch_size, drop_remainder=True)
+    model = sl.SearchModel(supernet, bilevel=bilevel, arch_optimizer=keras.optimizers.Adam(
+        arch_lr, beta_1=0.5, beta_2=0.999))
+    model.compile(optimizer=_sgd(lr, epochs * int(data.cardinality())), loss=LOSS,
+                  metrics=["accuracy"])
+    history = model.fit(data, epochs=epochs, verbose=verbose,
+                        callbacks=search_callbacks(method, epochs, entropy))
+    return supernet, history.history
+
+
+def derive_child(supernet, rule="argmax"):
+    """The derived child model (``searchlayers.derive``) under ``rule``.
+
+    Example:
+        >>> child = derive_child(supernet, "top2")  # doctest: +SKIP
+    """
+    arch = darts.top2_architecture(supernet) if rule == "top2" else sl.choose(supernet)
+    return sl.derive(supernet, architecture=arch)
+
+
+def retrain(child, epochs, batch_size=64, lr=0.05):
+    """Fresh-weight copy of ``child`` trained on the train split; returns
+    ``(model, test_accuracy)``.
+
+    Example:
+        >>> model, accuracy = retrain(child, epochs=5)  # doctest: +SKIP
+    """
+    model = keras.models.clone_model(child)
+    train = datasets.load("digits", "train", batch_size=batch_size)
+    model.compile(optimizer=_sgd(lr, epochs * int(train.cardinality())), loss=LOSS,
+                  metrics=["accuracy"])
+    if epochs > 0:
+        model.fit(train, epochs=epochs, verbose=0,
+                  validation_data=datasets.load("digits", "validation", batch_size=256))
+    _, accuracy = model.evaluate(datasets.load("digits", "test", batch_size=256), verbose=0)
+    return model, float(accuracy)
+
+
+def export_child(model, out):
+    """Writes ``child.tflite`` under ``out``; returns the parity report as a dict.
+
+    Example:
+        >>> export_child(model, "out/darts")["max_abs_diff"] < 1e-4  # doctest: +SKIP
+        True
+    """
+    path = os.path.join(out, "child.tflite")
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.WARNING)  # converter chatter
+    flatbuffer = export.to_tflite(model, path)
+    logging.set_verbosity(verbosity)
+    x_test, _ = datasets.arrays("digits", "test")
+    report = export.parity(model, flatbuffer, x_test)
+    print(f"\nTFLite {path}: {report}")
+    return {"path": path, **vars(report)}
+
+
+def print_op_mix(mix):
+    """Prints the op counts per cell type (one line per type).
+
+    Example:
+        >>> print_op_mix({"normal": {"skip_connect": 2}, "reduce": {}})
+        normal: skip_connect x2
+        reduce: -
+    """
+    for kind, counts in mix.items():
+        text = ", ".join(f"{op} x{n}" for op, n in counts.items()) or "-"
+        print(f"{kind}: {text}")
+
+
+def main(argv):
+    del argv
+    start = time.time()
+    tf.get_logger().setLevel("ERROR")
+    keras.utils.set_random_seed(FLAGS.seed)
+    os.makedirs(FLAGS.out, exist_ok=True)
+    bilevel = None if FLAGS.training == "auto" else FLAGS.training == "bilevel"
+    supernet, history = search(
+        FLAGS.method, FLAGS.epochs, FLAGS.entropy, bilevel, channels=FLAGS.channels,
+        cells=FLAGS.cells, steps=FLAGS.steps, batch_size=FLAGS.batch_size,
+        arch_lr=FLAGS.arch_lr, lr=FLAGS.lr)
+    search_s = time.time() - start
+    child = derive_child(supernet, FLAGS.rule)
+    model, accuracy = retrain(child, FLAGS.retrain_epochs, FLAGS.batch_size, FLAGS.lr)
+    print(f"\nDerived child: test accuracy {accuracy:.3f} after {FLAGS.retrain_epochs} epochs")
+    exported = export_child(model, FLAGS.out)
+    profiles = [cost.profile(supernet), cost.profile(model)]
+    print("\n" + cost.compare(*profiles, names=["supernet", "derived"]))
+    mix = darts.op_mix(child.architecture)
+    print("\nOp mix per cell type (each shared edge once):")
+    print_op_mix(mix)
+    summary = {
+        "method": FLAGS.method, "mode": MODES[FLAGS.method], "entropy": FLAGS.entropy,
+        "bilevel": BILEVEL[FLAGS.method] if bilevel is None else bilevel,
+        "rule": FLAGS.rule, "epochs": FLAGS.epochs, "retrain_epochs": FLAGS.retrain_epochs,
+        "config": {"channels": FLAGS.channels, "cells": FLAGS.cells, "steps": FLAGS.steps},
+        "search_history": {k: [float(v) for v in vs] for k, vs in history.items()},
+        "genotype": darts.genotype(supernet), "op_mix": mix,
+        "architecture": child.architecture.names, "test_accuracy": accuracy,
+        "cost": {"supernet": profiles[0].to_dict()["total"],
+                 "derived": profiles[1].to_dict()["total"]},
+        "tflite": exported, "search_seconds": search_s, "total_seconds": time.time() - start,
+    }
+    path = os.path.join(FLAGS.out, "summary.json")
+    with open(path, "w") as f:
+        json.dump(summary, f, indent=2, default=str)
+    print(f"\nWrote {path} ({summary['total_seconds']:.0f} s)")
+
+
+if __name__ == "__main__":
+    app.run(main)

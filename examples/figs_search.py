@@ -1,0 +1,134 @@
+"""FiGS on digits: insert masks, search under a cost target, derive, retrain, export.
+
+1. Builds a plain network of ``models.figs`` (``--space resnet`` or
+   ``mobilenet_v2``) and puts a ``FiGSMask`` after every conv / dense layer
+   (``searchlayers.transforms.insert_masks``; residual adds share groups).
+2. Architecture learning: weights and mask logits train jointly; the loss is
+   ``task + strength * E[cost] / target`` (FiGS eq. 6 through
+   ``FLOPsRegularizer(mode="additive")``), ``--metric params`` or ``flops``;
+   the search stops once the expected cost is at most the target.
+3. Derives the slimmer network (``derive(strategy="expected")``: each mask keeps
+   its ``floor(sum p)`` most probable channels, weights sliced), retrains it
+   briefly, exports float TFLite and checks parity, and prints the before /
+   after cost.
+
+Example:
+    python -m examples.figs_search --space resnet --metric params --target 0.5
+"""
+
+import os
+import time
+
+from absl import app, flags, logging
+import tensorflow as tf
+
+import searchlayers as sl
+from searchlayers import cost, datasets, export
+from searchlayers._keras import keras
+from searchlayers.transforms import insert_masks
+
+from models.figs import SPACES
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("space", "resnet", sorted(SPACES), "Network to put masks into.")
+flags.DEFINE_enum("metric", "params", ["params", "flops"], "Cost to search under.")
+flags.DEFINE_float("target", 0.5, "Target cost as a fraction of the unmasked network's.")
+flags.DEFINE_float("strength", 1.0, "Regularization strength lambda (on cost / target).")
+flags.DEFINE_integer("search_epochs", 8, "Most epochs of architecture learning.")
+flags.DEFINE_integer("retrain_epochs", 3, "Epochs of retraining the derived network.")
+flags.DEFINE_float("arch_lr", 0.05, "Adam learning rate of the mask logits.")
+flags.DEFINE_integer("batch_size", 32, "Batch size.")
+flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_string("out", "out/figs", "Folder for the TFLite file.")
+
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+class StopAtTarget(keras.callbacks.Callback):
+    """Stops the search at the end of the first epoch whose expected cost <= target.
+
+    Example:
+        >>> StopAtTarget(sl.FLOPsRegularizer(metric="params"), 1e4).target
+        10000.0
+    """
+
+    def __init__(self, regularizer, target):
+        super().__init__()
+        self.regularizer, self.target = regularizer, float(target)
+
+    def on_epoch_end(self, epoch, logs=None):
+        expected = float(self.regularizer.cost())
+        logging.info("epoch %d: expected %s %.0f (target %.0f)",
+                     epoch, self.regularizer.metric, expected, self.target)
+        if expected <= self.target:
+            self.model.stop_training = True
+
+
+def search(supernet, metric, target, strength, epochs, arch_lr, batch_size, seed):
+    """Joint architecture learning; returns the ``FLOPsRegularizer`` used.
+
+    Example:
+        >>> search(insert_masks(resnet()), "params", 2e4, 2.0, 1, 0.05, 32, 0)  # doctest: +SKIP
+    """
+    supernet.compile(
+        sl.joint_optimizer(keras.optimizers.legacy.Adam(3e-3),
+                           keras.optimizers.legacy.Adam(arch_lr)),
+        LOSS, metrics=["accuracy"])
+    regularizer = sl.FLOPsRegularizer(budget=target, metric=metric, mode="additive",
+                                      strength=strength)
+    train = datasets.load("digits", "train", batch_size=batch_size, seed=seed)
+    val = datasets.load("digits", "validation", batch_size=256)
+    supernet.fit(train, validation_data=val, epochs=epochs, verbose=2,
+                 callbacks=[regularizer, StopAtTarget(regularizer, target)])
+    return regularizer
+
+
+def retrain(model, epochs, batch_size, seed):
+    """Fine-tunes the derived network; returns its test accuracy.
+
+    Example:
+        >>> retrain(child, 1, 32, 0)  # doctest: +SKIP
+        0.9...
+    """
+    model.compile(keras.optimizers.Adam(3e-3), LOSS, metrics=["accuracy"])
+    if epochs:
+        model.fit(datasets.load("digits", "train", batch_size=batch_size, seed=seed),
+                  epochs=epochs, verbose=2)
+    _, accuracy = model.evaluate(datasets.load("digits", "test", batch_size=256), verbose=0)
+    return accuracy
+
+
+def main(argv):
+    del argv
+    start = time.time()
+    tf.get_logger().setLevel("ERROR")
+    keras.utils.set_random_seed(FLAGS.seed)
+    shape = datasets.info("digits").input_shape
+    base = SPACES[FLAGS.space](shape, 10)
+    full = sl.regularizers.expected_cost(base, FLAGS.metric)
+    target = FLAGS.target * float(full)
+    supernet = insert_masks(base)
+    print(f"{base.name}: {float(full):,.0f} {FLAGS.metric}; target {target:,.0f}; "
+          f"{len(sl.layers.figs_masks(supernet))} masks")
+    search(supernet, FLAGS.metric, target, FLAGS.strength, FLAGS.search_epochs,
+           FLAGS.arch_lr, FLAGS.batch_size, FLAGS.seed)
+    child = sl.derive(supernet, "expected")
+    print("kept channels: " + ", ".join(
+        f"{name.replace('_conv_mask', '')} {len(kept)}"
+        for name, kept in sorted(child.architecture.choices.items())))
+    accuracy = retrain(child, FLAGS.retrain_epochs, FLAGS.batch_size, FLAGS.seed)
+    print("\nCost before / after:")
+    print(cost.compare(cost.profile(base), cost.profile(child), names=["supernet", "derived"]))
+    os.makedirs(FLAGS.out, exist_ok=True)
+    path = os.path.join(FLAGS.out, f"{FLAGS.space}_figs.tflite")
+    flatbuffer = export.to_tflite(child, path)
+    x_test, _ = datasets.arrays("digits", "test")
+    report = export.parity(child, flatbuffer, x_test)
+    print(f"\nDerived test accuracy {accuracy:.3f}; {path}: {report}")
+    logging.info("figs_search finished in %.1f s", time.time() - start)
+    if report.max_abs_diff >= export.FLOAT_ATOL:
+        raise SystemExit("The TFLite file is outside its parity tolerance.")
+
+
+if __name__ == "__main__":
+    app.run(main)
