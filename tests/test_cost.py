@@ -118,14 +118,14 @@ def test_dense_exact():
 
 def test_zero_mac_layers():
     model = _model(
-        (6, 6, 4), L.BatchNormalization(), L.ReLU(), L.MaxPool2D(),
+        (6, 6, 4), L.BatchNormalization(name="bn"), L.ReLU(), L.MaxPool2D(),
         L.AveragePooling2D(), L.Dropout(0.5), L.Flatten(), L.Reshape((4, 1)),
         L.Activation("relu"),
     )
     p = cost.profile(model)
     assert p.total.float_macs == 0 and p.total.binary_macs == 0
     assert p.total.float_params == 4 * 4  # gamma, beta, moving mean and variance
-    assert p.rows[0] == ("batch_normalization", "BatchNormalization", p.rows[0][2])
+    assert p.rows[0] == ("bn", "BatchNormalization", p.rows[0][2])
     assert not p.uncounted
 
 
