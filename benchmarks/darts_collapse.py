@@ -19,7 +19,7 @@ edges (``none`` + ``skip_connect``), and the mean edge entropy at the end.
 
 Example:
     python -m benchmarks.darts_collapse                 # ~4 minutes on 2 CPU cores
-    python -m benchmarks.darts_collapse --epochs 3      # quick
+    python -m benchmarks.darts_collapse --quick         # 3 epochs
 """
 
 import argparse
@@ -92,7 +92,11 @@ def main():
                         help="Architecture Adam learning rate; large enough that the "
                         "distributions move in a ~135-step digits search.")
     parser.add_argument("--runs", nargs="*", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--quick", action="store_true",
+                        help="3 epochs; writes darts_collapse_quick.json.")
     args = parser.parse_args()
+    if args.quick:
+        args.epochs = 3
     start = time.time()
     results = {name: run_one(name, args.epochs, args.seed, arch_lr=args.arch_lr)
                for name in args.runs}
@@ -101,7 +105,8 @@ def main():
                "runs": results,
                "config": "examples.darts_search defaults (channels 8, cells 3, steps 3)",
                "seconds": time.time() - start}
-    print(f"\nwrote {write_json('darts_collapse', summary)} ({summary['seconds']:.0f} s)")
+    name = "darts_collapse_quick" if args.quick else "darts_collapse"
+    print(f"\nwrote {write_json(name, summary)} ({summary['seconds']:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ layer is a ``MixedOp`` over the DARTS ops without ``none``, or one candidate
 
 Example:
     python -m benchmarks.mixed_op_speed            # ~1-2 minutes on 2 CPU cores
-    python -m benchmarks.mixed_op_speed --steps 5 --image 8 --channels 8   # quick
+    python -m benchmarks.mixed_op_speed --quick    # 8x8x8 inputs, 5 steps
 """
 
 import argparse
@@ -170,10 +170,15 @@ def main():
     parser.add_argument("--image", type=int, default=16)
     parser.add_argument("--channels", type=int, default=32)
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--quick", action="store_true",
+                        help="8x8x8 inputs, 5 steps; writes mixed_op_speed_quick.json.")
     args = parser.parse_args()
+    if args.quick:
+        args.image, args.channels, args.steps = 8, 8, 5
     result = run(args.batch, args.image, args.channels, args.steps)
     print(report(result))
-    print(f"\nwrote {write_json('mixed_op_speed', result)} ({result['seconds']:.0f} s)")
+    name = "mixed_op_speed_quick" if args.quick else "mixed_op_speed"
+    print(f"\nwrote {write_json(name, result)} ({result['seconds']:.0f} s)")
 
 
 if __name__ == "__main__":
