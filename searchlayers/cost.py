@@ -266,15 +266,21 @@ def dense_cost(
     return _weights_cost(kernel * positions, kernel, bias, binary, binary_kernel)
 
 
-def _precision(quantizer):
-    """Bitwidth of a larq quantizer as larq's summary reads it (32 when absent)."""
+def bits(quantizer):
+    """Bitwidth of a larq quantizer as larq's summary reads it (32 when absent).
+
+    Example:
+        >>> import larq as lq
+        >>> bits(lq.quantizers.SteSign()), bits(None)
+        (1, 32)
+    """
     return getattr(quantizer, "precision", None) or 32
 
 
 def _binary_flags(layer, quantizer_attr):
     """(binary MACs, binary kernel) for the weight quantized by ``quantizer_attr``."""
-    kernel_bits = _precision(getattr(layer, quantizer_attr, None))
-    input_bits = _precision(getattr(layer, "input_quantizer", None))
+    kernel_bits = bits(getattr(layer, quantizer_attr, None))
+    input_bits = bits(getattr(layer, "input_quantizer", None))
     return max(kernel_bits, input_bits) == 1, kernel_bits == 1
 
 

@@ -34,6 +34,7 @@ import warnings
 import numpy as np
 
 from searchlayers._keras import keras, require_built
+from searchlayers.cost import bits
 import tensorflow as tf
 
 
@@ -334,10 +335,6 @@ def _quantizer_name(quantizer):
     return None if quantizer is None else type(quantizer).__name__
 
 
-def _precision(quantizer):
-    return getattr(quantizer, "precision", None)
-
-
 def _quant_convs(model):
     """Returns the larq QuantConv2D layers of ``model`` (nested models included)."""
     import larq as lq
@@ -362,8 +359,8 @@ def is_binary_conv(layer):
 
     return (
         isinstance(layer, lq.layers.QuantConv2D)
-        and _precision(layer.input_quantizer) == 1
-        and _precision(layer.kernel_quantizer) == 1
+        and bits(layer.input_quantizer) == 1
+        and bits(layer.kernel_quantizer) == 1
     )
 
 
