@@ -80,6 +80,26 @@ def require_built(model, why):
         )
 
 
+def input_like(tensor):
+    """A new ``keras.Input`` with the spec and the name of ``tensor``, an input of a model.
+
+    The name comes from the tensor's ``InputLayer``: a KerasTensor made from a
+    ``type_spec`` has no name of its own (``tensor.name is None``), and a model
+    rebuilt from it (derive, insert_masks) would otherwise lose the input's name.
+
+    Example:
+        >>> m = keras.Sequential([keras.Input((3,), name="features"), keras.layers.Dense(1)])
+        >>> input_like(m.inputs[0]).name
+        'features'
+    """
+    import tensorflow as tf
+
+    name = tensor._keras_history.layer.name
+    if type(tensor.type_spec) is tf.TensorSpec:
+        return keras.Input(batch_shape=tuple(tensor.shape), dtype=tensor.dtype, name=name)
+    return keras.Input(type_spec=tensor.type_spec, name=name)  # ragged / sparse
+
+
 def register(cls):
     """Registers ``cls`` as a Keras serializable under the package name.
 
@@ -93,4 +113,4 @@ def register(cls):
     return keras.utils.register_keras_serializable(package="searchlayers")(cls)
 
 
-__all__ = ["keras", "register", "require_built"]
+__all__ = ["input_like", "keras", "register", "require_built"]

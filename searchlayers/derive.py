@@ -18,7 +18,7 @@ import json
 import numpy as np
 import tensorflow as tf
 
-from searchlayers._keras import keras, require_built
+from searchlayers._keras import input_like, keras, require_built
 from searchlayers.layers.base import ZERO, SearchLayer, search_layers
 
 STRATEGIES = ("argmax", "sample", "expected", "best_of_k")
@@ -259,9 +259,8 @@ def _rebuild_sequential(model, architecture):
     if _has_masks(model):  # channel slicing replays the graph, then re-stacks it
         graph = _rebuild_functional(model, architecture)
         layers = [l for l in graph.layers if not isinstance(l, keras.layers.InputLayer)]
-        first = model.inputs[0]
-        inputs = keras.Input(batch_shape=tuple(first.shape), dtype=first.dtype)
-        return keras.Sequential([inputs, *layers], name=f"{model.name}_derived")
+        return keras.Sequential([input_like(model.inputs[0]), *layers],
+                                name=f"{model.name}_derived")
     layers, inherit = [], []
     for layer in model.layers:
         if isinstance(layer, SearchLayer):
@@ -292,9 +291,7 @@ def _rebuild_functional(model, architecture):
 
         plan = slicing.ChannelPlan(model, architecture.choices)
     present = {}  # id(derived tensor) -> supernet channel indices it holds
-    inputs = [
-        keras.Input(type_spec=t.type_spec, name=t.name.split(":")[0]) for t in model.inputs
-    ]
+    inputs = [input_like(t) for t in model.inputs]
     usage = model._tensor_usage_count
     values = {str(id(x)): [y] * usage[str(id(x))] for x, y in zip(model.inputs, inputs)}
     copies = {}

@@ -12,7 +12,7 @@ Example:
     ['beta', 'gamma']
 """
 
-from searchlayers._keras import keras
+from searchlayers._keras import input_like, keras
 from searchlayers.layers.base import SearchLayer, search_layers
 
 BN_WHICH = ("all", "last")
@@ -268,9 +268,7 @@ def insert_masks(model, skip_output=True, temperature=0.001, hard=False, keep_on
             first = sites[tids[0]].name
             for tid in tids:
                 group_name[tid] = f"{first}_group"
-    inputs = [keras.Input(batch_shape=tuple(t.shape), dtype=t.dtype,
-                          name=t.name.split(":")[0] if t.name else None)
-              for t in model.inputs]
+    inputs = [input_like(t) for t in model.inputs]
     usage = model._tensor_usage_count
     values = {str(id(x)): [y] * usage[str(id(x))] for x, y in zip(model.inputs, inputs)}
     copies = {}
@@ -296,8 +294,7 @@ def insert_masks(model, skip_output=True, temperature=0.001, hard=False, keep_on
     result = keras.Model(inputs, outputs, name=f"{model.name}_masked")
     if isinstance(model, keras.Sequential):
         layers = [l for l in result.layers if not isinstance(l, keras.layers.InputLayer)]
-        result = keras.Sequential([keras.Input(batch_shape=tuple(model.inputs[0].shape),
-                                               dtype=model.inputs[0].dtype), *layers],
+        result = keras.Sequential([input_like(model.inputs[0]), *layers],
                                   name=f"{model.name}_masked")
     from searchlayers.search import tie_arch_variables
 

@@ -143,3 +143,25 @@ def test_plain_models_derive_unchanged():
     assert child.count_params() == model.count_params()
     x = np.ones((1, 8, 8, 1), "f")
     np.testing.assert_allclose(model.predict(x, verbose=0), child.predict(x, verbose=0), atol=1e-6)
+
+
+def test_derived_model_keeps_input_name_and_derives_again():
+    """A derived (or masked) model is an ordinary model: masks go in again and it derives
+    again, keeping the input's name, also for an input made from a ``type_spec`` (whose
+    KerasTensor has no name of its own)."""
+    import tensorflow as tf
+
+    x = K.Input(type_spec=tf.TensorSpec([None, 6, 6, 2], tf.float32), name="image")
+    assert x.name is None  # the case that used to crash on ``t.name.split``
+    h = K.layers.ReLU()(K.layers.Conv2D(6, 3, name="c1")(x))
+    y = K.layers.Dense(3, name="head")(K.layers.GlobalAveragePooling2D()(h))
+    model = insert_masks(K.Model(x, y))
+    _randomize(model, seed=4)
+    child = _check_parity(model)
+    again = insert_masks(child)
+    _randomize(again, seed=5)
+    grandchild = _check_parity(again)
+    plain = sl.derive(child)  # a model without search layers derives to a copy
+    for m in (model, child, again, grandchild, plain):
+        assert m.input_names == ["image"] and m.inputs[0].name == "image"
+    assert grandchild.get_layer("c1").filters <= child.get_layer("c1").filters
