@@ -353,6 +353,8 @@ class FLOPsRegularizer(keras.callbacks.Callback):
         strength: additive coefficient (a variable: ``cb.strength.assign(...)``).
         under, over: exponents under / over budget (BARS code: 0 and 1).
         search_only: count only the search layers (BARS).
+        form: for FiGS masks, "expected" (eq. 6) or "morphnet" (MorphNet's
+            linearised form, ``regularizers.figs_expected_cost``).
 
     Example:
         >>> cb = FLOPsRegularizer(budget=2e6, metric="equivalent_ops", mode="multiplicative")
@@ -360,10 +362,12 @@ class FLOPsRegularizer(keras.callbacks.Callback):
     """
 
     def __init__(self, budget=None, metric="macs", mode="additive", strength=1.0,
-                 under=0.0, over=1.0, search_only=False):
+                 under=0.0, over=1.0, search_only=False, form="expected"):
         super().__init__()
         where = "FLOPsRegularizer"
         reg.check_metric(metric, where)
+        _check_choice(form, reg.FIGS_FORMS, "form", where)
+        self.form = form
         _check_choice(mode, MODES, "mode", where)
         if budget is not None or mode == "multiplicative":
             budget = reg.check_positive(budget, "budget", f"{where}(mode={mode!r})")
@@ -379,7 +383,7 @@ class FLOPsRegularizer(keras.callbacks.Callback):
             >>> float(cb.cost())  # doctest: +SKIP
             123456.0
         """
-        return reg.expected_cost(self.model, self.metric, self.search_only)
+        return reg.expected_cost(self.model, self.metric, self.search_only, self.form)
 
     def loss(self):
         """The additive term ``strength * cost [/ budget]``.
@@ -417,7 +421,7 @@ class FLOPsRegularizer(keras.callbacks.Callback):
     def get_config(self):
         return dict(budget=self.budget, metric=self.metric, mode=self.mode,
                     strength=float(self.strength.numpy()), under=self.under, over=self.over,
-                    search_only=self.search_only)
+                    search_only=self.search_only, form=self.form)
 
     @classmethod
     def from_config(cls, config):

@@ -34,6 +34,9 @@ from searchlayers.search import SearchModel, tie_arch_variables
 METRIC_ALIASES = {"flops": "macs", "binary_ops": "binary_macs", "bops": "binary_macs"}
 METRICS = tuple(sorted(set(cost_lib._METRICS) | set(METRIC_ALIASES)))
 REDUCTIONS = ("mean", "sum")
+# FiGS cost forms: the paper's expected cost (eq. 6) or MorphNet's linearised one.
+FIGS_FORMS = ("expected", "morphnet")
+MORPHNET_ALIVE = 0.1  # MorphNet's alive_threshold: a channel with p >= 0.1 counts alive
 
 _EPS = 1e-12
 
@@ -149,7 +152,7 @@ def _as_float(value):
     return tf.constant(float(value), tf.float32)  # Python ints may exceed int32
 
 
-def expected_cost(model, metric="macs", search_only=False):
+def expected_cost(model, metric="macs", search_only=False, form="expected"):
     """Expected cost of ``model`` under its architecture distributions.
 
     A float32 scalar, differentiable in the logits. ``metric``: any name of
@@ -157,8 +160,9 @@ def expected_cost(model, metric="macs", search_only=False):
     "equivalent_ops", "memory_bytes", ...) or an alias ("flops" = "macs",
     "binary_ops" = "binary_macs"). ``search_only`` counts the search layers
     only (BARS leaves out the stem and the classifier). A model with
-    ``FiGSMask`` layers is counted by ``figs_expected_cost`` (FiGS eq. 6), so
-    ``FLOPsRegularizer`` drives a FiGS search unchanged.
+    ``FiGSMask`` layers is counted by ``figs_expected_cost`` (FiGS eq. 6, or
+    MorphNet's linearised ``form="morphnet"``), so ``FLOPsRegularizer`` drives a
+    FiGS search unchanged.
 
     Example:
         >>> import searchlayers as sl
@@ -167,6 +171,7 @@ def expected_cost(model, metric="macs", search_only=False):
         6.0
     """
     name = check_metric(metric)
+    _check_form(form, "expected_cost")
     net = unwrap(model)
     tie_arch_variables(net)
     if figs_masks(net):
@@ -175,7 +180,12 @@ def expected_cost(model, metric="macs", search_only=False):
                 f"expected_cost: search_only=True is not defined for model '{net.name}' "
                 "with FiGS masks; FiGS counts the whole network (eq. 6)."
             )
-        return figs_expected_cost(net, metric)
+        return figs_expected_cost(net, metric, form)
+    if form != "expected":
+        raise ValueError(
+            f"expected_cost: form={form!r} is a FiGS cost form, but model '{net.name}' "
+            "has no FiGSMask layers; use form='expected'."
+        )
     rows = cost_lib.profile(net).rows
     if search_only:
         names = {layer.name for layer in search_layers(net)}
@@ -184,7 +194,14 @@ def expected_cost(model, metric="macs", search_only=False):
     return _as_float(total.metric(name))
 
 
-def figs_expected_cost(model, metric="params"):
+def _check_form(form, where):
+    if form not in FIGS_FORMS:
+        raise ValueError(
+            f"{where}: unknown form {form!r}; allowed: {', '.join(map(repr, FIGS_FORMS))}."
+        )
+
+
+def figs_expected_cost(model, metric="params", form="expected"):
     """FiGS eq. 6: the expected cost of a network with ``FiGSMask`` layers.
 
     Walks the layer graph (``searchlayers.slicing.expected_channels``): each
@@ -199,6 +216,21 @@ def figs_expected_cost(model, metric="params"):
     counted the same way inside (its inputs and outputs unmasked). A float32
     scalar, differentiable in the logits.
 
+    ``form="morphnet"``: MorphNet's linearised regularizer instead. A Conv /
+    Dense layer costs ``f(N_in, r_out) + f(r_in, N_out) - f(N_in, N_out)``,
+    where ``f(cin, cout)`` is the same ``layer_cost``, ``r = sum(p)`` and ``N``
+    the (constant) number of alive channels, ``p >= MORPHNET_ALIVE``: the
+    first-order expansion of the cost around the alive network. Its gradient
+    is MorphNet's ``coeff * (N_alive_in * sum r_out + N_alive_out * sum r_in)``
+    and its value the cost of the alive network; channel-wise layers (BN,
+    depthwise) are linear in ``r`` and count as in eq. 6.
+
+    Strength: FiGSMask logits start at 2.5, so the loss is ``lambda * cost``
+    with ``lambda`` about ``1 / initial cost`` for a cost term comparable to the
+    cross-entropy (``FLOPsRegularizer(strength=s, budget=B)`` uses ``s / B``:
+    ``budget`` = initial cost and ``strength`` ~ 0.1 - 2 on digits, see
+    ``benchmarks/figs_sweep.py``).
+
     Example:
         >>> import searchlayers as sl
         >>> x = sl.keras.Input((4, 4, 1))
@@ -208,19 +240,25 @@ def figs_expected_cost(model, metric="params"):
         3.697
     """
     name = check_metric(metric, "figs_expected_cost")
+    _check_form(form, "figs_expected_cost")
     net = unwrap(model)
     tie_arch_variables(net)
-    return _as_float(_figs_cost(net).metric(name))
+    return _as_float(_figs_cost(net, form).metric(name))
 
 
-def _figs_cost(net):
-    """The ``Cost`` (tensor fields) of FiGS eq. 6 for one graph model."""
+def _figs_cost(net, form="expected"):
+    """The ``Cost`` (tensor fields) of FiGS eq. 6 (or MorphNet's form) for one graph model."""
     from searchlayers import slicing
 
     graph, p, q = slicing.expected_channels(net)
 
     def total(prob):
         return None if prob is None else tf.reduce_sum(prob.p)
+
+    def alive(prob):
+        if prob is None:
+            return None
+        return tf.reduce_sum(tf.stop_gradient(tf.cast(prob.p >= MORPHNET_ALIVE, tf.float32)))
 
     seen, result = set(), cost_lib.Cost.zero()
     for layer, node, ins, outs in graph.calls:
@@ -236,9 +274,16 @@ def _figs_cost(net):
             cin = total(q[outs[0]])
             cin = total(p[ins[0]]) if cin is None else cin
         if getattr(layer, "_is_graph_network", False) and figs_masks(layer):
-            c = _figs_cost(layer)
+            c = _figs_cost(layer, form)
         elif cin is None and cout is None:
             c = cost_lib.layer_cost(layer, in_shape, out_shape)
+        elif kind == "reduce" and form == "morphnet":
+            n_in, n_out = alive(p[ins[0]]), alive(q[outs[0]])
+
+            def f(a, b):
+                return cost_lib.layer_cost(layer, in_shape, out_shape, cin=a, cout=b)
+
+            c = f(n_in, cout) + f(cin, n_out) + (-1.0) * f(n_in, n_out)
         else:
             c = cost_lib.layer_cost(layer, in_shape, out_shape, cin=cin, cout=cout)
         if id(layer) in seen:
@@ -346,7 +391,9 @@ def attach_loss_multiplier(model, key, fn, where="attach_loss_multiplier"):
 
 
 __all__ = [
+    "FIGS_FORMS",
     "METRICS",
+    "MORPHNET_ALIVE",
     "arch_groups",
     "attach_loss",
     "attach_loss_multiplier",

@@ -92,3 +92,44 @@ def test_nested_model_counts_its_masks():
     outer = K.Model(x, inner(x))
     direct = float(figs_expected_cost(inner, "params"))
     assert float(figs_expected_cost(outer, "params")) == pytest.approx(direct, rel=1e-6)
+
+
+def test_morphnet_form_gradient_and_value_by_hand():
+    """MorphNet's linearised form on the two-conv example: the conv c2 costs
+    ``N1 * s2 + s1 * N2 - N1 * N2`` (``N`` = channels with p >= 0.1)."""
+    model, _, _ = _two_conv()
+    m1, m2 = model.get_layer("m1"), model.get_layer("m2")
+    l1, l2 = [1.0, -3.0, 0.5, 3.0], [0.0, 2.0, -2.0]
+    m1.arch("logits").assign(l1)
+    m2.arch("logits").assign(l2)
+    p1, p2 = _sig(l1), _sig(l2)
+    s1, s2 = p1.sum(), p2.sum()
+    n1, n2 = 3.0, 3.0  # sigmoid(-3) = 0.047 is dead, sigmoid(-2) = 0.119 alive (>= 0.1)
+    with tf.GradientTape(persistent=True) as tape:
+        cost = figs_expected_cost(model, "params", form="morphnet")
+    # c1 (unmasked input, 2 x 9 + bias) and BN are linear in s1: as in eq. 6
+    assert float(cost) == pytest.approx(19 * s1 + 4 * s1 + n1 * s2 + s1 * n2 - n1 * n2, rel=1e-5)
+    np.testing.assert_allclose(tape.gradient(cost, m1.arch("logits")),
+                               p1 * (1 - p1) * (19 + 4 + n2), rtol=1e-5)
+    np.testing.assert_allclose(tape.gradient(cost, m2.arch("logits")),
+                               p2 * (1 - p2) * n1, rtol=1e-5)
+    # at a 0/1 network the linearised form is the exact cost, like eq. 6
+    for m, logits in ((m1, [30.0, -30.0, 30.0, 30.0]), (m2, [30.0, 30.0, -30.0])):
+        m.arch("logits").assign(logits)
+    exact = float(figs_expected_cost(model, "params"))
+    assert float(figs_expected_cost(model, "params", form="morphnet")) == pytest.approx(exact)
+    assert exact == pytest.approx(19 * 3 + 4 * 3 + 3 * 2)
+
+
+def test_form_is_checked_and_reaches_the_regularizer():
+    model, _, _ = _two_conv()
+    cb = sl.FLOPsRegularizer(metric="params", form="morphnet")
+    cb.set_model(model)
+    want = float(figs_expected_cost(model, "params", form="morphnet"))
+    assert float(cb.cost()) == pytest.approx(want)
+    assert sl.FLOPsRegularizer.from_config(cb.get_config()).form == "morphnet"
+    with pytest.raises(ValueError, match="unknown form 'l1'.*'expected', 'morphnet'"):
+        sl.FLOPsRegularizer(form="l1")
+    plain = K.Sequential([K.Input((3,)), K.layers.Dense(2)])
+    with pytest.raises(ValueError, match="no FiGSMask"):
+        expected_cost(plain, "params", form="morphnet")
