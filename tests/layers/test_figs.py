@@ -180,3 +180,120 @@ def test_save_load_keeps_logits_temperature_and_choice(tmp_path, fmt):
     np.testing.assert_array_equal(got.arch("logits").numpy(), mask.arch("logits").numpy())
     assert float(got.temperature) == pytest.approx(0.37)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_readme_sequential_usage():
+    """The README's FiGS snippet: ``model.add(FiGSMask())`` after each layer to slim,
+    a params regularizer, ``derive`` to a plain, smaller Sequential."""
+    x, y = sl.datasets.arrays("digits", "train")
+    x, y = x[:256], y[:256]
+    # -- README snippet (keep in sync) --
+    model = K.Sequential()
+    model.add(K.Input((8, 8, 1)))
+    model.add(K.layers.Conv2D(16, 3, padding="same", activation="relu"))
+    model.add(sl.FiGSMask())
+    model.add(K.layers.Conv2D(32, 3, padding="same", activation="relu"))
+    model.add(sl.FiGSMask())
+    model.add(K.layers.GlobalAveragePooling2D())
+    model.add(K.layers.Dense(10))
+    model.compile(
+        sl.joint_optimizer(K.optimizers.legacy.Adam(1e-3), K.optimizers.legacy.Adam(0.05)),
+        K.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    full = float(sl.regularizers.expected_cost(model, "params"))
+    model.fit(x, y, epochs=2, batch_size=32, verbose=0,
+              callbacks=[sl.FLOPsRegularizer(metric="params", strength=2.0, budget=full)])
+    slim = sl.derive(model, "expected")  # each mask keeps its floor(sum p) likeliest channels
+    # -- end of snippet --
+    assert isinstance(slim, K.Sequential) and not sl.layers.search_layers(slim)
+    assert slim.count_params() < model.count_params()
+    assert slim.count_params() == sl.cost.profile(slim).total.params
+    sl.apply_architecture(model, slim.architecture)
+    np.testing.assert_allclose(model.predict(x[:8], verbose=0), slim.predict(x[:8], verbose=0),
+                               atol=1e-5)
+
+
+def _search_net(seed=0):
+    keras_init = K.initializers.GlorotUniform(seed)
+    x = K.Input((6, 6, 2), name="image")
+    h = K.layers.Conv2D(6, 3, padding="same", kernel_initializer=keras_init, name="c1")(x)
+    h = FiGSMask(seed=1, name="m1")(K.layers.ReLU()(h))
+    h = K.layers.Conv2D(6, 3, padding="same", kernel_initializer=keras_init, name="c2")(h)
+    h = FiGSMask(seed=2, name="m2")(K.layers.ReLU()(h))
+    y = K.layers.Dense(3, kernel_initializer=keras_init)(K.layers.GlobalAveragePooling2D()(h))
+    return K.Model(x, y)
+
+
+def _compile(model):
+    model.compile(sl.joint_optimizer(K.optimizers.legacy.SGD(0.05), K.optimizers.legacy.SGD(2.0)),
+                  K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def _arch_state(model):
+    return {v.name: v.numpy() for m in sl.layers.figs_masks(model) for v in m.weights}
+
+
+def _figs_data():
+    rng = np.random.default_rng(0)
+    return rng.random((32, 6, 6, 2), dtype=np.float32), rng.integers(0, 3, 32)
+
+
+class _StopAt(K.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise RuntimeError("interrupted")
+
+
+def test_interrupted_search_resumes_mask_state(tmp_path):
+    """BackupAndRestore: an interrupted FiGS search ends in the state of an
+    uninterrupted one (logits, temperature, noise step)."""
+    x, y = _figs_data()
+
+    def run(model, callbacks):
+        reg = sl.FLOPsRegularizer(metric="params", strength=0.5, budget=200.0)
+        model.fit(x, y, batch_size=8, epochs=3, verbose=0, shuffle=False,
+                  callbacks=[reg, *callbacks])
+
+    reference = _compile(_search_net())
+    initial = reference.get_weights()
+    run(reference, [])
+    resumed = _compile(_search_net())
+    resumed.set_weights(initial)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run(resumed, [K.callbacks.BackupAndRestore(str(tmp_path / "b")), _StopAt(2)])
+    resumed = _compile(_search_net(seed=7))  # other weights: only the backup can match
+    resumed.get_layer("m1").arch("logits").assign(tf.fill([6], -1.0))
+    run(resumed, [K.callbacks.BackupAndRestore(str(tmp_path / "b"))])
+    want, got = _arch_state(reference), _arch_state(resumed)
+    assert any("sample_step" in k for k in want) and any("logits" in k for k in want)
+    assert int(reference.get_layer("m1").sample_step.numpy()) == 12  # 3 epochs x 4 steps
+    for name, value in want.items():
+        np.testing.assert_allclose(got[name], value, rtol=1e-5, err_msg=name)
+
+
+def test_mirrored_strategy_keeps_one_mask_per_layer():
+    x, y = _figs_data()
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
+    assert len(devices) == 2
+    strategy = tf.distribute.MirroredStrategy(devices)
+    with strategy.scope():
+        model = _compile(_search_net())
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0,
+              callbacks=[sl.FLOPsRegularizer(metric="params", strength=0.5, budget=200.0)])
+    masks = sl.layers.figs_masks(model)
+    for var in sl.arch_variables(model) + [m.sample_step for m in masks]:
+        values = [v.numpy() for v in var.values]
+        assert len(values) == 2
+        np.testing.assert_array_equal(values[0], values[1], err_msg=var.name)
+    assert float(masks[0].arch("logits").numpy().mean()) != 2.5  # the logits did train
+
+    @tf.function
+    def draw():
+        return strategy.run(lambda: masks[0].mask(training=True))
+
+    first, second = strategy.experimental_local_results(draw())
+    np.testing.assert_array_equal(first.numpy(), second.numpy())  # one noise per step
