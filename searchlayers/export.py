@@ -1,7 +1,11 @@
 """Export Keras models to TFLite / Larq Compute Engine flatbuffers, and check them.
 
 * :func:`to_tflite`: float TFLite, or post-training full-integer int8 quantization
-  calibrated on a representative dataset.
+  calibrated on a representative dataset, or int8 from a quantization-aware model.
+* :func:`quantize_aware`: a quantization-aware-training (QAT) copy of a plain
+  model (tensorflow-model-optimization's ``quantize_model``): fine-tune it, then
+  ``to_tflite(qat_model, quantize="int8")``.
+* :func:`predict`: runs a flatbuffer on a batch (TFLite or LCE interpreter).
 * :func:`to_lce`: Larq Compute Engine flatbuffer (binary convolutions become
   ``LceBconv2d``) via ``larq_compute_engine.convert_keras_model``.
 * :func:`parity`: runs a flatbuffer (``tf.lite.Interpreter``, or
@@ -58,9 +62,11 @@ def to_tflite(model, path=None, quantize=None, representative_data=None,
         path: where to write the flatbuffer (folders are created); optional.
         quantize: ``None`` (float32) or ``"int8"``: full-integer post-training
             quantization (weights and activations int8, int8 builtin ops only).
+            A quantization-aware model (:func:`quantize_aware`) converts to int8
+            with the ranges it learned (no calibration data needed).
         representative_data: inputs to calibrate int8 ranges: a numpy array
             (N, ...), or an iterable / ``tf.data.Dataset`` of input batches or of
-            ``(x, y)`` batches. Required for ``"int8"``.
+            ``(x, y)`` batches. Required for ``"int8"`` (unless quantization-aware).
         num_calibration: how many examples of ``representative_data`` to use.
         int8_io: with ``"int8"``, make the model's input and output int8 too. The
             default keeps float32 input / output (quantize and dequantize ops at
@@ -77,7 +83,13 @@ def to_tflite(model, path=None, quantize=None, representative_data=None,
     if quantize not in (None, "int8"):
         raise ValueError(f"quantize must be None or 'int8', got {quantize!r}.")
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if quantize == "int8":
+    if quantize == "int8" and is_quantize_aware(model):
+        # The fake-quant ranges learned in QAT fix every scale; all ops become int8.
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if int8_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    elif quantize == "int8":
         if representative_data is None:
             raise ValueError(
                 "quantize='int8' needs representative_data (a few hundred typical "
@@ -115,6 +127,57 @@ def to_lce(model, path=None):
     import larq_compute_engine as lce
 
     return _write(lce.convert_keras_model(model), path)
+
+
+def quantize_aware(model):
+    """A quantization-aware-training copy of a plain Keras model (TF Model Optimization).
+
+    Wraps every layer with int8 fake quantization
+    (``tfmot.quantization.keras.quantize_model``: per-channel weights, per-tensor
+    activations, BatchNorm folded into the preceding conv). Compile and fine-tune
+    it briefly, then ``to_tflite(qat, quantize="int8")`` gives an int8 flatbuffer
+    whose outputs match the QAT model's. Weights are copied; ``model`` is unchanged.
+
+    Raises:
+        ValueError: unbuilt model, a model with search layers (derive it first), or
+            a layer tfmot cannot quantize (named, with tfmot's reason).
+
+    Example:
+        >>> qat = quantize_aware(sl.derive(supernet, "expected"))  # doctest: +SKIP
+        >>> qat.compile(...); qat.fit(train, epochs=1)  # doctest: +SKIP
+        >>> int8 = to_tflite(qat, "out/model_qat.tflite", quantize="int8")  # doctest: +SKIP
+    """
+    _check_built(model)
+    from searchlayers.layers.base import search_layers
+
+    found = [layer.name for layer in search_layers(model)]
+    if found:
+        raise ValueError(
+            f"quantize_aware: model '{model.name}' still has search layers {found}; "
+            "quantize the derived model: quantize_aware(searchlayers.derive(model, ...))."
+        )
+    import tensorflow_model_optimization as tfmot
+
+    try:
+        return tfmot.quantization.keras.quantize_model(model)
+    except (RuntimeError, ValueError) as error:
+        raise ValueError(
+            f"quantize_aware: tensorflow-model-optimization cannot quantize model "
+            f"'{model.name}': {error}"
+        ) from error
+
+
+def is_quantize_aware(model):
+    """True when ``model`` has tfmot quantization wrappers (made by :func:`quantize_aware`).
+
+    Example:
+        >>> is_quantize_aware(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+        False
+    """
+    return any(
+        type(layer).__name__ in ("QuantizeWrapper", "QuantizeWrapperV2")
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+    )
 
 
 def _check_built(model):
@@ -214,8 +277,7 @@ def parity(model, flatbuffer, inputs, lce=None):
     inputs = np.asarray(inputs, dtype=np.float32)
     if lce is None:
         lce = any(op.startswith("Lce") for op in op_names(flatbuffer))
-    run = _run_lce if lce else _run_tflite
-    got = run(flatbuffer, inputs).reshape(len(inputs), -1)
+    got = predict(flatbuffer, inputs, lce).reshape(len(inputs), -1)
     want = np.asarray(model(inputs, training=False), dtype=np.float32).reshape(len(inputs), -1)
     diff = np.abs(got - want)
     return ParityReport(
@@ -227,6 +289,23 @@ def parity(model, flatbuffer, inputs, lce=None):
         num_examples=len(inputs),
         interpreter="lce" if lce else "tflite",
     )
+
+
+def predict(flatbuffer, inputs, lce=None):
+    """Runs ``flatbuffer`` on a float batch ``inputs``; returns float outputs (N, ...).
+
+    int8 inputs / outputs are (de)quantized with the file's own scales. ``lce``:
+    use the LCE interpreter; default: when the file holds LCE ops.
+
+    Example:
+        >>> logits = predict(to_tflite(model, quantize="int8", representative_data=x), x)
+        >>> accuracy = (logits.argmax(-1) == y).mean()  # doctest: +SKIP
+    """
+    flatbuffer = _read(flatbuffer)
+    inputs = np.asarray(inputs, dtype=np.float32)
+    if lce is None:
+        lce = any(op.startswith("Lce") for op in op_names(flatbuffer))
+    return (_run_lce if lce else _run_tflite)(flatbuffer, inputs)
 
 
 def _read(flatbuffer):
@@ -498,10 +577,13 @@ __all__ = [
     "ParityReport",
     "format_lce_report",
     "is_binary_conv",
+    "is_quantize_aware",
     "lce_report",
     "lowering_blockers",
     "op_names",
     "parity",
+    "predict",
+    "quantize_aware",
     "to_lce",
     "to_tflite",
 ]
