@@ -8,12 +8,16 @@ At inference the mask is deterministic, ``1[nu_c > 0]``. ``P(mask_c = 1) =
 sigmoid(nu_c)`` (``probabilities()``).
 
 Masks with the same ``group`` share their logits (``group`` is the layer's
-``arch_key``): e.g. the outputs joined by a residual ``Add``.
+``arch_key``): e.g. the outputs joined by a residual ``Add``. They also share
+the noise seed (a hash of the group), so members called once per step draw the
+same mask: the group keeps or drops a channel together, as its derived network does.
 
 The expected cost of a network with masks (FiGS eq. 6) is
 ``searchlayers.regularizers.figs_expected_cost``; ``searchlayers.derive``
 collapses the masks into physically narrower layers.
 """
+
+import zlib
 
 import numpy as np
 import tensorflow as tf
@@ -35,7 +39,8 @@ class FiGSMask(SearchLayer):
         keep_one: the channel with the highest logit is always kept.
         group: masks with the same group share their logits (the ``arch_key``).
         initial_logit: initial ``nu`` of every channel (2.5: ``p ~ 0.92``).
-        seed: integer seed of the noise; default: a hash of the layer name.
+        seed: integer seed of the noise; default: a hash of the group, or of the
+            layer name without a group.
 
     Example:
         >>> import searchlayers as sl
@@ -67,6 +72,8 @@ class FiGSMask(SearchLayer):
                 "the group is the arch_key, give one of them."
             )
         key = group if group is not None else arch_key
+        if seed is None and key is not None:  # one noise stream per group
+            seed = zlib.crc32(str(key).encode()) % (2**31)
         super().__init__(arch_key=key, temperature=temperature, seed=seed, **kwargs)
         self.hard = bool(hard)
         self.keep_one = bool(keep_one)

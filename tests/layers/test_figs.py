@@ -135,6 +135,13 @@ def test_groups_share_logits_and_choose_once():
     model.get_layer("a").arch("logits").assign([3.0, -1.0, 2.0])
     arch = sl.choose(model, "expected")
     assert arch.choices["a"] == arch.choices["b"] == [0, 2]
+    # one noise stream per group: in training both draw the same mask every step
+    a, b = model.get_layer("a"), model.get_layer("b")
+    a.arch("logits").assign([0.0, 0.0, 0.0])
+    draws = [(a.mask(training=True).numpy(), b.mask(training=True).numpy()) for _ in range(8)]
+    assert all(np.array_equal(ma, mb) for ma, mb in draws)
+    assert len({tuple(ma.round()) for ma, _ in draws}) > 1  # but a new draw each step
+    assert FiGSMask(group="g", seed=5).seed == 5
 
 
 def test_errors_name_the_layer():
