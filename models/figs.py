@@ -22,6 +22,16 @@ from searchlayers._keras import keras
 L = keras.layers
 
 
+def scaled(filters, width):
+    """``filters`` times a uniform width multiplier, rounded, at least 1.
+
+    Example:
+        >>> scaled(16, 0.5), scaled(16, 0.01)
+        (8, 1)
+    """
+    return max(1, int(round(filters * width)))
+
+
 def _conv_bn(x, filters, kernel, strides=1, relu=True, name=None):
     x = L.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
                  name=f"{name}_conv")(x)
@@ -30,16 +40,19 @@ def _conv_bn(x, filters, kernel, strides=1, relu=True, name=None):
 
 
 def resnet(input_shape=(8, 8, 1), num_classes=10, stages=((16, 1, 2), (32, 2, 2)),
-           stem=16, name="figs_resnet"):
+           stem=16, name="figs_resnet", width=1.0):
     """A small ResNet; ``stages``: ``(filters, first stride, blocks)`` per stage.
+
+    ``width``: a uniform width multiplier on every layer (the FiGS baseline).
 
     Example:
         >>> resnet((8, 8, 1), 10, stages=((8, 1, 1),), stem=8).count_params() > 0
         True
     """
     inputs = keras.Input(input_shape)
-    x = _conv_bn(inputs, stem, 3, name="stem")
+    x = _conv_bn(inputs, scaled(stem, width), 3, name="stem")
     for s, (filters, stride, blocks) in enumerate(stages):
+        filters = scaled(filters, width)
         for b in range(blocks):
             prefix = f"s{s}b{b}"
             strides = stride if b == 0 else 1
@@ -56,17 +69,19 @@ def resnet(input_shape=(8, 8, 1), num_classes=10, stages=((16, 1, 2), (32, 2, 2)
 
 def mobilenet_v2(input_shape=(8, 8, 1), num_classes=10,
                  blocks=((6, 16, 1), (6, 16, 1), (6, 24, 2), (6, 24, 1)), stem=16,
-                 name="figs_mobilenet_v2"):
+                 name="figs_mobilenet_v2", width=1.0):
     """MobileNetV2-style net; ``blocks``: ``(expansion, out channels, stride)``.
+
+    ``width``: a uniform width multiplier on every layer (the FiGS baseline).
 
     Example:
         >>> mobilenet_v2((8, 8, 1), 10, blocks=((2, 8, 1),), stem=8).count_params() > 0
         True
     """
     inputs = keras.Input(input_shape)
-    x = _conv_bn(inputs, stem, 3, name="stem")
+    x = _conv_bn(inputs, scaled(stem, width), 3, name="stem")
     for i, (expansion, filters, stride) in enumerate(blocks):
-        prefix = f"ir{i}"
+        prefix, filters = f"ir{i}", scaled(filters, width)
         h = _conv_bn(x, x.shape[-1] * expansion, 1, name=f"{prefix}_expand")
         h = L.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False,
                               name=f"{prefix}_dw")(h)
@@ -83,4 +98,4 @@ def mobilenet_v2(input_shape=(8, 8, 1), num_classes=10,
 
 SPACES = {"resnet": resnet, "mobilenet_v2": mobilenet_v2}
 
-__all__ = ["SPACES", "mobilenet_v2", "resnet"]
+__all__ = ["SPACES", "mobilenet_v2", "resnet", "scaled"]

@@ -26,3 +26,14 @@ def test_space_masks_derive_and_shrink(build):
                                atol=1e-5)
     assert child.count_params() < base.count_params()
     assert not [layer for layer in child.layers if "_select_" in layer.name]
+
+
+@pytest.mark.parametrize("build", [resnet, mobilenet_v2])
+def test_uniform_width_multiplier(build):
+    full, half = build((8, 8, 1), 10), build((8, 8, 1), 10, width=0.5)
+    assert full.count_params() == build((8, 8, 1), 10, width=1.0).count_params()
+    for layer in full.layers:
+        if isinstance(layer, sl.keras.layers.Conv2D) and not isinstance(
+                layer, sl.keras.layers.DepthwiseConv2D):
+            assert half.get_layer(layer.name).filters == max(1, round(layer.filters / 2))
+    assert half.count_params() < 0.4 * full.count_params()  # conv params ~ width^2
