@@ -29,18 +29,23 @@ from searchlayers._keras import keras
 from models import bnas, darts
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("epochs", 5, "Search epochs.")
-flags.DEFINE_integer("retrain_epochs", 10, "Epochs of the derived child's retraining.")
-flags.DEFINE_string("out", "out/bnas_search", "Folder of the JSON summary and the flatbuffer.")
-flags.DEFINE_float("gamma", 1.0, "Zeroise transferability (BNAS eq. 5); 1 = argmax.")
-flags.DEFINE_float("lam", 1.0, "Diversity strength lambda (BNAS: 1.0).")
-flags.DEFINE_float("tau", 7.7, "Diversity annealing tau in epochs (BNAS: 7.7).")
-flags.DEFINE_integer("channels", 8, "Channels of the first cells (BNAS search: 16).")
-flags.DEFINE_integer("cells", 3, "Number of cells (BNAS search: 8).")
-flags.DEFINE_integer("steps", 2, "Intermediate nodes per cell (BNAS: 4).")
-flags.DEFINE_integer("batch_size", 64, "Batch size (each half of a bi-level pair).")
-flags.DEFINE_float("arch_lr", 3e-3, "Architecture Adam learning rate.")
-flags.DEFINE_float("lr", 0.025, "Weight SGD learning rate (cosine decay, BNAS: 0.025).")
+
+
+def define_flags():
+    """The script's flags (defined when run, so the module imports as a library)."""
+    flags.DEFINE_integer("epochs", 5, "Search epochs.")
+    flags.DEFINE_integer("retrain_epochs", 10, "Epochs of the derived child's retraining.")
+    flags.DEFINE_string("out", "out/bnas_search", "Folder of the JSON summary and the flatbuffer.")
+    flags.DEFINE_float("gamma", 1.0, "Zeroise transferability (BNAS eq. 5); 1 = argmax.")
+    flags.DEFINE_float("lam", 1.0, "Diversity strength lambda (BNAS: 1.0).")
+    flags.DEFINE_float("tau", 7.7, "Diversity annealing tau in epochs (BNAS: 7.7).")
+    flags.DEFINE_integer("channels", 8, "Channels of the first cells (BNAS search: 16).")
+    flags.DEFINE_integer("cells", 3, "Number of cells (BNAS search: 8).")
+    flags.DEFINE_integer("steps", 2, "Intermediate nodes per cell (BNAS: 4).")
+    flags.DEFINE_integer("batch_size", 64, "Batch size (each half of a bi-level pair).")
+    flags.DEFINE_float("arch_lr", 3e-3, "Architecture Adam learning rate.")
+    flags.DEFINE_float("lr", 0.025, "Weight SGD learning rate (cosine decay, BNAS: 0.025).")
+
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -50,23 +55,41 @@ def _sgd(lr, steps):
     return keras.optimizers.SGD(schedule, momentum=0.9)
 
 
+def build(channels=8, cells=3, steps=2):
+    """The BNAS supernet for digits.
+
+    Example:
+        >>> build(channels=8, cells=3, steps=2).output_shape
+        (None, 10)
+    """
+    shape = datasets.info("digits").input_shape
+    return bnas.bnas_supernet(shape, 10, channels=channels, cells=cells, steps=steps,
+                              multiplier=steps)
+
+
 def search(epochs=5, channels=8, cells=3, steps=2, lam=1.0, tau=7.7, batch_size=64,
-           arch_lr=3e-3, lr=0.025, verbose=2):
+           arch_lr=3e-3, lr=0.025, verbose=2, supernet=None, extra_callbacks=(),
+           steps_per_epoch=None):
     """Builds and searches a BNAS supernet on digits; returns ``(supernet, history)``.
+
+    ``supernet`` searches a model from ``build`` instead of building one;
+    ``extra_callbacks`` join BNAS' diversity term; ``steps_per_epoch`` shortens
+    the epochs.
 
     Example:
         >>> supernet, history = search(epochs=1)  # doctest: +SKIP
     """
-    shape = datasets.info("digits").input_shape
-    supernet = bnas.bnas_supernet(shape, 10, channels=channels, cells=cells, steps=steps,
-                                  multiplier=steps)
+    if supernet is None:
+        supernet = build(channels, cells, steps)
     data = datasets.search_pairs("digits", batch_size)
     model = sl.SearchModel(supernet, bilevel=True, arch_optimizer=keras.optimizers.Adam(
         arch_lr, beta_1=0.5, beta_2=0.999))
-    model.compile(optimizer=_sgd(lr, epochs * int(data.cardinality())), loss=LOSS,
-                  metrics=["accuracy"])
-    history = model.fit(data, epochs=epochs, verbose=verbose,
-                        callbacks=[callbacks.EntropyRegularizer.bnas(lam, tau)])
+    per_epoch = steps_per_epoch or int(data.cardinality())
+    model.compile(optimizer=_sgd(lr, epochs * per_epoch), loss=LOSS, metrics=["accuracy"])
+    history = model.fit(data.repeat() if steps_per_epoch else data, epochs=epochs,
+                        verbose=verbose, steps_per_epoch=steps_per_epoch,
+                        callbacks=[callbacks.EntropyRegularizer.bnas(lam, tau),
+                                   *extra_callbacks])
     return supernet, history.history
 
 
@@ -149,4 +172,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -33,37 +33,45 @@ from searchlayers._keras import keras
 from models import darts
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("method", "darts", ["darts", "snas", "gdas"], "Search method.")
-flags.DEFINE_integer("epochs", 10, "Search epochs.")
-flags.DEFINE_integer("retrain_epochs", 15, "Epochs of the derived child's retraining.")
-flags.DEFINE_string("out", "out/darts_search", "Folder of the JSON summary and the .tflite.")
-flags.DEFINE_bool("entropy", False, "Add the BARS entropy schedule (negative to positive).")
-flags.DEFINE_enum("training", "auto", ["auto", "bilevel", "joint"],
-                  "auto: bi-level for darts / gdas, joint for snas.")
-flags.DEFINE_enum("rule", "argmax", ["argmax", "top2"], "Derivation rule.")
-flags.DEFINE_integer("channels", 8, "Channels of the first cells.")
-flags.DEFINE_integer("cells", 3, "Number of cells (reductions at 1/3 and 2/3).")
-flags.DEFINE_integer("steps", 3, "Intermediate nodes per cell.")
-flags.DEFINE_integer("batch_size", 64, "Batch size (each half of a bi-level pair).")
-flags.DEFINE_float("arch_lr", 3e-3, "Architecture Adam learning rate (DARTS: 3e-4 over "
-                   "~100x more steps than a digits search takes).")
-flags.DEFINE_float("lr", 0.05, "Weight SGD learning rate (cosine decay, momentum 0.9).")
-flags.DEFINE_integer("seed", 0, "Random seed.")
+
+
+def define_flags():
+    """The script's flags (defined when run, so the module imports as a library)."""
+    flags.DEFINE_enum("method", "darts", ["darts", "snas", "gdas"], "Search method.")
+    flags.DEFINE_integer("epochs", 10, "Search epochs.")
+    flags.DEFINE_integer("retrain_epochs", 15, "Epochs of the derived child's retraining.")
+    flags.DEFINE_string("out", "out/darts_search", "Folder of the JSON summary and the .tflite.")
+    flags.DEFINE_bool("entropy", False, "Add the BARS entropy schedule (negative to positive).")
+    flags.DEFINE_enum("training", "auto", ["auto", "bilevel", "joint"],
+                      "auto: bi-level for darts / gdas, joint for snas.")
+    flags.DEFINE_enum("rule", "argmax", ["argmax", "top2"], "Derivation rule.")
+    flags.DEFINE_integer("channels", 8, "Channels of the first cells.")
+    flags.DEFINE_integer("cells", 3, "Number of cells (reductions at 1/3 and 2/3).")
+    flags.DEFINE_integer("steps", 3, "Intermediate nodes per cell.")
+    flags.DEFINE_integer("batch_size", 64, "Batch size (each half of a bi-level pair).")
+    flags.DEFINE_float("arch_lr", 3e-3, "Architecture Adam learning rate (DARTS: 3e-4 over "
+                       "~100x more steps than a digits search takes).")
+    flags.DEFINE_float("lr", 0.05, "Weight SGD learning rate (cosine decay, momentum 0.9).")
+    flags.DEFINE_integer("seed", 0, "Random seed.")
+
 
 MODES = {"darts": "softmax", "snas": "gumbel", "gdas": "gumbel_hard"}
 BILEVEL = {"darts": True, "snas": False, "gdas": True}
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def search_callbacks(method, epochs, entropy):
-    """Temperature schedule of the method, plus the BARS entropy schedule if asked.
+def search_callbacks(method, epochs, entropy, temperature=None):
+    """Temperature schedule of the method (or ``temperature``, a
+    ``TemperatureScheduler`` replacing it), plus the BARS entropy schedule if asked.
 
     Example:
         >>> [type(c).__name__ for c in search_callbacks("gdas", 10, entropy=True)]
         ['TemperatureScheduler', 'EntropyRegularizer']
     """
     result = []
-    if method == "snas":  # SNAS: starts at 1.0, annealed, never below 0.03
+    if temperature is not None:
+        result.append(temperature)
+    elif method == "snas":  # SNAS: starts at 1.0, annealed, never below 0.03
         result.append(callbacks.TemperatureScheduler("exponential", start=1.0, rate=0.9,
                                                      floor=0.03))
     elif method == "gdas":  # GDAS: linear 10 -> 0.1
@@ -78,20 +86,36 @@ def _sgd(lr, steps):
     return keras.optimizers.SGD(schedule, momentum=0.9)
 
 
+def build(method="darts", mode=None, channels=8, cells=3, steps=3):
+    """The DARTS supernet of ``method`` for digits (``mode`` overrides its ``MixedOp`` mode).
+
+    Example:
+        >>> build("gdas", channels=4, cells=3, steps=2).output_shape
+        (None, 10)
+    """
+    shape = datasets.info("digits").input_shape
+    return darts.darts_supernet(
+        shape, 10, channels=channels, cells=cells, steps=steps, multiplier=steps,
+        mode=mode or MODES[method], temperature=10.0 if method == "gdas" else 1.0)
+
+
 def search(method="darts", epochs=10, entropy=False, bilevel=None, mode=None, channels=8,
-           cells=3, steps=3, batch_size=64, arch_lr=3e-3, lr=0.05, verbose=2):
+           cells=3, steps=3, batch_size=64, arch_lr=3e-3, lr=0.05, verbose=2, supernet=None,
+           extra_callbacks=(), temperature=None, steps_per_epoch=None):
     """Builds and searches a DARTS supernet on digits; returns ``(supernet, history)``.
 
-    ``mode`` overrides the method's ``MixedOp`` mode, ``bilevel`` its training.
+    ``mode`` overrides the method's ``MixedOp`` mode, ``bilevel`` its training,
+    ``temperature`` (a ``TemperatureScheduler``) its temperature schedule.
+    ``supernet`` searches a model from ``build`` instead of building one;
+    ``extra_callbacks`` join the method's (e.g. a ``FLOPsRegularizer``);
+    ``steps_per_epoch`` shortens the epochs.
 
     Example:
         >>> supernet, history = search("darts", epochs=2)  # doctest: +SKIP
         >>> darts.op_mix(sl.choose(supernet))  # doctest: +SKIP
     """
-    shape = datasets.info("digits").input_shape
-    supernet = darts.darts_supernet(
-        shape, 10, channels=channels, cells=cells, steps=steps, multiplier=steps,
-        mode=mode or MODES[method], temperature=10.0 if method == "gdas" else 1.0)
+    if supernet is None:
+        supernet = build(method, mode, channels, cells, steps)
     bilevel = BILEVEL[method] if bilevel is None else bilevel
     if bilevel:
         data = datasets.search_pairs("digits", batch_size)
@@ -99,10 +123,12 @@ def search(method="darts", epochs=10, entropy=False, bilevel=None, mode=None, ch
         data = datasets.load("digits", "train", batch_size=batch_size, drop_remainder=True)
     model = sl.SearchModel(supernet, bilevel=bilevel, arch_optimizer=keras.optimizers.Adam(
         arch_lr, beta_1=0.5, beta_2=0.999))
-    model.compile(optimizer=_sgd(lr, epochs * int(data.cardinality())), loss=LOSS,
-                  metrics=["accuracy"])
-    history = model.fit(data, epochs=epochs, verbose=verbose,
-                        callbacks=search_callbacks(method, epochs, entropy))
+    per_epoch = steps_per_epoch or int(data.cardinality())
+    model.compile(optimizer=_sgd(lr, epochs * per_epoch), loss=LOSS, metrics=["accuracy"])
+    history = model.fit(
+        data.repeat() if steps_per_epoch else data, epochs=epochs, verbose=verbose,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=search_callbacks(method, epochs, entropy, temperature) + list(extra_callbacks))
     return supernet, history.history
 
 
@@ -205,4 +231,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

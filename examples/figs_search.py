@@ -30,16 +30,21 @@ from searchlayers.transforms import insert_masks
 from models.figs import SPACES
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("space", "resnet", sorted(SPACES), "Network to put masks into.")
-flags.DEFINE_enum("metric", "params", ["params", "flops"], "Cost to search under.")
-flags.DEFINE_float("target", 0.5, "Target cost as a fraction of the unmasked network's.")
-flags.DEFINE_float("strength", 1.0, "Regularization strength lambda (on cost / target).")
-flags.DEFINE_integer("search_epochs", 8, "Most epochs of architecture learning.")
-flags.DEFINE_integer("retrain_epochs", 3, "Epochs of retraining the derived network.")
-flags.DEFINE_float("arch_lr", 0.05, "Adam learning rate of the mask logits.")
-flags.DEFINE_integer("batch_size", 32, "Batch size.")
-flags.DEFINE_integer("seed", 0, "Random seed.")
-flags.DEFINE_string("out", "out/figs", "Folder for the TFLite file.")
+
+
+def define_flags():
+    """The script's flags (defined when run, so the module imports as a library)."""
+    flags.DEFINE_enum("space", "resnet", sorted(SPACES), "Network to put masks into.")
+    flags.DEFINE_enum("metric", "params", ["params", "flops"], "Cost to search under.")
+    flags.DEFINE_float("target", 0.5, "Target cost as a fraction of the unmasked network's.")
+    flags.DEFINE_float("strength", 1.0, "Regularization strength lambda (on cost / target).")
+    flags.DEFINE_integer("search_epochs", 8, "Most epochs of architecture learning.")
+    flags.DEFINE_integer("retrain_epochs", 3, "Epochs of retraining the derived network.")
+    flags.DEFINE_float("arch_lr", 0.05, "Adam learning rate of the mask logits.")
+    flags.DEFINE_integer("batch_size", 32, "Batch size.")
+    flags.DEFINE_integer("seed", 0, "Random seed.")
+    flags.DEFINE_string("out", "out/figs", "Folder for the TFLite file.")
+
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -64,8 +69,11 @@ class StopAtTarget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def search(supernet, metric, target, strength, epochs, arch_lr, batch_size, seed):
+def search(supernet, metric, target, strength, epochs, arch_lr, batch_size, seed, verbose=2,
+           extra_callbacks=(), steps_per_epoch=None):
     """Joint architecture learning; returns the ``FLOPsRegularizer`` used.
+
+    ``extra_callbacks`` join the search's; ``steps_per_epoch`` shortens the epochs.
 
     Example:
         >>> search(insert_masks(resnet()), "params", 2e4, 2.0, 1, 0.05, 32, 0)  # doctest: +SKIP
@@ -78,8 +86,10 @@ def search(supernet, metric, target, strength, epochs, arch_lr, batch_size, seed
                                       strength=strength)
     train = datasets.load("digits", "train", batch_size=batch_size, seed=seed)
     val = datasets.load("digits", "validation", batch_size=256)
-    supernet.fit(train, validation_data=val, epochs=epochs, verbose=2,
-                 callbacks=[regularizer, StopAtTarget(regularizer, target)])
+    supernet.fit(train.repeat() if steps_per_epoch else train, validation_data=val,
+                 epochs=epochs, verbose=verbose, steps_per_epoch=steps_per_epoch,
+                 callbacks=[regularizer, StopAtTarget(regularizer, target),
+                            *extra_callbacks])
     return regularizer
 
 
@@ -131,4 +141,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

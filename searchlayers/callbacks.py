@@ -463,7 +463,11 @@ class ArchWarmup(keras.callbacks.Callback):
             )
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.model.arch_enabled.assign(self.enabled(epoch))
+        setter = getattr(self.model, "set_arch_enabled", None)
+        if setter is not None:  # SearchModel: retraces under several replicas
+            setter(self.enabled(epoch))
+        else:
+            self.model.arch_enabled.assign(self.enabled(epoch))
 
     def get_config(self):
         return {"epochs": self.epochs}
@@ -590,6 +594,17 @@ class ArchitectureLogger(keras.callbacks.Callback):
                 group = history.setdefault(int(row["epoch"]), {}).setdefault(row["key"], {})
                 group[row["choice"]] = float(row["probability"])
         return history
+
+    def load(self):
+        """Reads ``csv_path`` (a finished search's log) into ``history``; returns it.
+
+        Example:
+            >>> logger = ArchitectureLogger("logs")
+            >>> logger.load()  # doctest: +SKIP
+            {0: {'edge': {'skip_connect': 0.2, ...}}, ...}
+        """
+        self.history = self._read_csv()
+        return self.history
 
     def plot(self, path=None):
         """Draws ``history`` (BARS Fig. 5 style) to ``path`` (default ``png_path``).

@@ -183,21 +183,49 @@ class SearchModel(keras.Model):
         """Multiplies the data loss by ``fn()`` in every step (e.g. BARS eq. 7)."""
         self._multipliers.append(fn)
 
+    def _replicas(self):
+        return self.distribute_strategy.num_replicas_in_sync
+
+    def set_arch_enabled(self, enabled):
+        """Turns the architecture updates on or off (``ArchWarmup`` calls it).
+
+        With several replicas the train function reads ``arch_enabled`` when
+        it is traced (a cross-replica optimizer update cannot sit inside
+        ``tf.cond``), so a change of value retraces it.
+
+        Example:
+            >>> search.set_arch_enabled(False)  # doctest: +SKIP
+        """
+        enabled = bool(enabled)
+        changed = bool(self.arch_enabled.numpy()) != enabled
+        self.arch_enabled.assign(enabled)
+        if changed and self.train_function is not None and self._replicas() > 1:
+            self.make_train_function(force=True)
+
     def _loss(self, x, y, training=True):
+        """The loss of one replica: Keras scales the data loss by 1 / replicas
+        (gradients are summed over replicas), so the additive terms are too."""
         pred = self.model(x, training=training)
         data_loss = self.compiled_loss(y, pred, regularization_losses=None)
         for fn in self._multipliers if training else ():
             data_loss = data_loss * fn()
         reg = self.losses  # the wrapped model's and our own additive terms
-        total = data_loss + (tf.add_n(reg) if reg else 0.0)
+        total = data_loss + (tf.add_n(reg) / self._replicas() if reg else 0.0)
         return total, pred
 
     def _apply_arch(self, grads, arch):
         """Arch update with coupled L2 decay, skipped while warm-up disables it."""
+        decay = self.arch_weight_decay / self._replicas()  # summed over replicas
         grads = [
-            tf.zeros_like(v) if g is None else g + self.arch_weight_decay * v
+            tf.zeros_like(v) if g is None else g + decay * v
             for g, v in zip(grads, arch)
         ]
+        if self._replicas() > 1:  # see set_arch_enabled
+            with tf.init_scope():
+                enabled = bool(self.arch_enabled.numpy())
+            if enabled:
+                self.arch_optimizer.apply_gradients(zip(grads, arch))
+            return
 
         def apply():
             self.arch_optimizer.apply_gradients(zip(grads, arch))
@@ -232,7 +260,7 @@ class SearchModel(keras.Model):
         return self._update_metrics(loss, y, pred)
 
     def _update_metrics(self, loss, y, pred):
-        self._loss_tracker.update_state(loss)
+        self._loss_tracker.update_state(loss * self._replicas())  # undo the scaling
         self.compiled_metrics.update_state(y, pred)
         return {m.name: m.result() for m in self.metrics}
 

@@ -1,0 +1,133 @@
+"""The examples' search procedures, registered as sweep methods (``searchlayers.tuning``).
+
+Importing this module registers:
+
+* ``darts``, ``gdas``, ``snas``: ``examples.darts_search`` (DARTS cell space;
+  softmax bi-level, hard Gumbel bi-level, Gumbel joint). The budget is BARS'
+  multiplicative cost term ``CE * (cost / budget)^lam`` over budget
+  (``FLOPsRegularizer(mode="multiplicative", over=lam)``); ``temperature``
+  replaces the method's schedule.
+* ``figs``: ``examples.figs_search`` (FiGS masks in ``models.figs``' ResNet or
+  MobileNetV2): ``task + lam * E[cost] / target`` with target = budget times the
+  unmasked network's cost; the search stops at the target.
+* ``bnas``: ``examples.bnas_search`` (binary cells, diversity term) with the
+  same multiplicative budget on equivalent ops; exported with LCE too.
+
+``TrialSpec.options`` sets the spaces' sizes: ``channels``, ``cells``,
+``steps`` (DARTS, BNAS), ``space`` and ``network`` (keyword arguments of the
+FiGS network), ``arch_lr``, ``rule`` (DARTS derivation), ``gamma`` (BNAS).
+
+Example:
+    >>> import examples.methods  # doctest: +SKIP
+    >>> from searchlayers import tuning
+    >>> tuning.method_names()  # doctest: +SKIP
+    ['bnas', 'darts', 'figs', 'gdas', 'snas']
+"""
+
+from searchlayers import FLOPsRegularizer, datasets, derive, tuning
+from searchlayers.transforms import insert_masks
+
+from examples import bnas_search, darts_search, figs_search
+from models import bnas
+from models.figs import SPACES
+
+
+def budget_term(supernet, spec):
+    """BARS' multiplicative budget: ``CE * (cost / budget)^lam`` above the budget.
+
+    Example:
+        >>> budget_term(supernet, tuning.TrialSpec("darts", budget=0.5))  # doctest: +SKIP
+    """
+    return FLOPsRegularizer(budget=tuning.budget_target(supernet, spec),
+                            metric=spec.cost_metric(), mode="multiplicative", over=spec.lam)
+
+
+def darts_family(name):
+    """The ``search(spec)`` of DARTS-space method ``name`` ("darts", "gdas", "snas").
+
+    Example:
+        >>> searched = darts_family("gdas")(tuning.TrialSpec("gdas", epochs=1))  # doctest: +SKIP
+    """
+    def search(spec):
+        o = spec.options
+        supernet = darts_search.build(name, channels=o.get("channels", 8),
+                                      cells=o.get("cells", 3), steps=o.get("steps", 2))
+        supernet, history = darts_search.search(
+            name, spec.epochs, supernet=supernet, batch_size=spec.batch_size,
+            arch_lr=o.get("arch_lr", 3e-3), verbose=spec.verbose,
+            extra_callbacks=[budget_term(supernet, spec), *spec.callbacks()],
+            temperature=spec.temperature_scheduler(), steps_per_epoch=spec.steps_per_epoch)
+        child = darts_search.derive_child(supernet, o.get("rule", "argmax"))
+        return tuning.Searched(supernet, child, history)
+
+    return search
+
+
+def darts_retrain(child, spec):
+    """``examples.darts_search.retrain`` (fresh weights, SGD cosine).
+
+    Example:
+        >>> model, accuracy = darts_retrain(child, spec)  # doctest: +SKIP
+    """
+    return darts_search.retrain(child, spec.retrain_epochs, spec.batch_size)
+
+
+def figs(spec):
+    """FiGS: masks after every conv / dense of a ``models.figs`` network, searched
+    under ``budget`` times the unmasked network's cost, derived by slicing.
+
+    Example:
+        >>> searched = figs(tuning.TrialSpec("figs", budget=0.5, epochs=1))  # doctest: +SKIP
+    """
+    o = spec.options
+    shape = datasets.info("digits").input_shape
+    base = SPACES[o.get("space", "resnet")](shape, 10, **o.get("network", {}))
+    target = tuning.budget_target(base, spec)
+    supernet = insert_masks(base)
+    figs_search.search(supernet, spec.cost_metric(), target, spec.lam, spec.epochs,
+                       o.get("arch_lr", 0.05), spec.batch_size, spec.seed, spec.verbose,
+                       extra_callbacks=spec.callbacks(), steps_per_epoch=spec.steps_per_epoch)
+    history = supernet.history.history if supernet.history is not None else {}
+    return tuning.Searched(supernet, derive(supernet, "expected"), history)
+
+
+def figs_retrain(child, spec):
+    """``examples.figs_search.retrain``: fine-tunes the sliced child's inherited weights.
+
+    Example:
+        >>> model, accuracy = figs_retrain(child, spec)  # doctest: +SKIP
+    """
+    return child, float(figs_search.retrain(child, spec.retrain_epochs, spec.batch_size,
+                                            spec.seed))
+
+
+def bnas_method(spec):
+    """BNAS with a multiplicative budget on equivalent ops; Zeroise-gamma derive.
+
+    Example:
+        >>> searched = bnas_method(tuning.TrialSpec("bnas", epochs=1))  # doctest: +SKIP
+    """
+    o = spec.options
+    supernet = bnas_search.build(o.get("channels", 8), o.get("cells", 3), o.get("steps", 2))
+    supernet, history = bnas_search.search(
+        spec.epochs, batch_size=spec.batch_size, arch_lr=o.get("arch_lr", 3e-3),
+        verbose=spec.verbose, supernet=supernet,
+        extra_callbacks=[budget_term(supernet, spec), *spec.callbacks()],
+        steps_per_epoch=spec.steps_per_epoch)
+    return tuning.Searched(supernet, bnas.derive_bnas(supernet, o.get("gamma", 1.0)), history)
+
+
+def bnas_retrain(child, spec):
+    """``examples.bnas_search.retrain`` (fresh weights, SGD cosine).
+
+    Example:
+        >>> model, accuracy = bnas_retrain(child, spec)  # doctest: +SKIP
+    """
+    return bnas_search.retrain(child, spec.retrain_epochs, spec.batch_size)
+
+
+for _name in darts_search.MODES:
+    tuning.register_method(_name, darts_family(_name), darts_retrain,
+                           uses=("budget", "lam", "temperature"))
+tuning.register_method("figs", figs, figs_retrain)
+tuning.register_method("bnas", bnas_method, bnas_retrain, metric="equivalent_ops", lce=True)

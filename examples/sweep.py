@@ -1,0 +1,107 @@
+"""A sweep of search methods and budgets with keras-tuner, and its report.
+
+Runs one trial per setting of (method, budget, lambda, temperature) through
+``searchlayers.tuning.SweepTuner`` (methods of ``examples.methods``): search,
+derive, retrain, measure (accuracy, cost profile, TFLite / LCE size, search
+time); then writes ``report.md`` with the table and the Pareto / architecture
+PNGs (``searchlayers.report``) and prints the table.
+
+Resume a stopped sweep with ``--overwrite=false`` (finished trials are kept).
+Distributed tuning: start the same command once with
+``KERASTUNER_TUNER_ID=chief`` and once per worker (``KERASTUNER_TUNER_ID=
+tuner0``, ``tuner1``, ...), all with ``KERASTUNER_ORACLE_IP`` /
+``KERASTUNER_ORACLE_PORT`` and the same ``--directory``; the chief writes the
+report when every trial is done. ``--mirrored`` searches each trial under
+``tf.distribute.MirroredStrategy`` (``--logical_cpus=2`` splits the CPU).
+
+Example:
+    python -m examples.sweep --methods=darts,figs --budgets=0.5,0.25 --out=out/sweep
+    python -m examples.sweep --report_only --out=out/sweep
+"""
+
+import json
+import os
+import time
+
+from absl import app, flags
+
+import tensorflow as tf
+
+from searchlayers import report, tuning
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("out", "out/sweep", "Sweep folder (keras-tuner directory).")
+flags.DEFINE_string("project", "sweep", "Project name: the sweep is <out>/<project>.")
+flags.DEFINE_list("methods", ["darts", "figs"], "Registered methods to sweep.")
+flags.DEFINE_list("budgets", ["0.5", "0.25"], "Budgets: fractions of the supernet's cost.")
+flags.DEFINE_list("lams", ["1.0"], "Cost-term strengths lambda.")
+flags.DEFINE_list("temperatures", ["default"],
+                  f"Temperature schedules, of: {', '.join(tuning.TEMPERATURES)}.")
+flags.DEFINE_enum("oracle", "grid", list(tuning.ORACLES), "keras-tuner Oracle.")
+flags.DEFINE_integer("max_trials", None, "Most trials (grid: all by default).")
+flags.DEFINE_enum("objective", "accuracy", list(tuning.METRICS), "The Oracle's objective.")
+flags.DEFINE_integer("max_epochs", 4, "Hyperband: most search epochs of a trial.")
+flags.DEFINE_integer("epochs", 3, "Search epochs per trial.")
+flags.DEFINE_integer("retrain_epochs", 3, "Retraining epochs of each derived model.")
+flags.DEFINE_integer("steps_per_epoch", None, "Shorter search epochs (default: all data).")
+flags.DEFINE_integer("batch_size", 64, "Batch size.")
+flags.DEFINE_string("metric", None, "Cost metric of the budgets (default: the method's).")
+flags.DEFINE_string("options", "{}", "JSON of method options (examples.methods).")
+flags.DEFINE_bool("overwrite", True, "Start afresh; false resumes the sweep in --out.")
+flags.DEFINE_bool("mirrored", False, "Search under MirroredStrategy (all local devices).")
+flags.DEFINE_integer("logical_cpus", 1, "Split the CPU into this many logical devices.")
+flags.DEFINE_bool("report_only", False, "Only write the report of the sweep in --out.")
+flags.DEFINE_integer("seed", 0, "Random seed (the Oracle's and every trial's).")
+flags.DEFINE_integer("verbose", 0, "Verbosity of the searches' fit.")
+
+
+def make_tuner():
+    """The ``SweepTuner`` the flags describe.
+
+    Example:
+        >>> make_tuner().search()  # doctest: +SKIP
+    """
+    import examples.methods  # noqa: F401  (registers the methods)
+
+    space = tuning.search_space(FLAGS.methods, [float(b) for b in FLAGS.budgets],
+                                [float(v) for v in FLAGS.lams], FLAGS.temperatures)
+    settings = dict(epochs=FLAGS.epochs, retrain_epochs=FLAGS.retrain_epochs,
+                    steps_per_epoch=FLAGS.steps_per_epoch, batch_size=FLAGS.batch_size,
+                    seed=FLAGS.seed, metric=FLAGS.metric, options=json.loads(FLAGS.options),
+                    verbose=FLAGS.verbose)
+    oracle_kwargs = {"max_epochs": FLAGS.max_epochs} if FLAGS.oracle == "hyperband" else {}
+    return tuning.SweepTuner(
+        FLAGS.oracle, space, max_trials=FLAGS.max_trials, objective=FLAGS.objective,
+        directory=FLAGS.out, project_name=FLAGS.project, overwrite=FLAGS.overwrite,
+        settings=settings, strategy="mirrored" if FLAGS.mirrored else None, seed=FLAGS.seed,
+        oracle_kwargs=oracle_kwargs)
+
+
+def _split_cpu(count):
+    if count > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+
+
+def main(argv):
+    del argv
+    start = time.time()
+    tf.get_logger().setLevel("ERROR")
+    _split_cpu(FLAGS.logical_cpus)
+    project_dir = os.path.join(FLAGS.out, FLAGS.project)
+    if not FLAGS.report_only:
+        tuner = make_tuner()
+        tuner.search(verbose=1 if FLAGS.verbose else 0)
+        if tuning.is_worker():
+            print(f"Worker {os.environ['KERASTUNER_TUNER_ID']} done.")
+            return
+    path = report.report(project_dir)
+    records = tuning.load_results(project_dir)
+    print(f"\nSweep {project_dir}: {len(records)} trials in {time.time() - start:.0f} s\n")
+    print(report.summary_table(records))
+    print(f"\nReport: {path}")
+
+
+if __name__ == "__main__":
+    app.run(main)

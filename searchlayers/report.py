@@ -1,0 +1,190 @@
+"""One Markdown page for a sweep folder (``searchlayers.tuning``).
+
+``report(project_dir)`` reads every finished trial's ``result.json`` and writes:
+
+* ``report.md``: a table with one row per trial (method, budget, lambda,
+  temperature, accuracy, float and binary MACs, parameters, equivalent ops,
+  TFLite / LCE size, search time) and the figures below;
+* ``pareto.png``: test accuracy against equivalent ops, one colour per method,
+  each method's Pareto front (no other trial of the method is both cheaper
+  and more accurate) drawn as a line;
+* ``architecture_<trial>.png``: how the architecture distributions moved over
+  the search epochs, drawn by ``ArchitectureLogger`` from the trial's CSV.
+
+Example:
+    >>> from searchlayers import report
+    >>> report.report("sweeps/sweep")  # doctest: +SKIP
+    'sweeps/sweep/report.md'
+"""
+
+import os
+
+from searchlayers.callbacks import ArchitectureLogger
+from searchlayers.tuning import load_results
+
+COLUMNS = (  # (header, record -> text)
+    ("trial", lambda r: r["trial_id"]),
+    ("method", lambda r: r["method"]),
+    ("budget", lambda r: _used(r, "budget", f"{r['budget']:g}")),
+    ("lambda", lambda r: _used(r, "lam", f"{r['lam']:g}")),
+    ("temperature", lambda r: _used(r, "temperature", r["temperature"])),
+    ("accuracy", lambda r: f"{r['accuracy']:.3f}"),
+    ("float MACs", lambda r: _si(r["float_macs"])),
+    ("binary MACs", lambda r: _si(r["binary_macs"])),
+    ("params", lambda r: _si(r["params"])),
+    ("eq. ops", lambda r: _si(r["equivalent_ops"])),
+    ("size", lambda r: f"{r['size_bytes'] / 1024:.1f} KiB {r['size_format']}"),
+    ("search s", lambda r: f"{r['search_seconds']:.1f}"),
+)
+PARETO_PNG = "pareto.png"
+REPORT_MD = "report.md"
+
+
+def _used(record, name, text):
+    """``text``, or "-" when the trial's method ignores hyperparameter ``name``."""
+    return text if name in record.get("uses", (name,)) else "-"
+
+
+def _si(value):
+    value = float(value)
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.2f}{unit}"
+    return f"{value:g}"
+
+
+def markdown_table(headers, rows):
+    """A Markdown pipe table, padded so it also reads well as plain text.
+
+    Example:
+        >>> print(markdown_table(["a", "bb"], [["1", "2"]]))
+        | a | bb |
+        |---|----|
+        | 1 | 2  |
+    """
+    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows)]
+
+    def line(cells):
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
+
+
+def summary_table(records):
+    """The trials as a Markdown table (``COLUMNS``), one row per record.
+
+    Example:
+        >>> print(summary_table([]).splitlines()[0])  # doctest: +NORMALIZE_WHITESPACE
+        | trial | method | budget | lambda | temperature | accuracy | float MACs | binary MACs | params | eq. ops | size | search s |
+    """
+    return markdown_table([h for h, _ in COLUMNS], [[f(r) for _, f in COLUMNS] for r in records])
+
+
+def pareto_front(points):
+    """Indices of the points ``(cost, accuracy)`` that no other point dominates
+    (cost <= and accuracy >=, one of them strictly), sorted by cost.
+
+    Example:
+        >>> pareto_front([(1, 0.5), (2, 0.9), (3, 0.8), (2, 0.6)])
+        [0, 1]
+    """
+    front = []
+    for i, (c, a) in enumerate(points):
+        dominated = any(c2 <= c and a2 >= a and (c2 < c or a2 > a) for c2, a2 in points)
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: (points[i][0], -points[i][1]))
+
+
+def plot_pareto(records, path, cost="equivalent_ops"):
+    """Accuracy against ``cost`` per method with each method's Pareto front; returns ``path``.
+
+    Example:
+        >>> plot_pareto(load_results("sweeps/sweep"), "pareto.png")  # doctest: +SKIP
+        'pareto.png'
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for i, method in enumerate(sorted({r["method"] for r in records})):
+        mine = [r for r in records if r["method"] == method]
+        points = [(float(r[cost]), float(r["accuracy"])) for r in mine]
+        color = f"C{i}"
+        ax.scatter(*zip(*points), color=color, label=method, zorder=3)
+        front = [points[j] for j in pareto_front(points)]
+        ax.step(*zip(*front), where="post", color=color, alpha=0.7)
+        for (x, y), r in zip(points, mine):
+            ax.annotate(f"b={r['budget']:g}", (x, y), textcoords="offset points",
+                        xytext=(4, 4), fontsize="x-small")
+    ax.set_xscale("log")
+    ax.set_xlabel(cost.replace("_", " ") + " (derived model)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("Accuracy vs cost, Pareto front per method")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def plot_architecture(record, path):
+    """The trial's architecture distributions per epoch (``ArchitectureLogger``'s
+    CSV and plot); returns ``path``, or None when the trial logged none.
+
+    Example:
+        >>> plot_architecture(load_results("sweeps/sweep")[0], "a.png")  # doctest: +SKIP
+        'a.png'
+    """
+    logger = ArchitectureLogger(record["trial_dir"])
+    if not logger.load():
+        return None
+    return logger.plot(path)
+
+
+def report(project_dir, out_dir=None):
+    """Writes ``report.md`` and its PNGs for the sweep in ``project_dir``; returns
+    the Markdown path. ``out_dir`` defaults to ``project_dir``.
+
+    Example:
+        >>> report("sweeps/sweep")  # doctest: +SKIP
+        'sweeps/sweep/report.md'
+    """
+    records = load_results(project_dir)
+    if not records:
+        raise ValueError(
+            f"report: no finished trials (trial_*/result.json) under {project_dir!r}."
+        )
+    out_dir = out_dir or project_dir
+    os.makedirs(out_dir, exist_ok=True)
+    plot_pareto(records, os.path.join(out_dir, PARETO_PNG))
+    methods = sorted({r["method"] for r in records})
+    lines = [
+        f"# Sweep report: {os.path.basename(os.path.normpath(project_dir))}",
+        "",
+        f"{len(records)} trials, methods {', '.join(methods)}. Costs are those of the "
+        "derived, retrained model (`searchlayers.cost.profile`; eq. ops = float MACs + "
+        "binary MACs / 64); accuracy is on the test split; size is the TFLite flatbuffer "
+        "(LCE for binary methods); search time covers build, search and derive.",
+        "",
+        summary_table(records),
+        "",
+        "## Accuracy vs cost",
+        "",
+        f"![Pareto fronts]({PARETO_PNG})",
+        "",
+        "## Architecture distributions during the search",
+    ]
+    for record in records:
+        name = f"architecture_{record['trial_id']}.png"
+        png = plot_architecture(record, os.path.join(out_dir, name))
+        title = f"### Trial {record['trial_id']}: {record['method']}, budget {record['budget']:g}"
+        lines += ["", title, ""]
+        lines.append(f"![trial {record['trial_id']}]({name})" if png else "(no epochs logged)")
+    path = os.path.join(out_dir, REPORT_MD)
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,617 @@
+"""Sweeps with keras-tuner: one trial per setting of a search method's hyperparameters.
+
+A trial runs a registered *method* (``register_method``) for one setting of
+``method``, ``budget``, ``lam`` and ``temperature`` (a ``TrialSpec``):
+
+1. ``method.search(spec)`` builds the supernet, searches it and derives the
+   child (``Searched``); it runs inside ``spec.strategy.scope()`` when the
+   tuner has a ``tf.distribute`` strategy (data-parallel search in one trial).
+2. ``method.retrain(child, spec)`` retrains the child: ``(model, accuracy)``.
+3. The tuner records the test accuracy, the cost profile of the retrained
+   model (``searchlayers.cost.profile``), its ``Architecture``, the size of its
+   TFLite (and, for binary methods, LCE) flatbuffer, the search and retrain
+   seconds, and the per-epoch architecture distributions
+   (``ArchitectureLogger``), in ``<project>/trial_<id>/``.
+
+keras-tuner's ``Tuner`` rejects tf_keras models, so ``SweepTuner`` is a
+``BaseTuner`` with its own ``run_trial``, driven by any keras-tuner Oracle
+("random", "bayesian", "hyperband", "grid"). ``overwrite=False`` resumes a
+stopped sweep: finished trials stay, a trial that was running is run again.
+Chief / worker tuning uses keras-tuner's variables: ``KERASTUNER_TUNER_ID``
+("chief" or a worker id), ``KERASTUNER_ORACLE_IP``, ``KERASTUNER_ORACLE_PORT``;
+every process runs the same script, the chief serves the Oracle, the workers
+run trials and write to the shared ``directory``.
+
+Meaning of the hyperparameters (each method reads those in its ``uses``):
+
+* ``budget``: target cost as a fraction of the supernet's expected cost in
+  ``metric`` when the search starts (``budget_target``);
+* ``lam``: strength of the method's cost term;
+* ``temperature``: a schedule of ``TEMPERATURES`` ("default" keeps the method's).
+
+Example:
+    >>> import searchlayers.tuning as tuning
+    >>> space = tuning.search_space(["darts", "figs"], budgets=[0.5, 0.25])  # doctest: +SKIP
+    >>> tuner = tuning.SweepTuner("grid", space, directory="sweeps",
+    ...                           settings=dict(epochs=2))  # doctest: +SKIP
+    >>> tuner.search()  # doctest: +SKIP
+"""
+
+import contextlib
+import dataclasses
+import gc
+import json
+import os
+import time
+
+import tensorflow as tf
+
+from searchlayers import callbacks as callbacks_lib
+from searchlayers import cost, datasets, export, regularizers
+from searchlayers._keras import keras
+
+import keras_tuner as kt  # noqa: E402  (imports Keras 3 for itself; tf.keras stays Keras 2)
+from keras_tuner.engine import base_tuner  # noqa: E402
+
+RESULT = "result.json"
+ARCHITECTURE = "architecture.json"
+HYPERPARAMETERS = ("method", "budget", "lam", "temperature")
+# Numbers every trial reports to the Oracle (any of them can be the objective).
+METRICS = ("accuracy", "float_macs", "binary_macs", "params", "equivalent_ops",
+           "size_bytes", "search_seconds")
+ORACLES = ("random", "bayesian", "hyperband", "grid")
+TEMPERATURES = {
+    "default": None,  # the method's own schedule
+    "constant": lambda epochs: callbacks_lib.TemperatureScheduler("constant", start=1.0),
+    "gdas": lambda epochs: callbacks_lib.TemperatureScheduler.gdas(epochs),
+    "snas": lambda epochs: callbacks_lib.TemperatureScheduler(
+        "exponential", start=1.0, rate=0.9, floor=0.03),
+    "entrannas": lambda epochs: callbacks_lib.TemperatureScheduler.entrannas(),
+}
+
+
+@dataclasses.dataclass
+class TrialSpec:
+    """One trial's setting: the tuned values plus the sweep's fixed settings.
+
+    Args:
+        method: a registered method name.
+        budget: target cost / the supernet's initial expected cost.
+        lam: strength of the cost term.
+        temperature: a key of ``TEMPERATURES``.
+        epochs, retrain_epochs: search and retraining epochs.
+        steps_per_epoch: shortens the search epochs (None: whole data).
+        batch_size, seed: as usual.
+        metric: cost metric of the budget (None: the method's).
+        options: method-specific settings (e.g. ``{"channels": 4}``).
+        log_dir: the trial's folder (``ArchitectureLogger`` writes there).
+        strategy: a ``tf.distribute.Strategy`` for the search, or None.
+        verbose: ``fit`` verbosity.
+
+    Example:
+        >>> spec = TrialSpec("darts", budget=0.5, temperature="gdas", epochs=4)
+        >>> type(spec.temperature_scheduler()).__name__
+        'TemperatureScheduler'
+    """
+
+    method: str
+    budget: float = 1.0
+    lam: float = 1.0
+    temperature: str = "default"
+    epochs: int = 2
+    retrain_epochs: int = 2
+    steps_per_epoch: int = None
+    batch_size: int = 64
+    seed: int = 0
+    metric: str = None
+    options: dict = dataclasses.field(default_factory=dict)
+    log_dir: str = None
+    strategy: object = None
+    verbose: int = 0
+
+    def __post_init__(self):
+        if self.temperature not in TEMPERATURES:
+            raise ValueError(
+                f"TrialSpec: unknown temperature schedule {self.temperature!r}; allowed: "
+                f"{', '.join(map(repr, TEMPERATURES))}."
+            )
+        regularizers.check_positive(self.budget, "budget", "TrialSpec")
+        regularizers.check_positive(self.lam, "lam", "TrialSpec")
+
+    def temperature_scheduler(self):
+        """The ``TemperatureScheduler`` of ``temperature`` (None for "default").
+
+        Example:
+            >>> TrialSpec("darts").temperature_scheduler() is None
+            True
+        """
+        make = TEMPERATURES[self.temperature]
+        return None if make is None else make(self.epochs)
+
+    def callbacks(self):
+        """Callbacks every method adds to its search: the architecture logger.
+
+        Example:
+            >>> [type(c).__name__ for c in TrialSpec("darts", log_dir="t").callbacks()]
+            ['ArchitectureLogger']
+        """
+        if self.log_dir is None:
+            return []
+        return [callbacks_lib.ArchitectureLogger(self.log_dir, tensorboard=False)]
+
+    def cost_metric(self):
+        """``metric``, or the method's default.
+
+        Example:
+            >>> TrialSpec("darts", metric="params").cost_metric()
+            'params'
+        """
+        return self.metric or get_method(self.method).metric
+
+    def values(self):
+        """The JSON-friendly fields (no strategy).
+
+        Example:
+            >>> TrialSpec("darts").values()["budget"]
+            1.0
+        """
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["strategy"] = None if self.strategy is None else type(self.strategy).__name__
+        return out
+
+
+@dataclasses.dataclass
+class Searched:
+    """What a method's search returns: the searched supernet, the derived child
+    (a plain Keras model carrying ``.architecture``) and the ``fit`` history.
+
+    Example:
+        >>> Searched(supernet, sl.derive(supernet), {"loss": [1.0]})  # doctest: +SKIP
+    """
+
+    supernet: object
+    child: object
+    history: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """A sweepable search method.
+
+    Args:
+        name: its name (the ``method`` hyperparameter's value).
+        search: ``search(spec) -> Searched``: builds, searches, derives.
+        retrain: ``retrain(child, spec) -> (model, test_accuracy)``;
+            default ``default_retrain``.
+        uses: the hyperparameters it reads (of ``HYPERPARAMETERS``).
+        metric: default cost metric of its budget.
+        lce: export with Larq Compute Engine too (binary networks).
+
+    Example:
+        >>> Method("mine", search=lambda spec: None).uses
+        ('budget', 'lam')
+    """
+
+    name: str
+    search: object
+    retrain: object = None
+    uses: tuple = ("budget", "lam")
+    metric: str = "macs"
+    lce: bool = False
+
+
+_METHODS = {}
+
+
+def register_method(name, search, retrain=None, uses=("budget", "lam"), metric="macs",
+                    lce=False):
+    """Registers a method for sweeps (see ``Method``); re-registering replaces it.
+
+    Example:
+        >>> def my_search(spec):
+        ...     ...  # build, search (callbacks=spec.callbacks()), derive
+        ...     return Searched(supernet, child, history)
+        >>> _ = register_method("mine", my_search)
+        >>> "mine" in method_names()
+        True
+    """
+    unknown = set(uses) - set(HYPERPARAMETERS[1:])
+    if unknown:
+        raise ValueError(
+            f"register_method({name!r}): unknown hyperparameters {sorted(unknown)} in uses; "
+            f"allowed: {', '.join(HYPERPARAMETERS[1:])}."
+        )
+    regularizers.check_metric(metric, f"register_method({name!r})")
+    method = Method(name, search, retrain, tuple(uses), metric, bool(lce))
+    _METHODS[name] = method
+    return method
+
+
+def method_names():
+    """Names of the registered methods, sorted.
+
+    Example:
+        >>> isinstance(method_names(), list)
+        True
+    """
+    return sorted(_METHODS)
+
+
+def get_method(name):
+    """The registered ``Method`` called ``name``.
+
+    Example:
+        >>> get_method("mine").name  # doctest: +SKIP
+        'mine'
+    """
+    if name not in _METHODS:
+        raise ValueError(
+            f"Unknown search method {name!r}; registered: {', '.join(method_names()) or 'none'}."
+            " Register one with searchlayers.tuning.register_method (the repository's "
+            "examples.methods registers darts, gdas, snas, figs and bnas)."
+        )
+    return _METHODS[name]
+
+
+def budget_target(model, spec):
+    """The absolute budget of ``spec``: ``spec.budget`` times ``model``'s expected
+    cost in ``spec.cost_metric()`` (call it before the search changes the model).
+
+    Example:
+        >>> budget_target(supernet, TrialSpec("darts", budget=0.5))  # doctest: +SKIP
+        123456.0
+    """
+    return spec.budget * float(regularizers.expected_cost(model, spec.cost_metric()))
+
+
+def default_retrain(child, spec):
+    """Fresh-weight copy of ``child`` trained ``spec.retrain_epochs`` epochs on the
+    digits train split (Adam 3e-3); returns ``(model, test_accuracy)``.
+
+    Example:
+        >>> model, accuracy = default_retrain(child, TrialSpec("darts"))  # doctest: +SKIP
+    """
+    model = keras.models.clone_model(child)
+    model.compile(keras.optimizers.Adam(3e-3),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    if spec.retrain_epochs:
+        train = datasets.load("digits", "train", batch_size=spec.batch_size, seed=spec.seed)
+        model.fit(train, epochs=spec.retrain_epochs, verbose=spec.verbose)
+    test = datasets.load("digits", "test", batch_size=256)
+    _, accuracy = model.evaluate(test, verbose=0)
+    return model, float(accuracy)
+
+
+# -- one trial ------------------------------------------------------------------------
+def run_spec(spec):
+    """Runs one trial of ``spec`` (see the module docstring); returns its record.
+
+    Writes ``architecture.json`` and the flatbuffers to ``spec.log_dir`` when set.
+
+    Example:
+        >>> record = run_spec(TrialSpec("darts", epochs=1, log_dir="t0"))  # doctest: +SKIP
+        >>> record["accuracy"], record["equivalent_ops"]  # doctest: +SKIP
+    """
+    method = get_method(spec.method)
+    keras.backend.clear_session()  # trials must not pile up graphs and memory
+    gc.collect()
+    keras.utils.set_random_seed(spec.seed)
+    if spec.log_dir:
+        tf.io.gfile.makedirs(spec.log_dir)
+    start = time.perf_counter()
+    scope = spec.strategy.scope() if spec.strategy is not None else contextlib.nullcontext()
+    with scope:
+        searched = method.search(spec)
+    search_seconds = time.perf_counter() - start
+    architecture = searched.child.architecture
+    start = time.perf_counter()
+    model, accuracy = (method.retrain or default_retrain)(searched.child, spec)
+    retrain_seconds = time.perf_counter() - start
+    profile = cost.profile(model)
+    sizes = _export_sizes(model, spec.log_dir, method.lce)
+    if spec.log_dir:
+        _write(os.path.join(spec.log_dir, ARCHITECTURE), architecture.to_json())
+    total = profile.to_dict()["total"]
+    return {
+        "method": spec.method, "budget": spec.budget, "lam": spec.lam,
+        "temperature": spec.temperature, "uses": list(method.uses),
+        "metric": spec.cost_metric(),
+        "accuracy": accuracy,
+        **{k: total[k] for k in ("float_macs", "binary_macs", "params", "equivalent_ops",
+                                 "memory_bytes")},
+        **sizes,
+        "search_seconds": search_seconds, "retrain_seconds": retrain_seconds,
+        "replicas": 1 if spec.strategy is None else spec.strategy.num_replicas_in_sync,
+        "supernet_expected": cost.profile(searched.supernet).to_dict()["total"],
+        "architecture": architecture.names,
+        "history": {k: [float(v) for v in vs] for k, vs in (searched.history or {}).items()},
+        "spec": spec.values(),
+    }
+
+
+def _export_sizes(model, folder, lce):
+    """TFLite size, and LCE size for binary methods (then ``size_bytes`` is LCE's)."""
+    from absl import logging
+
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.WARNING)  # converter chatter
+    try:
+        path = os.path.join(folder, "model.tflite") if folder else None
+        sizes = {"tflite_bytes": len(export.to_tflite(model, path)), "lce_bytes": None}
+        if lce:
+            path = os.path.join(folder, "model.lce.tflite") if folder else None
+            sizes["lce_bytes"] = len(export.to_lce(model, path))
+    finally:
+        logging.set_verbosity(verbosity)
+    sizes["size_format"] = "LCE" if lce else "TFLite"
+    sizes["size_bytes"] = sizes["lce_bytes"] if lce else sizes["tflite_bytes"]
+    return sizes
+
+
+def _write(path, text):
+    with tf.io.gfile.GFile(path, "w") as f:  # local paths, gs:// and friends
+        f.write(text)
+
+
+# -- the search space and the Oracles -------------------------------------------------
+def search_space(methods, budgets=(1.0,), lams=(1.0,), temperatures=("default",)):
+    """``keras_tuner.HyperParameters`` over methods and their settings.
+
+    A hyperparameter that only some methods use is conditional on them, so a
+    grid does not repeat a method for values it ignores.
+
+    Example:
+        >>> hp = search_space(["darts", "figs"], budgets=[0.5, 0.25])  # doctest: +SKIP
+        >>> [p.name for p in hp.space]  # doctest: +SKIP
+        ['method', 'budget', 'lam', 'temperature']
+    """
+    methods = list(methods)
+    for name in methods:
+        get_method(name)
+    hp = kt.HyperParameters()
+    hp.Choice("method", methods)
+    for name, values in (("budget", budgets), ("lam", lams), ("temperature", temperatures)):
+        users = [m for m in methods if name in get_method(m).uses]
+        if not users:
+            continue
+        values = [float(v) for v in values] if name != "temperature" else list(values)
+        if len(users) == len(methods):
+            hp.Choice(name, values)
+        else:
+            with hp.conditional_scope("method", users):
+                hp.Choice(name, values)
+    return hp
+
+
+def make_oracle(name, hyperparameters, objective="accuracy", max_trials=None, seed=0,
+                **kwargs):
+    """A keras-tuner Oracle by name (``ORACLES``) over ``hyperparameters``.
+
+    ``objective`` is one of ``METRICS`` (maximized for accuracy, minimized
+    otherwise) or a ``keras_tuner.Objective``. ``kwargs`` go to the Oracle
+    (e.g. Hyperband's ``max_epochs`` and ``factor``).
+
+    Example:
+        >>> make_oracle("grid", kt.HyperParameters()).objective.name
+        'accuracy'
+    """
+    if isinstance(objective, str):
+        if objective not in METRICS:
+            raise ValueError(
+                f"make_oracle: unknown objective {objective!r}; allowed: {', '.join(METRICS)} "
+                "or a keras_tuner.Objective."
+            )
+        objective = kt.Objective(objective, "max" if objective == "accuracy" else "min")
+    common = dict(objective=objective, hyperparameters=hyperparameters, seed=seed, **kwargs)
+    if name == "random":
+        return kt.oracles.RandomSearchOracle(max_trials=max_trials or 10, **common)
+    if name == "bayesian":
+        return kt.oracles.BayesianOptimizationOracle(max_trials=max_trials or 10, **common)
+    if name == "grid":
+        return ResumableGridOracle(max_trials=max_trials, **common)
+    if name == "hyperband":
+        if max_trials is not None:
+            raise ValueError("make_oracle('hyperband'): Hyperband sets its own number of "
+                             "trials; give max_epochs (and factor) instead of max_trials.")
+        return kt.oracles.HyperbandOracle(**common)
+    raise ValueError(f"make_oracle: unknown oracle {name!r}; allowed: {', '.join(ORACLES)}.")
+
+
+class ResumableGridOracle(kt.oracles.GridSearchOracle):
+    """keras-tuner's grid Oracle whose grid bookkeeping survives a reload.
+
+    keras-tuner 1.4.8 keeps the grid order (``_ordered_ids``) and the queue of
+    trials to expand (``_populate_next``) only in memory, so a resumed grid
+    search fails with a KeyError (keras-team/keras-tuner#1055); this saves
+    both with the Oracle's state.
+
+    Example:
+        >>> ResumableGridOracle(objective="accuracy").get_state()["grid_order"]
+        []
+    """
+
+    def get_state(self):
+        state = super().get_state()
+        order, index = [], self._ordered_ids._next_index[None]
+        while index is not None:
+            order.append(self._ordered_ids._memory[index])
+            index = self._ordered_ids._next_index[index]
+        state.update(grid_order=order, grid_populate_next=list(self._populate_next))
+        return state
+
+    def set_state(self, state):
+        super().set_state(state)
+        self._ordered_ids = type(self._ordered_ids)()
+        for trial_id in state.get("grid_order", []):
+            self._ordered_ids.insert(trial_id)
+        self._populate_next = list(state.get("grid_populate_next", []))
+
+
+# -- the tuner ------------------------------------------------------------------------
+_HYPERBAND_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round",
+                   "tuner/trial_id")
+_SETTINGS = {f.name for f in dataclasses.fields(TrialSpec)} - {"log_dir", "strategy"}
+
+
+def is_chief():
+    """True in the chief process of distributed tuning (keras-tuner's rule: the
+    ``KERASTUNER_TUNER_ID`` contains "chief").
+
+    Example:
+        >>> is_chief()  # with no KERASTUNER_* variables set
+        False
+    """
+    return "KERASTUNER_ORACLE_IP" in os.environ and "chief" in os.environ.get(
+        "KERASTUNER_TUNER_ID", "")
+
+
+def is_worker():
+    """True in a worker process of distributed tuning.
+
+    Example:
+        >>> is_worker()  # with no KERASTUNER_* variables set
+        False
+    """
+    return "KERASTUNER_ORACLE_IP" in os.environ and not is_chief()
+
+
+class SweepTuner(base_tuner.BaseTuner):
+    """Runs one search-derive-retrain-measure trial per hyperparameter setting.
+
+    Args:
+        oracle: a name of ``ORACLES`` or a keras-tuner ``Oracle``.
+        hyperparameters: a ``keras_tuner.HyperParameters`` with ``method`` and
+            any of ``budget``, ``lam``, ``temperature`` (``search_space``);
+            used when ``oracle`` is a name.
+        max_trials, objective, seed, oracle_kwargs: for ``make_oracle``.
+        directory, project_name: the sweep folder is ``directory/project_name``.
+        overwrite: start afresh (True) or resume (False). Workers never overwrite.
+        settings: fixed ``TrialSpec`` fields for every trial (``epochs``,
+            ``options``, ... and defaults of untuned hyperparameters).
+        strategy: ``tf.distribute.Strategy`` (or "mirrored") for the searches.
+
+    Hyperband's ``tuner/epochs`` sets the search epochs of its trials (each
+    trial searches from scratch).
+
+    Example:
+        >>> tuner = SweepTuner("grid", search_space(["darts"], budgets=[1.0, 0.5]),
+        ...                    directory="sweeps", settings=dict(epochs=2))  # doctest: +SKIP
+        >>> tuner.search()  # doctest: +SKIP
+        >>> [r["accuracy"] for r in tuner.results()]  # doctest: +SKIP
+    """
+
+    def __init__(self, oracle="random", hyperparameters=None, max_trials=None,
+                 objective="accuracy", directory="sweeps", project_name="sweep",
+                 overwrite=False, settings=None, strategy=None, seed=0, oracle_kwargs=None):
+        settings = dict(settings or {})
+        unknown = set(settings) - _SETTINGS
+        if unknown:
+            raise ValueError(f"SweepTuner: unknown settings {sorted(unknown)}; allowed: "
+                             f"{', '.join(sorted(_SETTINGS))}.")
+        if isinstance(oracle, str):
+            if hyperparameters is None:
+                raise ValueError("SweepTuner: give `hyperparameters` (see search_space) "
+                                 "with an oracle name.")
+            oracle = make_oracle(oracle, hyperparameters, objective, max_trials, seed,
+                                 **(oracle_kwargs or {}))
+        self.settings = settings
+        self.strategy = (tf.distribute.MirroredStrategy() if strategy == "mirrored"
+                         else strategy)
+        super().__init__(oracle, directory=directory, project_name=project_name,
+                         overwrite=overwrite and not is_worker())
+
+    def trial_spec(self, trial):
+        """The ``TrialSpec`` of a keras-tuner trial.
+
+        Example:
+            >>> tuner.trial_spec(trial).method  # doctest: +SKIP
+            'darts'
+        """
+        values = dict(trial.hyperparameters.values)
+        fields = dict(self.settings)
+        if "tuner/epochs" in values:
+            fields["epochs"] = int(values["tuner/epochs"])
+        fields.update({k: v for k, v in values.items()
+                       if k in HYPERPARAMETERS and trial.hyperparameters.is_active(k)})
+        extra = {k: v for k, v in values.items()
+                 if k not in HYPERPARAMETERS and k not in _HYPERBAND_KEYS}
+        fields["options"] = {**fields.get("options", {}), **extra}
+        if "method" not in fields:
+            raise ValueError("SweepTuner: no `method` hyperparameter and no method setting.")
+        return TrialSpec(**fields, log_dir=self.get_trial_dir(trial.trial_id),
+                         strategy=self.strategy)
+
+    def run_trial(self, trial):
+        spec = self.trial_spec(trial)
+        record = {"trial_id": trial.trial_id, "tuner_id": self.tuner_id,
+                  "hyperparameters": trial.hyperparameters.values, **run_spec(spec)}
+        _write(os.path.join(spec.log_dir, RESULT), json.dumps(record, indent=2, default=str))
+        return {name: float(record[name]) for name in METRICS}
+
+    def search(self, verbose=1):
+        """Runs trials until the Oracle stops (the chief serves the Oracle instead).
+
+        Example:
+            >>> tuner.search()  # doctest: +SKIP
+        """
+        if not is_worker():
+            self.oracle.verbose = verbose
+        if is_chief():
+            self.save()
+            serve_oracle(self.oracle)
+            return
+        super().search()
+
+    def results(self):
+        """The records of the finished trials (``load_results`` of the sweep folder).
+
+        Example:
+            >>> len(tuner.results())  # doctest: +SKIP
+            4
+        """
+        return load_results(self.project_dir)
+
+
+def serve_oracle(oracle, poll_seconds=1.0):
+    """Serves ``oracle`` to the workers until every trial is done (the chief).
+
+    keras-tuner's own loop polls every 20 s once a worker has been told to
+    stop; this one polls every ``poll_seconds``.
+
+    Example:
+        >>> serve_oracle(tuner.oracle)  # doctest: +SKIP
+    """
+    from concurrent import futures
+
+    import grpc
+    from keras_tuner.src import protos
+    from keras_tuner.src.distribute import oracle_chief
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    servicer = oracle_chief.OracleServicer(oracle)
+    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
+    server.add_insecure_port(address)
+    server.start()
+    try:
+        while not (servicer.stop_triggered and oracle_chief.exit_chief(oracle)):
+            time.sleep(poll_seconds)
+    finally:
+        server.stop(grace=None)
+
+
+def load_results(project_dir):
+    """The ``result.json`` records under ``project_dir/trial_*``, by trial id.
+
+    Example:
+        >>> [r["method"] for r in load_results("sweeps/sweep")]  # doctest: +SKIP
+        ['darts', 'darts', 'figs', 'figs']
+    """
+    records = []
+    for path in sorted(tf.io.gfile.glob(os.path.join(project_dir, "trial_*", RESULT))):
+        with tf.io.gfile.GFile(path) as f:
+            record = json.load(f)
+        record["trial_dir"] = os.path.dirname(path)
+        records.append(record)
+    return sorted(records, key=lambda r: r["trial_id"])

@@ -1,0 +1,169 @@
+"""Sweeps with keras-tuner (``searchlayers.tuning``) over the examples' methods.
+
+Tiny spaces and one-step epochs keep the trials to seconds; what is checked is
+the sweep machinery: trials, resume, chief / worker tuning, distributed search.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import searchlayers as sl
+from searchlayers import tuning
+
+import examples.methods as methods
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = dict(channels=2, cells=1, steps=1, network={"stages": [[4, 1, 1]], "stem": 4})
+SETTINGS = dict(epochs=1, steps_per_epoch=2, retrain_epochs=0, batch_size=32, options=TINY)
+
+
+def _statuses(project_dir):
+    out = {}
+    for name in sorted(os.listdir(project_dir)):
+        path = os.path.join(project_dir, name, "trial.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                trial = json.load(f)
+            out[trial["trial_id"]] = trial["status"]
+    return out
+
+
+def test_search_space_makes_method_specific_values_conditional():
+    hp = tuning.search_space(["darts", "figs"], budgets=[0.5, 0.25], temperatures=["gdas"])
+    assert [p.name for p in hp.space] == ["method", "budget", "lam", "temperature"]
+    hp.values["method"] = "figs"
+    assert hp.is_active("budget") and not hp.is_active("temperature")  # figs has no temperature
+    with pytest.raises(ValueError, match="Unknown search method 'nope'; registered: .*darts"):
+        tuning.search_space(["nope"])
+
+
+def test_trial_spec_reads_values_settings_and_hyperband_epochs(tmp_path):
+    hp = tuning.search_space(["darts"], budgets=[0.5], temperatures=["snas"])
+    tuner = tuning.SweepTuner("grid", hp, directory=str(tmp_path), settings=SETTINGS)
+    trial = tuner.oracle.create_trial("tuner0")
+    trial.hyperparameters.values["tuner/epochs"] = 3  # as Hyperband sets it
+    spec = tuner.trial_spec(trial)
+    assert (spec.method, spec.budget, spec.temperature, spec.epochs) == ("darts", 0.5, "snas", 3)
+    assert spec.options == TINY and spec.log_dir.endswith(f"trial_{trial.trial_id}")
+    assert type(spec.temperature_scheduler()).__name__ == "TemperatureScheduler"
+
+
+def test_bad_settings_are_clear_errors(tmp_path):
+    hp = tuning.search_space(["figs"])
+    with pytest.raises(ValueError, match=r"unknown settings \['epoch'\]"):
+        tuning.SweepTuner("grid", hp, directory=str(tmp_path), settings={"epoch": 1})
+    with pytest.raises(ValueError, match="unknown oracle 'anneal'"):
+        tuning.SweepTuner("anneal", hp, directory=str(tmp_path))
+    with pytest.raises(ValueError, match="unknown temperature schedule 'hot'"):
+        tuning.TrialSpec("darts", temperature="hot")
+    with pytest.raises(ValueError, match="budget"):
+        tuning.TrialSpec("darts", budget=0.0)
+
+
+def test_sweep_is_interrupted_and_resumed_without_repeating_finished_trials(tmp_path):
+    calls = []
+
+    def search(spec):  # FiGS, interrupted (like Ctrl-C) when the second trial starts
+        calls.append(spec.budget)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return methods.figs(spec)
+
+    tuning.register_method("figs_interrupted", search, methods.figs_retrain)
+    hp = tuning.search_space(["figs_interrupted"], budgets=[1.0, 0.5, 0.25])
+
+    def tuner(overwrite):
+        return tuning.SweepTuner("grid", hp, directory=str(tmp_path), project_name="sweep",
+                                 overwrite=overwrite, settings=SETTINGS)
+
+    with pytest.raises(KeyboardInterrupt):
+        tuner(True).search()
+    project = str(tmp_path / "sweep")
+    assert [r["budget"] for r in tuning.load_results(project)] == [1.0]
+    tuner(False).search()
+    records = tuning.load_results(project)
+    assert [r["budget"] for r in records] == [1.0, 0.5, 0.25]
+    assert calls == [1.0, 0.5, 0.5, 0.25]  # the finished trial did not run again
+    assert set(_statuses(project).values()) == {"COMPLETED"} and len(_statuses(project)) == 3
+    for r in records:  # each trial recorded what the issue asks for
+        assert 0.0 <= r["accuracy"] <= 1.0 and r["float_macs"] > 0 and r["size_bytes"] > 0
+        assert r["architecture"] and r["search_seconds"] > 0
+        assert os.path.exists(os.path.join(r["trial_dir"], "architecture.csv"))
+        arch = sl.Architecture.load(os.path.join(r["trial_dir"], tuning.ARCHITECTURE))
+        assert arch.names == r["architecture"]
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_chief_and_two_workers_on_loopback_run_every_trial_once(tmp_path):
+    budgets = ["1.0", "0.75", "0.5", "0.25"]
+    command = [sys.executable, "-m", "examples.sweep", f"--out={tmp_path}",
+               "--methods=figs", f"--budgets={','.join(budgets)}", "--epochs=1",
+               "--steps_per_epoch=2", "--retrain_epochs=0", "--batch_size=32",
+               f"--options={json.dumps(TINY)}"]
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2",
+               KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=str(_free_port()))
+    procs = {
+        tuner_id: subprocess.Popen(command, cwd=ROOT, env={**env, "KERASTUNER_TUNER_ID": tuner_id},
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for tuner_id in ("chief", "tuner0", "tuner1")
+    }
+    outputs = {}
+    try:
+        for tuner_id, proc in procs.items():
+            outputs[tuner_id] = proc.communicate(timeout=600)[0]
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+    for tuner_id, proc in procs.items():
+        assert proc.returncode == 0, f"{tuner_id}:\n{outputs[tuner_id][-3000:]}"
+    project = str(tmp_path / "sweep")
+    records = tuning.load_results(project)
+    assert sorted(r["budget"] for r in records) == sorted(float(b) for b in budgets)
+    assert {r["tuner_id"] for r in records} <= {"tuner0", "tuner1"}  # workers ran them
+    with open(os.path.join(project, "oracle.json")) as f:
+        oracle = json.load(f)
+    assert sorted(oracle["run_times"].values()) == [1, 1, 1, 1]  # each trial ran once
+    assert set(_statuses(project).values()) == {"COMPLETED"}
+    assert "Worker tuner0 done" in outputs["tuner0"] and "Worker tuner1 done" in outputs["tuner1"]
+    assert "| figs" in outputs["chief"] and os.path.exists(os.path.join(project, "report.md"))
+
+
+@pytest.fixture(scope="module")
+def strategy():
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
+    assert len(devices) == 2, "conftest sets up two logical CPUs"
+    # No collectives: their instance keys can collide with other modules' strategies.
+    return tf.distribute.MirroredStrategy(devices, tf.distribute.ReductionToOneDevice())
+
+
+@pytest.mark.parametrize("name", ["darts", "figs", "bnas"])
+def test_every_method_searches_under_mirrored_strategy(name, strategy):
+    """One architecture across the replicas (see test_search_mirrored for the
+    comparison with single-device search)."""
+    spec = tuning.TrialSpec(name, budget=0.5, strategy=strategy,
+                            **{**SETTINGS, "options": {**TINY, "channels": 4}})
+    sl.keras.backend.clear_session()
+    with strategy.scope():
+        searched = tuning.get_method(name).search(spec)
+    arch = sl.arch_variables(searched.supernet)
+    assert arch
+    for var in arch:
+        first, second = (v.numpy() for v in var.values)
+        np.testing.assert_array_equal(first, second, err_msg=var.name)
+        assert np.isfinite(first).all()
+    assert searched.child.architecture.choices == sl.choose(
+        searched.supernet, searched.child.architecture.meta["strategy"]).choices
+    assert np.isfinite(searched.history["loss"]).all()
