@@ -16,6 +16,12 @@ One walk of a model's layer graph serves two uses:
   convolutions, activations and pooling keep the channels of their input; Add,
   Concatenate and Flatten map indices through.
 
+Width gates (``searchlayers.layers.WidthGate``) are masks too: a categorical choice of
+leading channels. A ``GumbelDepthGate`` is a ``"pick"`` (the chosen input passes, the
+cells after it are dropped); a ``MixedOp`` follows the rule of its chosen candidate;
+binary composites (``BinaryConvShortcut``, ``BinaryReduce``, ...) are ``"sliceable"``:
+they narrow themselves to leading channels per group (``layer.sliced``).
+
 Layer kinds (``kind(layer)``): ``"mask"``, ``"reduce"`` (sums over input channels),
 ``"channelwise"`` (output channel ``c`` depends on input channel ``c`` only),
 ``"merge"`` (element-wise over same-shape inputs), ``"concat"``, ``"flatten"`` and
@@ -66,6 +72,9 @@ def kind(layer):
         >>> kind(keras.layers.BatchNormalization())
         'channelwise'
     """
+    own = getattr(type(layer), "channel_kind", None)  # gates, binary composites
+    if isinstance(own, str):
+        return own
     if isinstance(layer, FiGSMask):
         return "mask"
     if isinstance(layer, (SearchLayer, keras.Model)):
@@ -167,10 +176,21 @@ class Graph:
 
 # -- expected channels (FiGS eq. 6) ----------------------------------------------------
 class _Prob:
-    """A probability vector with the key of the mask group it comes from."""
+    """A probability vector with the key of the mask group it comes from.
 
-    def __init__(self, key, p):
-        self.key, self.p = key, p
+    ``choices``: for a width gate, ``(choice probabilities, kept channel count of
+    each choice)``; None for independent (FiGS) masks and derived vectors.
+    """
+
+    def __init__(self, key, p, choices=None):
+        self.key, self.p, self.choices = key, p, choices
+
+
+def _mask_prob(layer):
+    key = layer.arch_key or layer.name
+    if callable(getattr(layer, "channel_choices", None)):  # WidthGate
+        return _Prob(key, layer.channel_probabilities(), layer.channel_choices())
+    return _Prob(key, tf.sigmoid(layer.arch("logits")))
 
 
 def _combine(probs):
@@ -203,10 +223,10 @@ def expected_channels(model):
     for layer, node, ins, outs in graph.calls:
         k = kind(layer)
         if k == "mask":
-            value = _Prob(layer.arch_key or layer.name, tf.sigmoid(layer.arch("logits")))
+            value = _mask_prob(layer)
         elif k == "channelwise":
             value = p[ins[0]]
-        elif k == "merge":
+        elif k in ("merge", "pick"):
             value = _combine([p[i] for i in ins])
         elif k == "concat" and all(graph.channels(i) for i in ins):
             parts = [p[i] for i in ins]
@@ -240,8 +260,8 @@ def _downstream(graph, tid, q):
         k = kind(layer)
         outs = list(node.flat_output_ids)
         if k == "mask":
-            found.append(_Prob(layer.arch_key or layer.name, tf.sigmoid(layer.arch("logits"))))
-        elif k in ("channelwise", "merge"):
+            found.append(_mask_prob(layer))
+        elif k in ("channelwise", "merge", "pick"):
             found.append(q.get(outs[0]))
         elif k == "concat":
             ins = [str(id(t)) for t in tf.nest.flatten(node.keras_inputs)]
@@ -268,23 +288,34 @@ def _all(n):
 class ChannelPlan:
     """Which channels of each tensor a derived model keeps.
 
-    ``choices``: ``{mask_name: kept channel indices}``. ``present[tid]`` is a sorted
+    ``choices``: ``{layer_name: choice}`` (a FiGS mask: kept channel indices; a width
+    gate, depth gate or MixedOp: the index of its choice). ``present[tid]`` is a sorted
     index array (into the supernet tensor's channels) or ``None`` for a tensor
     without a known channel axis. Invariant: every channel of a supernet tensor
-    outside ``present`` is zero or read by no consumer.
+    outside ``present`` is zero or read by no consumer. ``live`` holds the ids of
+    the nodes the derived model keeps (depth gates drop the cells after their
+    choice); the others are neither planned nor replayed.
     """
 
     def __init__(self, model, choices):
+        from searchlayers.layers.gates import live_nodes
+
         self.graph = graph = Graph(model)
+        self.choices = choices
+        self.live = live_nodes(graph, choices)
         self.kept = {}
         for layer, _, _, _ in graph.calls:
             if isinstance(layer, FiGSMask):
                 keep = np.zeros([layer.channels], bool)
                 keep[np.asarray(choices[layer.name], int)] = True
                 self.kept[layer.name] = keep
+            elif kind(layer) == "mask":
+                self.kept[layer.name] = layer.channel_keep(choices[layer.name])
         nz = {tid: (_all(graph.channels(tid)) if graph.channels(tid) else None)
               for tid in graph.tensors}
         for layer, node, ins, outs in graph.calls:
+            if id(node) not in self.live:
+                continue
             value = self._nonzero(layer, ins, outs, nz)
             for o in outs:
                 nz[o] = value if value is not None else (
@@ -298,19 +329,43 @@ class ChannelPlan:
             if needed.get(tid) is not None:
                 needed[tid][:] = True
         for layer, node, ins, outs in reversed(graph.calls):
-            self._need(layer, ins, outs, needed, nz)
+            if id(node) in self.live:
+                self._need(layer, ins, outs, needed, nz)
         self.present = {
             tid: None if v is None else np.flatnonzero(v) for tid, v in needed.items()
         }
 
+    def target(self, layer):
+        """The layer whose channel rule applies: a ``MixedOp``'s chosen candidate."""
+        from searchlayers.layers.mixed_op import MixedOp
+
+        if isinstance(layer, MixedOp) and self.choices.get(layer.name) is not None:
+            return layer.ops[int(self.choices[layer.name])]
+        return layer
+
+    def kind_of(self, layer):
+        """``kind`` of ``target(layer)``; ``"zero"`` for a chosen Zeroise."""
+        from searchlayers.layers.ops import Zeroise
+
+        target = self.target(layer)
+        return "zero" if isinstance(target, Zeroise) else kind(target)
+
+    def pick(self, layer):
+        """The input index a depth gate passes."""
+        return int(self.choices[layer.name])
+
     def _nonzero(self, layer, ins, outs, nz):
         g = self.graph
-        k = kind(layer)
+        k = self.kind_of(layer)
+        if k == "zero" and g.channels(outs[0]):
+            return np.zeros([g.channels(outs[0])], bool)
         if any(nz.get(i) is None for i in ins):
             return None
+        if k == "pick":
+            return nz[ins[self.pick(layer)]].copy()
         if k == "mask":
             return nz[ins[0]] & self.kept[layer.name]
-        if k == "channelwise" and zero_preserving(layer):
+        if k == "channelwise" and zero_preserving(self.target(layer)):
             return nz[ins[0]].copy()
         if k == "merge":
             return np.logical_or.reduce([nz[i] for i in ins])
@@ -322,14 +377,21 @@ class ChannelPlan:
 
     def _need(self, layer, ins, outs, needed, nz):
         g = self.graph
-        k = kind(layer)
+        k = self.kind_of(layer)
         out = needed.get(outs[0]) if outs else None
         for i in ins:
             if needed.get(i) is None:
                 return  # no channel axis: nothing to slice
-        if out is None and k not in ("reduce", "opaque"):
+        wanted = [needed.get(o) for o in outs]
+        if k == "zero" or (wanted and all(w is not None and not w.any() for w in wanted)):
+            return  # a chosen Zeroise, or no consumer reads the output: reads nothing
+        if out is None and k not in ("reduce", "opaque", "sliceable"):
             k = "opaque"
-        if k == "mask":
+        if k == "pick":
+            needed[ins[self.pick(layer)]] |= out
+        elif k == "sliceable":  # see binary._Composite
+            needed[ins[0]][self.target(layer).input_channels(nz[ins[0]])] = True
+        elif k == "mask":
             needed[ins[0]] |= out & self.kept[layer.name]
         elif k == "channelwise":
             needed[ins[0]] |= out
@@ -347,11 +409,36 @@ class ChannelPlan:
                 start += n
         elif k == "flatten" and g.positions(ins[0]):
             needed[ins[0]] |= out.reshape([-1, g.channels(ins[0])]).any(axis=0)
-        elif k == "reduce":
+        elif k == "reduce" and _folds(self.target(layer)):
             needed[ins[0]] |= nz[ins[0]]
         else:
             for i in ins:
                 needed[i][:] = True
+
+
+def _folds(layer):
+    """A reduce layer may drop zero input channels (see ``binary.folds_zero_inputs``)."""
+    from searchlayers.layers.binary import folds_zero_inputs, input_zero
+
+    if not hasattr(layer, "input_quantizer"):
+        return True  # float: a zero channel adds nothing
+    if getattr(layer, "kernel", None) is None:  # larq separable: no offset rule
+        return input_zero(layer) == 0.0 and folds_zero_inputs(layer)
+    return folds_zero_inputs(layer)
+
+
+def leading_closure(mask, groups=1):
+    """Indices of the shortest leading run of each of ``groups`` channel blocks that
+    covers the ``True`` entries of ``mask`` (at least one channel per block).
+
+    Example:
+        >>> leading_closure(np.array([1, 0, 1, 0, 0, 0, 1, 0], bool), groups=2).tolist()
+        [0, 1, 2, 4, 5, 6]
+    """
+    blocks = np.asarray(mask, bool).reshape(groups, -1)
+    size = blocks.shape[1]
+    runs = [max(int(np.flatnonzero(b).max()) + 1 if b.any() else 1, 1) for b in blocks]
+    return np.concatenate([g * size + np.arange(n) for g, n in enumerate(runs)])
 
 
 # -- per-layer slicing rules ------------------------------------------------------------
@@ -367,7 +454,8 @@ def select(x, src, dst, allowed=None, name=None):
     if len(src) == len(dst) and np.array_equal(src, dst) and ok.all():
         return x
     matrix = (src[:, None] == dst[None, :]) & ok[:, None]
-    layer = keras.layers.Dense(len(dst), use_bias=False, name=name)
+    # a fixed channel map, not a weight: retraining the derived model leaves it alone
+    layer = keras.layers.Dense(len(dst), use_bias=False, name=name, trainable=False)
     y = layer(x)
     layer.set_weights([matrix.astype(np.float32)])
     return y
@@ -384,39 +472,54 @@ def _expand(idx, multiplier):
     return (idx[:, None] * multiplier + np.arange(multiplier)[None, :]).reshape(-1)
 
 
-def slice_reduce(layer, x, in_idx, out_idx):
+def slice_reduce(layer, x, in_idx, out_idx, name=None):
     """A Conv / Dense / SeparableConv whose kernel keeps input channels ``in_idx``
-    (of the old input) and output channels ``out_idx``; applied to ``x``."""
+    (of the old input) and output channels ``out_idx``; applied to ``x``.
+
+    A larq layer's kernel keeps its XNOR scale, and what its cut (zero) inputs add
+    through the input quantizer (``ste_sign(0) = +1``) becomes a bias
+    (``binary.slice_quant_kernel``)."""
     in_idx, out_idx = np.asarray(in_idx, int), np.asarray(out_idx, int)
     size = "units" if isinstance(layer, _L.Dense) else "filters"
-    new = _from_config(layer, **{size: len(out_idx)})
+    changes = {size: len(out_idx), **({"name": name} if name else {})}
+    kernel = offset = None
+    if hasattr(layer, "input_quantizer") and getattr(layer, "kernel", None) is not None:
+        from searchlayers.layers.binary import slice_quant_kernel
+
+        kernel, offset = slice_quant_kernel(layer, in_idx, out_idx)
+        offset = offset if np.any(offset) else None
+        if offset is not None:
+            changes["use_bias"] = True
+    new = _from_config(layer, **changes)
     y = new(x)
     sliced = []
     for w in layer.weights:
         value = w.numpy()
         if w is getattr(layer, "kernel", None):
-            value = value[..., in_idx, :][..., out_idx]
+            value = value[..., in_idx, :][..., out_idx] if kernel is None else kernel
         elif w is getattr(layer, "depthwise_kernel", None):
             value = value[..., in_idx, :]
         elif w is getattr(layer, "pointwise_kernel", None):
             mult = layer.depth_multiplier
             value = value[..., _expand(in_idx, mult), :][..., out_idx]
         elif w is getattr(layer, "bias", None):
-            value = value[out_idx]
+            value = value[out_idx] + (0.0 if offset is None else offset)
         else:
             raise ValueError(
                 f"derive: cannot slice weight {w.name!r} of layer '{layer.name}' "
                 f"({type(layer).__name__}) to kept channels."
             )
         sliced.append(value)
+    if offset is not None and getattr(layer, "bias", None) is None:
+        sliced.append(offset)  # the bias follows the kernel
     new.set_weights(sliced)
     return y
 
 
-def slice_channelwise(layer, x, idx, channels):
+def slice_channelwise(layer, x, idx, channels, name=None):
     """A channel-wise layer (BN, depthwise conv, PReLU, ...) keeping channels ``idx``."""
     idx = np.asarray(idx, int)
-    new = _from_config(layer)
+    new = _from_config(layer, **({"name": name} if name else {}))
     y = new(x)
     sliced = []
     for w in layer.weights:
@@ -435,6 +538,7 @@ __all__ = [
     "Graph",
     "expected_channels",
     "kind",
+    "leading_closure",
     "select",
     "slice_channelwise",
     "slice_reduce",

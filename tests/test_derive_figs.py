@@ -132,7 +132,8 @@ def test_concatenate_and_mask_before_batchnorm_stay_exact():
     model.get_layer("bn").set_weights([w + 1.0 for w in model.get_layer("bn").get_weights()])
     child = _check_parity(model)
     kept = child.architecture.choices
-    assert [layer for layer in child.layers if "_select_" in layer.name]  # zero-fill
+    selects = [layer for layer in child.layers if "_select_" in layer.name]  # zero-fill
+    assert selects and not any(layer.trainable_weights for layer in selects)
     assert child.get_layer("cc").get_weights()[0].shape == (
         1, 1, len(kept["ma"]) + len(kept["mb"]), len(kept["mc"]))
 
