@@ -1,0 +1,154 @@
+"""Train-step time of a FiGS-masked network against the same network without masks.
+
+Claim checked (issue 4): inserting ``FiGSMask`` layers after every conv / dense
+layer (``searchlayers.transforms.insert_masks``) costs at most 1.10x the step
+time of the unmasked network. Also measured: the full FiGS search step, masks
+plus the FiGS eq. 6 expected-cost regularizer in the loss.
+
+Both sides are the same ``models.figs`` network (same weights); a step is one
+compiled ``tf.function``: forward in training mode, loss, ``GradientTape``
+over every trainable variable (for the masked model the mask logits too), one
+SGD update. The machine is shared, so the sides run in one process,
+interleaved: each round times ``--steps`` steps of every side, in a rotating
+order, and the reported ratio is the median over rounds of the per-round
+ratio of median step times.
+
+Example:
+    python -m benchmarks.figs_overhead            # a few minutes on 2 CPU cores
+    python -m benchmarks.figs_overhead --quick    # digits-sized inputs only, fewer rounds
+"""
+
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+import numpy as np  # noqa: E402
+
+import searchlayers as sl  # noqa: E402  (Keras-2 guard before TensorFlow)
+import tensorflow as tf  # noqa: E402
+from searchlayers.regularizers import figs_expected_cost  # noqa: E402
+from searchlayers.transforms import insert_masks  # noqa: E402
+
+from benchmarks.common import table, time_calls, write_json  # noqa: E402
+from models.figs import SPACES  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_bool("quick", False, "Digits-sized inputs only, 3 rounds of 10 steps.")
+flags.DEFINE_integer("rounds", 5, "Interleaved rounds per configuration.")
+flags.DEFINE_integer("steps", 20, "Timed steps per side per round.")
+
+keras = sl.keras
+TARGET = 1.10
+# (space, input shape, batch): digits-sized, and a CIFAR-sized ResNet
+CONFIGS = [
+    ("resnet", (8, 8, 1), 128),
+    ("mobilenet_v2", (8, 8, 1), 128),
+    ("resnet", (32, 32, 3), 64),
+]
+
+
+def train_step_fn(model, regularizer=None):
+    """A compiled step ``step(x, y) -> loss``; ``regularizer()`` is added to the loss.
+
+    Example:
+        >>> step = train_step_fn(model)  # doctest: +SKIP
+        >>> float(step(x, y))  # doctest: +SKIP
+    """
+    optimizer = keras.optimizers.SGD(0.01)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    variables = model.trainable_variables
+
+    @tf.function
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True))
+            if regularizer is not None:
+                loss += regularizer()
+        grads = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(grads, variables))
+        return loss
+
+    return step
+
+
+def sides(space, shape):
+    """``{name: step}``: the plain network, it with masks, and masks + eq. 6 loss.
+
+    Example:
+        >>> sorted(sides("resnet", (8, 8, 1)))  # doctest: +SKIP
+        ['masked', 'masked+cost', 'plain']
+    """
+    base = SPACES[space](shape, 10)
+    masked = insert_masks(base)
+    full = float(figs_expected_cost(masked, "params"))
+    return {
+        "plain": train_step_fn(base),
+        "masked": train_step_fn(masked),
+        "masked+cost": train_step_fn(
+            masked, lambda: figs_expected_cost(masked, "params") / full),
+    }, len(sl.layers.figs_masks(masked))
+
+
+def measure(space, shape, batch, rounds, steps):
+    """Interleaved step times of one configuration; returns its result dict.
+
+    Example:
+        >>> measure("resnet", (8, 8, 1), 32, rounds=1, steps=2)["ratio"]  # doctest: +SKIP
+    """
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.random((batch, *shape), dtype=np.float32))
+    y = tf.constant(rng.integers(0, 10, batch).astype("int32"))
+    steps_by_side, masks = sides(space, shape)
+    names = list(steps_by_side)
+    for step in steps_by_side.values():  # trace and warm up
+        time_calls(lambda: step(x, y).numpy(), steps=1, warmup=3)
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            step = steps_by_side[name]
+            times[name].append(time_calls(lambda: step(x, y).numpy(), steps=steps,
+                                          warmup=1)["median_s"])
+    per_round = {name: [t / p for t, p in zip(times[name], times["plain"])]
+                 for name in names if name != "plain"}
+    ratio = {name: statistics.median(r) for name, r in per_round.items()}
+    return {
+        "space": space, "input": list(shape), "batch": batch, "masks": masks,
+        "step_ms": {name: 1e3 * statistics.median(t) for name, t in times.items()},
+        "ratio": ratio["masked"], "ratio_with_cost": ratio["masked+cost"],
+        "ratio_range": [min(per_round["masked"]), max(per_round["masked"])],
+        "per_round_ms": {name: [1e3 * v for v in t] for name, t in times.items()},
+    }
+
+
+def main(argv):
+    del argv
+    start = time.time()
+    tf.get_logger().setLevel("ERROR")  # retracing notices of the many small models
+    logging.set_verbosity(logging.WARNING)  # the TFLite converter's progress lines
+    configs = CONFIGS[:2] if FLAGS.quick else CONFIGS
+    rounds, steps = (3, 10) if FLAGS.quick else (FLAGS.rounds, FLAGS.steps)
+    results = [measure(space, shape, batch, rounds, steps) for space, shape, batch in configs]
+    rows = [[f"{r['space']} {'x'.join(map(str, r['input']))} b{r['batch']}", r["masks"],
+             r["step_ms"]["plain"], r["step_ms"]["masked"], r["step_ms"]["masked+cost"],
+             r["ratio"], "{:.2f}-{:.2f}".format(*r["ratio_range"]), r["ratio_with_cost"]]
+            for r in results]
+    print(table(rows, ["network", "masks", "plain ms", "masked ms", "+cost ms",
+                       "masked/plain", "(rounds)", "+cost/plain"]))
+    worst = max(r["ratio"] for r in results)
+    print(f"\nworst masked/plain ratio {worst:.3f} (target <= {TARGET:.2f}: "
+          f"{'met' if worst <= TARGET else 'NOT met'})")
+    path = write_json("figs_overhead_quick" if FLAGS.quick else "figs_overhead", {
+        "config": {"rounds": rounds, "steps": steps, "quick": FLAGS.quick, "device": "CPU",
+                   "threads": os.cpu_count(), "target": TARGET},
+        "results": results, "worst_ratio": worst, "target_met": worst <= TARGET,
+        "seconds": time.time() - start,
+    })
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    app.run(main)
