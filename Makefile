@@ -19,7 +19,7 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m examples.quickstart
+	$(PY) -m examples.sweep --out=out/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q

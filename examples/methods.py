@@ -3,18 +3,21 @@
 Importing this module registers:
 
 * ``darts``, ``gdas``, ``snas``: ``examples.darts_search`` (DARTS cell space;
-  softmax bi-level, hard Gumbel bi-level, Gumbel joint). The budget is BARS'
-  multiplicative cost term ``CE * (cost / budget)^lam`` over budget
-  (``FLOPsRegularizer(mode="multiplicative", over=lam)``); ``temperature``
-  replaces the method's schedule.
+  softmax bi-level, hard Gumbel bi-level, Gumbel joint) with the cost term
+  ``lam * E[cost] / target`` (``budget_term``); ``temperature`` replaces the
+  method's schedule.
 * ``figs``: ``examples.figs_search`` (FiGS masks in ``models.figs``' ResNet or
   MobileNetV2): ``task + lam * E[cost] / target`` with target = budget times the
   unmasked network's cost; the search stops at the target.
 * ``bnas``: ``examples.bnas_search`` (binary cells, diversity term) with the
-  same multiplicative budget on equivalent ops; exported with LCE too.
+  same cost term on equivalent ops; exported with LCE too.
+
+The target is ``budget`` times the supernet's expected cost when the search
+starts (``searchlayers.tuning.budget_target``).
 
 ``TrialSpec.options`` sets the spaces' sizes: ``channels``, ``cells``,
-``steps`` (DARTS, BNAS), ``space`` and ``network`` (keyword arguments of the
+``steps`` (DARTS, BNAS), ``warmup`` (DARTS-space epochs that train only the
+weights, ``ArchWarmup``), ``space`` and ``network`` (keyword arguments of the
 FiGS network), ``arch_lr``, ``rule`` (DARTS derivation), ``gamma`` (BNAS).
 
 Example:
@@ -24,7 +27,7 @@ Example:
     ['bnas', 'darts', 'figs', 'gdas', 'snas']
 """
 
-from searchlayers import FLOPsRegularizer, datasets, derive, tuning
+from searchlayers import ArchWarmup, FLOPsRegularizer, datasets, derive, tuning
 from searchlayers.transforms import insert_masks
 
 from examples import bnas_search, darts_search, figs_search
@@ -33,13 +36,24 @@ from models.figs import SPACES
 
 
 def budget_term(supernet, spec):
-    """BARS' multiplicative budget: ``CE * (cost / budget)^lam`` above the budget.
+    """The cost term ``lam * E[cost] / target``, target = ``budget`` times the
+    supernet's initial expected cost (FiGS' additive form, for every method).
+
+    BARS' multiplicative ``CE * (cost / target)`` is no sweep axis here: over the
+    target its gradient only scales with ``1 / target``, which Adam's
+    normalization removes, so every unreachable target searches alike.
 
     Example:
         >>> budget_term(supernet, tuning.TrialSpec("darts", budget=0.5))  # doctest: +SKIP
     """
     return FLOPsRegularizer(budget=tuning.budget_target(supernet, spec),
-                            metric=spec.cost_metric(), mode="multiplicative", over=spec.lam)
+                            metric=spec.cost_metric(), mode="additive", strength=spec.lam)
+
+
+def _warmup(options):
+    """``ArchWarmup`` for ``options["warmup"]`` epochs of weight-only training (BARS)."""
+    epochs = int(options.get("warmup", 0))
+    return [ArchWarmup(epochs)] if epochs else []
 
 
 def darts_family(name):
@@ -55,7 +69,7 @@ def darts_family(name):
         supernet, history = darts_search.search(
             name, spec.epochs, supernet=supernet, batch_size=spec.batch_size,
             arch_lr=o.get("arch_lr", 3e-3), verbose=spec.verbose,
-            extra_callbacks=[budget_term(supernet, spec), *spec.callbacks()],
+            extra_callbacks=[budget_term(supernet, spec), *_warmup(o), *spec.callbacks()],
             temperature=spec.temperature_scheduler(), steps_per_epoch=spec.steps_per_epoch)
         child = darts_search.derive_child(supernet, o.get("rule", "argmax"))
         return tuning.Searched(supernet, child, history)
@@ -102,7 +116,7 @@ def figs_retrain(child, spec):
 
 
 def bnas_method(spec):
-    """BNAS with a multiplicative budget on equivalent ops; Zeroise-gamma derive.
+    """BNAS with the cost term on equivalent ops; Zeroise-gamma derive.
 
     Example:
         >>> searched = bnas_method(tuning.TrialSpec("bnas", epochs=1))  # doctest: +SKIP

@@ -40,6 +40,7 @@ import re
 from searchlayers._keras import keras
 from searchlayers.derive import Architecture, choose
 from searchlayers.layers import DARTS_OPS, FactorizedReduce, MixedOp
+from searchlayers.layers.ops import BN_MOMENTUM
 from searchlayers.layers.base import search_layers
 from searchlayers.search import tie_arch_variables
 
@@ -52,7 +53,8 @@ _NAME = re.compile(r"^cell(\d+)_(normal|reduce)_e(\d+)$")
 def _relu_conv_bn(x, channels, name):
     x = L.ReLU(name=f"{name}_relu")(x)
     x = L.Conv2D(channels, 1, use_bias=False, name=f"{name}_conv")(x)
-    return L.BatchNormalization(center=False, scale=False, name=f"{name}_bn")(x)
+    return L.BatchNormalization(center=False, scale=False, momentum=BN_MOMENTUM,
+                                name=f"{name}_bn")(x)
 
 
 def edge_inputs(steps):
@@ -130,7 +132,7 @@ def darts_supernet(input_shape=(8, 8, 1), num_classes=10, channels=8, cells=5, s
         )
     inputs = keras.Input(input_shape, name="image")
     x = L.Conv2D(stem_multiplier * channels, 3, padding="same", use_bias=False, name="stem_conv")(inputs)
-    x = L.BatchNormalization(name="stem_bn")(x)
+    x = L.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x)
     s0 = s1 = x
     c, reduction_prev = channels, False
     for i in range(cells):

@@ -632,7 +632,8 @@ class ArchitectureLogger(keras.callbacks.Callback):
             ax.set_xlabel("epoch")
             ax.set_ylabel("probability")
             ax.set_ylim(0.0, 1.0)
-            ax.legend(fontsize="x-small")
+            if len(self.history[epochs[-1]][key]) <= 12:  # not one entry per channel
+                ax.legend(fontsize="x-small")
         fig.tight_layout()
         fig.savefig(path, dpi=100)
         return path

@@ -97,6 +97,25 @@ def pareto_front(points):
     return sorted(front, key=lambda i: (points[i][0], -points[i][1]))
 
 
+def pareto_summary(records, cost="equivalent_ops"):
+    """One line per method listing its Pareto-optimal trials, cheapest first.
+
+    Example:
+        >>> pareto_summary([{"method": "figs", "trial_id": "0", "accuracy": 0.9,
+        ...                  "equivalent_ops": 2e4}])
+        ['figs: trial 0 (20.00k eq. ops, accuracy 0.900)']
+    """
+    lines = []
+    for method in sorted({r["method"] for r in records}):
+        mine = [r for r in records if r["method"] == method]
+        front = pareto_front([(float(r[cost]), float(r["accuracy"])) for r in mine])
+        parts = [f"trial {mine[i]['trial_id']} ({_si(mine[i][cost])} "
+                 f"{'eq. ops' if cost == 'equivalent_ops' else cost}, "
+                 f"accuracy {mine[i]['accuracy']:.3f})" for i in front]
+        lines.append(f"{method}: " + ", ".join(parts))
+    return lines
+
+
 def plot_pareto(records, path, cost="equivalent_ops"):
     """Accuracy against ``cost`` per method with each method's Pareto front; returns ``path``.
 
@@ -175,6 +194,10 @@ def report(project_dir, out_dir=None):
         "## Accuracy vs cost",
         "",
         f"![Pareto fronts]({PARETO_PNG})",
+        "",
+        "Pareto-optimal trials per method:",
+        "",
+        *(f"- {line}" for line in pareto_summary(records)),
         "",
         "## Architecture distributions during the search",
     ]

@@ -476,6 +476,21 @@ def is_worker():
     return "KERASTUNER_ORACLE_IP" in os.environ and not is_chief()
 
 
+def method_options(options, method):
+    """The options of ``method``: the shared ones, updated by ``options[method]``
+    when that is a dict (options of other methods' names are left out).
+
+    Example:
+        >>> _ = register_method("mine", search=lambda spec: None)
+        >>> method_options({"cells": 3, "mine": {"channels": 8}}, "mine")
+        {'cells': 3, 'channels': 8}
+    """
+    shared = {k: v for k, v in options.items()
+              if not (k in _METHODS and isinstance(v, dict))}
+    own = options.get(method)
+    return {**shared, **(own if isinstance(own, dict) else {})}
+
+
 class SweepTuner(base_tuner.BaseTuner):
     """Runs one search-derive-retrain-measure trial per hyperparameter setting.
 
@@ -488,7 +503,9 @@ class SweepTuner(base_tuner.BaseTuner):
         directory, project_name: the sweep folder is ``directory/project_name``.
         overwrite: start afresh (True) or resume (False). Workers never overwrite.
         settings: fixed ``TrialSpec`` fields for every trial (``epochs``,
-            ``options``, ... and defaults of untuned hyperparameters).
+            ``options``, ... and defaults of untuned hyperparameters); in
+            ``options`` a method's name keys its own options
+            (``method_options``).
         strategy: ``tf.distribute.Strategy`` (or "mirrored") for the searches.
 
     Hyperband's ``tuner/epochs`` sets the search epochs of its trials (each
@@ -536,13 +553,20 @@ class SweepTuner(base_tuner.BaseTuner):
                        if k in HYPERPARAMETERS and trial.hyperparameters.is_active(k)})
         extra = {k: v for k, v in values.items()
                  if k not in HYPERPARAMETERS and k not in _HYPERBAND_KEYS}
-        fields["options"] = {**fields.get("options", {}), **extra}
         if "method" not in fields:
             raise ValueError("SweepTuner: no `method` hyperparameter and no method setting.")
+        fields["options"] = {**method_options(fields.get("options", {}), fields["method"]),
+                             **extra}
         return TrialSpec(**fields, log_dir=self.get_trial_dir(trial.trial_id),
                          strategy=self.strategy)
 
     def run_trial(self, trial):
+        """Runs ``run_spec`` for the trial, writes ``result.json``; returns ``METRICS``.
+
+        Example:
+            >>> tuner.run_trial(trial)["accuracy"]  # doctest: +SKIP
+            0.93
+        """
         spec = self.trial_spec(trial)
         record = {"trial_id": trial.trial_id, "tuner_id": self.tuner_id,
                   "hyperparameters": trial.hyperparameters.values, **run_spec(spec)}

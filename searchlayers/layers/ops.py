@@ -20,6 +20,10 @@ from searchlayers._keras import keras, register
 
 L = keras.layers
 _REGISTRY = {}
+# The DARTS code's nn.BatchNorm2d keeps PyTorch's momentum 0.1, i.e. Keras' 0.9.
+# Keras' default 0.99 leaves the moving statistics far from the data after the
+# few hundred steps of a small retrain, and the model fails at inference.
+BN_MOMENTUM = 0.9
 
 
 def register_op(name, factory=None):
@@ -118,7 +122,7 @@ def _relu_conv_bn(channels, kernel, strides, affine=False):
     return [
         L.ReLU(),
         L.Conv2D(channels, kernel, strides, padding="same", use_bias=False),
-        L.BatchNormalization(center=affine, scale=affine),
+        L.BatchNormalization(center=affine, scale=affine, momentum=BN_MOMENTUM),
     ]
 
 
@@ -138,7 +142,8 @@ class FactorizedReduce(L.Layer):
         half = self.channels // 2
         self.conv_a = L.Conv2D(half, 1, 2, use_bias=False, name="conv_a")
         self.conv_b = L.Conv2D(self.channels - half, 1, 2, use_bias=False, name="conv_b")
-        self.bn = L.BatchNormalization(center=False, scale=False, name="bn")
+        self.bn = L.BatchNormalization(center=False, scale=False, momentum=BN_MOMENTUM,
+                                     name="bn")
 
     def build(self, input_shape):
         out = list(input_shape[:-1]) + [self.channels]
@@ -174,7 +179,7 @@ def _skip(channels, strides):
 
 def _pool(kind, channels, strides):
     pool = (L.MaxPool2D if kind == "max" else L.AveragePooling2D)(3, strides, padding="same")
-    return _seq([pool, L.BatchNormalization(center=False, scale=False)])
+    return _seq([pool, L.BatchNormalization(center=False, scale=False, momentum=BN_MOMENTUM)])
 
 
 def _conv(kernel):
@@ -200,7 +205,7 @@ def _sep(kernel):
                 L.ReLU(),
                 L.DepthwiseConv2D(kernel, s, padding="same", use_bias=False),
                 L.Conv2D(channels, 1, use_bias=False),
-                L.BatchNormalization(center=False, scale=False),
+                L.BatchNormalization(center=False, scale=False, momentum=BN_MOMENTUM),
             ]
         return _seq(layers)
 
@@ -214,7 +219,8 @@ def _dil(kernel):
         return _seq(
             [L.ReLU(), L.DepthwiseConv2D(kernel, 1, padding="same", dilation_rate=2, use_bias=False)]
             + _subsample(strides)
-            + [L.Conv2D(channels, 1, use_bias=False), L.BatchNormalization(center=False, scale=False)],
+            + [L.Conv2D(channels, 1, use_bias=False),
+               L.BatchNormalization(center=False, scale=False, momentum=BN_MOMENTUM)],
         )
 
     return factory
