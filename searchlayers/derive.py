@@ -250,9 +250,21 @@ def _rebuild(model, architecture):
 
 
 def _has_masks(model):
+    """FiGS masks or width gates: the derived model slices channels."""
     from searchlayers.layers.figs import FiGSMask
 
-    return any(isinstance(layer, FiGSMask) for layer in model.layers)
+    return any(isinstance(layer, FiGSMask) or getattr(type(layer), "channel_kind", None) == "mask"
+               for layer in model.layers)
+
+
+def _live_nodes(model, architecture):
+    """Ids of the nodes a depth-gated model keeps (None: all of them)."""
+    from searchlayers.layers.gates import GumbelDepthGate, live_nodes
+    from searchlayers.slicing import Graph
+
+    if not any(isinstance(layer, GumbelDepthGate) for layer in model.layers):
+        return None
+    return live_nodes(Graph(model), architecture.choices)
 
 
 def _rebuild_sequential(model, architecture):
@@ -281,23 +293,29 @@ def _rebuild_sequential(model, architecture):
 def _rebuild_functional(model, architecture):
     """Replays ``model``'s node graph (as Functional._run_internal_graph does).
 
-    With FiGS masks in the graph, every value also carries the supernet channels
-    it keeps (``searchlayers.slicing.ChannelPlan``) and each layer is rebuilt
-    narrower by the rules of ``searchlayers.slicing``.
+    With FiGS masks or width gates in the graph, every value also carries the
+    supernet channels it keeps (``searchlayers.slicing.ChannelPlan``) and each layer
+    is rebuilt narrower by the rules of ``searchlayers.slicing``. Nodes that a
+    depth gate's choice cuts off (the cells after the chosen depth) are skipped.
     """
-    plan = None
+    plan, live = None, _live_nodes(model, architecture)
     if _has_masks(model):
         from searchlayers import slicing
 
         plan = slicing.ChannelPlan(model, architecture.choices)
+        live = plan.live
     present = {}  # id(derived tensor) -> supernet channel indices it holds
     inputs = [input_like(t) for t in model.inputs]
     usage = model._tensor_usage_count
     values = {str(id(x)): [y] * usage[str(id(x))] for x, y in zip(model.inputs, inputs)}
-    copies = {}
+    copies = {"_inputs": inputs}
     for depth in sorted(model._nodes_by_depth, reverse=True):
         for node in model._nodes_by_depth[depth]:
             if node.is_input:
+                continue
+            if live is not None and id(node) not in live:  # cut off by a depth gate
+                for x_id in node.flat_output_ids:
+                    values[x_id] = [None] * usage.get(x_id, 0)
                 continue
             args, kwargs = node.map_arguments(values)
             if plan is None:
@@ -315,7 +333,14 @@ def _materialize(value):
     return value.make() if isinstance(value, _Zero) else value
 
 
+def _inline(new, x):
+    """Calls a derived layer; binary composites become their plain layers."""
+    return new.inline(x, new.name) if callable(getattr(new, "inline", None)) else new(x)
+
+
 def _replay(layer, args, kwargs, architecture, copies):
+    if getattr(type(layer), "channel_kind", None) == "pick":  # depth gate: chosen input
+        return _materialize(tf.nest.flatten(args[0])[int(_lookup(architecture, layer))])
     if isinstance(layer, SearchLayer):
         x = _materialize(args[0])
         new = _search_replacement(layer, architecture, keep_zero=False)
@@ -323,7 +348,7 @@ def _replay(layer, args, kwargs, architecture, copies):
             choice = _lookup(architecture, layer)
             zero = copy_layer(layer.ops[choice], layer._input_shape, f"{layer.name}_zero")
             return _Zero(lambda: zero(x))
-        return new(x)
+        return _inline(new, x)
     if isinstance(layer, keras.layers.Add):
         live = [t for t in tf.nest.flatten(args) if not isinstance(t, _Zero)]
         if not live:
@@ -339,6 +364,8 @@ def _replay(layer, args, kwargs, architecture, copies):
         new = _rebuild(layer, architecture)
         copies[id(layer)] = new
         return new(*args, **kwargs)
+    if callable(getattr(layer, "inline", None)):
+        return _inline(copy_layer(layer, layer._build_input_shape), args[0])
     new = type(layer).from_config(layer.get_config())
     copies[id(layer)] = new
     out = new(*args, **kwargs)
@@ -354,7 +381,10 @@ def _replay_sliced(node, args, kwargs, architecture, copies, plan, present):
     layer = node.layer
     ins = [str(id(t)) for t in tf.nest.flatten(node.keras_inputs)]
     outs = list(node.flat_output_ids)
-    kind = slicing.kind(layer)
+    kind, target = plan.kind_of(layer), plan.target(layer)
+    name = None  # a MixedOp's chosen candidate is named after the MixedOp
+    if target is not layer:
+        name = f"{layer.name}_{layer.choice_names[int(_lookup(architecture, layer))]}"
     xs = tf.nest.flatten(args[0]) if args else []
     if len(xs) != len(ins) or any(plan.present.get(i) is None for i in ins):
         kind = "opaque"
@@ -383,8 +413,27 @@ def _replay_sliced(node, args, kwargs, architecture, copies, plan, present):
             else:
                 result.append(finish(y, np.arange(graph.channels(o)), o))
         return tf.nest.pack_sequence_as(out, result)
-    xs = [_materialize(x) if kind != "merge" else x for x in xs]
     out_id = outs[0]
+    if all(plan.present.get(o) is not None and not len(plan.present[o]) for o in outs):
+        # No consumer reads it (e.g. every edge leaving it was cut): not computed.
+        dead = [_zeros(copies, graph.tensors[o], [], present) for o in outs]
+        return dead[0] if len(dead) == 1 else dead
+    if kind == "zero":
+        return _zeros(copies, graph.tensors[out_id], plan.present[out_id], present)
+    xs = [_materialize(x) if kind != "merge" else x for x in xs]
+    if kind == "pick":
+        d = plan.pick(layer)
+        return finish(xs[d], held(xs[d], ins[d]), out_id)
+    if kind == "sliceable":  # a binary composite narrows itself (binary._Composite)
+        src = held(xs[0], ins[0])
+        keep_in = target.input_channels(np.isin(np.arange(graph.channels(ins[0])), src))
+        if not np.isin(keep_in, src).all():  # what it holds cannot be kept as it is
+            keep_in = target.input_channels(plan.nz[ins[0]])
+        keep_out = target.output_channels(
+            np.isin(np.arange(graph.channels(out_id)), plan.present[out_id]))
+        x = slicing.select(xs[0], src, keep_in, name=f"{layer.name}_in")
+        new = target.sliced(keep_in, keep_out, name or layer.name)
+        return finish(new.inline(x, new.name), keep_out, out_id)
     if kind == "mask":
         return finish(xs[0], held(xs[0], ins[0]), out_id, allowed=plan.kept[layer.name])
     if kind == "reduce":
@@ -393,7 +442,7 @@ def _replay_sliced(node, args, kwargs, architecture, copies, plan, present):
         if key in copies:
             y = copies[key](xs[0])
         else:
-            y = slicing.slice_reduce(layer, xs[0], src, want)
+            y = slicing.slice_reduce(target, xs[0], src, want, name=name)
             copies[key] = y._keras_history.layer
         present[id(y)] = want
         return y
@@ -403,7 +452,7 @@ def _replay_sliced(node, args, kwargs, architecture, copies, plan, present):
         if key in copies:
             y = copies[key](xs[0])
         else:
-            y = slicing.slice_channelwise(layer, xs[0], src, graph.channels(ins[0]))
+            y = slicing.slice_channelwise(target, xs[0], src, graph.channels(ins[0]), name=name)
             copies[key] = y._keras_history.layer
         return finish(y, src, out_id)
     new = copies.get(id(layer))
@@ -432,3 +481,18 @@ def _replay_sliced(node, args, kwargs, architecture, copies, plan, present):
     positions = graph.positions(ins[0])
     natural = (np.arange(positions)[:, None] * channels + src[None, :]).reshape(-1)
     return finish(new(xs[0]), natural, out_id)
+
+
+def _zeros(copies, tensor, want, present):
+    """A removed value: when a consumer needs it, zeros shaped like the supernet's
+    ``tensor`` holding channels ``want``, made from the derived input's batch size
+    only (so nothing upstream has to be computed for them)."""
+
+    def make():
+        x = copies["_inputs"][0]
+        one = tf.zeros_like(x[(slice(None),) + (slice(0, 1),) * (len(x.shape) - 1)])
+        y = tf.tile(one, [1, *tensor.shape[1:-1], len(want)])
+        present[id(y)] = want
+        return y
+
+    return _Zero(make)

@@ -162,7 +162,9 @@ def expected_cost(model, metric="macs", search_only=False, form="expected"):
     only (BARS leaves out the stem and the classifier). A model with
     ``FiGSMask`` layers is counted by ``figs_expected_cost`` (FiGS eq. 6, or
     MorphNet's linearised ``form="morphnet"``), so ``FLOPsRegularizer`` drives a
-    FiGS search unchanged.
+    FiGS search unchanged. A model with BARS' ``WidthGate`` / ``GumbelDepthGate``
+    is counted by the same graph walk, at the expected widths and weighted by
+    the probability that each cell is kept (``searchlayers.layers.gates``).
 
     Example:
         >>> import searchlayers as sl
@@ -174,6 +176,13 @@ def expected_cost(model, metric="macs", search_only=False, form="expected"):
     _check_form(form, "expected_cost")
     net = unwrap(model)
     tie_arch_variables(net)
+    if not figs_masks(net) and _gated(net):
+        if form != "expected":
+            raise ValueError(
+                f"expected_cost: form={form!r} is a FiGS cost form, but model '{net.name}' "
+                "has width / depth gates and no FiGSMask; use form='expected'."
+            )
+        return _as_float(_figs_cost(net, form, search_only).metric(name))
     if figs_masks(net):
         if search_only:
             raise ValueError(
@@ -192,6 +201,12 @@ def expected_cost(model, metric="macs", search_only=False, form="expected"):
         rows = [row for row in rows if row[0].split("/")[-1] in names]
     total = sum((c for _, _, c in rows), cost_lib.Cost.zero())
     return _as_float(total.metric(name))
+
+
+def _gated(net):
+    from searchlayers.layers.gates import gate_layers
+
+    return bool(gate_layers(net))
 
 
 def _check_form(form, where):
@@ -250,11 +265,19 @@ def figs_expected_cost(model, metric="params", form="expected"):
     return _as_float(_figs_cost(net, form).metric(name))
 
 
-def _figs_cost(net, form="expected"):
-    """The ``Cost`` (tensor fields) of FiGS eq. 6 (or MorphNet's form) for one graph model."""
+def _figs_cost(net, form="expected", search_only=False):
+    """The ``Cost`` (tensor fields) of FiGS eq. 6 (or MorphNet's form) for one graph model.
+
+    Width gates and depth gates (``searchlayers.layers.gates``) correct each call's
+    cost (``width_cost``) and weight it by the probability that it is kept
+    (``depth_weights``); ``search_only`` counts the search layers' calls only.
+    """
     from searchlayers import slicing
+    from searchlayers.layers.gates import depth_weights, width_cost
 
     graph, p, q = slicing.expected_channels(net)
+    weights = depth_weights(graph)
+    searched = {id(layer) for layer in search_layers(net)} if search_only else None
 
     def total(prob):
         return None if prob is None else tf.reduce_sum(prob.p)
@@ -267,7 +290,7 @@ def _figs_cost(net, form="expected"):
     seen, result = set(), cost_lib.Cost.zero()
     for layer, node, ins, outs in graph.calls:
         kind = slicing.kind(layer)
-        if kind == "mask":
+        if kind == "mask" or (searched is not None and id(layer) not in searched):
             continue
         in_shape = cost_lib._single_shape(node.input_shapes)
         out_shape = cost_lib._single_shape(node.output_shapes)
@@ -277,8 +300,8 @@ def _figs_cost(net, form="expected"):
         elif kind == "channelwise" and layer.weights:
             cin = total(q[outs[0]])
             cin = total(p[ins[0]]) if cin is None else cin
-        if getattr(layer, "_is_graph_network", False) and figs_masks(layer):
-            c = _figs_cost(layer, form)
+        if getattr(layer, "_is_graph_network", False) and (figs_masks(layer) or _gated(layer)):
+            c = _figs_cost(layer, form, search_only)
         elif cin is None and cout is None:
             c = cost_lib.layer_cost(layer, in_shape, out_shape)
         elif kind == "reduce" and form == "morphnet":
@@ -290,6 +313,10 @@ def _figs_cost(net, form="expected"):
             c = f(n_in, cout) + f(cin, n_out) + (-1.0) * f(n_in, n_out)
         else:
             c = cost_lib.layer_cost(layer, in_shape, out_shape, cin=cin, cout=cout)
+        if kind != "mask" and ins and outs:
+            c = width_cost(c, layer, kind, in_shape, out_shape, p[ins[0]], q[outs[0]])
+        if id(node) in weights:
+            c = weights[id(node)] * c
         if id(layer) in seen:
             c = cost_lib.Cost(float_macs=c.float_macs, binary_macs=c.binary_macs)
         seen.add(id(layer))

@@ -20,17 +20,20 @@ from searchlayers.layers.ops import (
 from searchlayers.layers.binary import (  # registers the bin_* ops
     BARS_OPS,
     BNAS_OPS,
+    BinaryConvBN,
     BinaryConvShortcut,
     BinaryReduce,
     QuantConv,
     ScaledSign,
 )
+from searchlayers.layers.gates import GumbelDepthGate, WidthGate, gate_layers
 from searchlayers.layers.mobilenet import MB_OPS, inverted_residual
 from searchlayers.layers.entrannas import EnTranCell
 
 __all__ = [
     "BARS_OPS",
     "BNAS_OPS",
+    "BinaryConvBN",
     "BinaryConvShortcut",
     "BinaryReduce",
     "QuantConv",
@@ -39,13 +42,16 @@ __all__ = [
     "EnTranCell",
     "FactorizedReduce",
     "FiGSMask",
+    "GumbelDepthGate",
     "MaskingLayer",
     "MB_OPS",
     "MixedOp",
     "SearchLayer",
+    "WidthGate",
     "ZERO",
     "Zeroise",
     "figs_masks",
+    "gate_layers",
     "get_op",
     "inverted_residual",
     "is_arch_variable",

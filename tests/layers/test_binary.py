@@ -91,6 +91,11 @@ def bn_inference(bn, x):
     return y
 
 
+def interleave(a, b):
+    """Channels a0, b0, a1, b1, ... (the staggered shortcut's order)."""
+    return np.stack([a, b], -1).reshape(*a.shape[:-1], 2 * a.shape[-1])
+
+
 def sub(op, cls):
     return [layer for layer in op.layers if isinstance(layer, cls)][0]
 
@@ -176,15 +181,16 @@ def test_conv_shortcut_matches_reference(strides, cin):
     op.build(x.shape)
     randomize(op)
     got = op(x, training=False).numpy()
+    assert op.scaling == "scalar"  # BARS: one XNOR factor per layer
     y = bn_inference(op.bn, float_conv(pad_same(sign(x), 3, strides),
-                                       scaled(op.conv.kernel.numpy(), "channel"), strides))
+                                       scaled(op.conv.kernel.numpy(), "scalar"), strides))
     if strides == 1:
         short = x
     else:
         a = x[:, ::2, ::2]
         shifted = np.pad(x[:, 1:, 1:], [(0, 0), (0, 1), (0, 1), (0, 0)])
         b = shifted[:, ::2, ::2]
-        short = np.concatenate([a, b], -1) if cin == 4 else (a + b) / 2
+        short = interleave(a, b) if cin == 4 else (a + b) / 2
     np.testing.assert_allclose(got, y + short, rtol=1e-4, atol=1e-4)
 
 
@@ -198,9 +204,9 @@ def test_binary_reduce_matches_reference(cin):
     shifted = np.pad(x[:, 1:, 1:], [(0, 0), (0, 1), (0, 1), (0, 0)])
     a = float_conv(sign(x), scaled(op.conv_a.kernel.numpy(), "channel"), 2)
     b = float_conv(sign(shifted), scaled(op.conv_b.kernel.numpy(), "channel"), 2)
-    y = bn_inference(op.bn, np.concatenate([a, b], -1))
+    y = bn_inference(op.bn, interleave(a, b))
     xa, xb = x[:, ::2, ::2], shifted[:, ::2, ::2]
-    short = np.concatenate([xa, xb], -1) if cin == 4 else (xa + xb) / 2
+    short = interleave(xa, xb) if cin == 4 else (xa + xb) / 2
     np.testing.assert_allclose(got, y + short, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="from 3 to 8 channels"):
         BinaryReduce(8)(tf.zeros([1, 4, 4, 3]))
