@@ -8,21 +8,36 @@ Measures, on the digits-sized SPOS supernet (``models.spos``):
    (~1000 subnets, cost limit), and to score subnets by validation accuracy
    with inherited weights (SPOS' way; per subnet, then extrapolated to 1000);
 2. the supernet's training step time with only BatchNorm trainable against all
-   weights trainable (paper: BN-only saves ~20% of the step).
+   weights trainable (paper: BN-only saves ~20% of the step), split into the
+   forward pass, forward + gradients, and the whole step ``fit`` runs; at the
+   digits size (8x8) and, in the full run, at 32x32 input, measured
+   interleaved.
 
-Writes ``benchmarks/results/bnnas.json`` and prints a table.
+Why BN only saves less on digits than at 32x32: TensorFlow does not compute
+the frozen weights' gradients (their Conv2DBackpropFilter / depthwise filter
+gradients are pruned from the graph, also inside the ``tf.switch_case`` of a
+single-path MixedOp), but at 8x8 the convolutions are tiny, so a step is
+mostly per-op and per-variable overhead (the update of every trainable
+variable, the unsampled candidates' zero gradients included) that freezing
+the convolutions does not remove. With more compute per op the filter
+gradients dominate and BN only costs a fraction of the step.
+
+Writes ``benchmarks/results/bnnas[_quick].json`` and prints a table.
 
 Example:
-    python -m benchmarks.bnnas
+    python -m benchmarks.bnnas --quick
 """
 
 import os
 import platform
+import statistics
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
 
 import searchlayers as sl  # noqa: E402
 from searchlayers import bn_score, datasets, evolution, transforms  # noqa: E402
@@ -63,51 +78,143 @@ def accuracy_scoring(model, subnets=5, seed=0):
     return timed["median_s"] / subnets
 
 
-def step_time(bn_only, batch_size=64, steps=30):
-    """Median seconds of one supernet training step (``train_on_batch``)."""
+def executed_filter_gradients():
+    """Filter-gradient kernels TensorFlow runs for a single-path ``tf.switch_case``
+    of conv -> scale -> conv, when all weights or only the scales need gradients
+    (a graph-mode trace of the executed nodes): the check that frozen weights'
+    gradients are pruned, not computed and dropped."""
+    tf1 = tf.compat.v1
+    out = {}
+    for name, frozen_convs in (("all weights", False), ("scales only", True)):
+        graph = tf.Graph()
+        with graph.as_default():
+            x = tf.ones([8, 16, 16, 4])
+            kernels = [tf1.get_variable(f"k{i}", [3, 3, 4, 4], use_resource=True) for i in range(2)]
+            scales = [tf1.get_variable(f"g{i}", [4], use_resource=True) for i in range(2)]
+
+            def branch(i):
+                return lambda: tf.nn.conv2d(tf.nn.conv2d(x, kernels[i], 1, "SAME") * scales[i],
+                                            kernels[i], 1, "SAME")
+
+            y = tf.switch_case(tf.constant(0), [branch(0), branch(1)])
+            grads = tf.gradients(tf.reduce_sum(y * y), scales if frozen_convs else kernels + scales)
+            with tf1.Session(graph=graph) as session:
+                session.run(tf1.global_variables_initializer())
+                meta = tf1.RunMetadata()
+                session.run(grads, options=tf1.RunOptions(trace_level=tf1.RunOptions.FULL_TRACE),
+                            run_metadata=meta)
+        labels = [n.timeline_label for d in meta.step_stats.dev_stats for n in d.node_stats]
+        out[name] = sum("BackpropFilter" in label for label in labels)
+    return out
+
+
+SETTINGS = (("all weights", None), ("BN only (all BN)", "all"), ("BN only (last BN)", "last"))
+PARTS = ("forward", "forward+gradients", "train step")
+
+
+def step_parts(which, image_size, batch_size):
+    """Timed callables of one supernet: the forward pass, forward + gradients of
+    the trainable variables (no update), and the training step ``fit`` runs
+    (``model.train_function`` on an iterator: gradients, optimizer update, BN
+    statistics). ``train_on_batch`` is not used: its per-call Python overhead
+    (~40 ms) would hide the difference."""
     keras.utils.set_random_seed(0)
-    model = spos.spos_supernet()
-    if bn_only:
-        transforms.train_only_batchnorm(model, which=bn_only)
+    model = spos.spos_supernet(input_shape=(image_size, image_size, 1))
+    if which:
+        transforms.train_only_batchnorm(model, which=which)
     model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss=LOSS)
-    x, y = datasets.arrays("digits", "train")
-    x, y = x[:batch_size], y[:batch_size]
-    timed = time_calls(lambda: model.train_on_batch(x, y), steps=steps, warmup=5)
-    return timed["median_s"], len(model.trainable_weights)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.random((batch_size, image_size, image_size, 1), dtype=np.float32))
+    y = tf.constant(rng.integers(0, 10, batch_size))
+    variables = model.trainable_variables
+
+    @tf.function
+    def forward():
+        return LOSS(y, model(x, training=True))
+
+    @tf.function
+    def gradients():
+        with tf.GradientTape() as tape:
+            loss = LOSS(y, model(x, training=True))
+        return tf.add_n([tf.reduce_sum(g) for g in tape.gradient(loss, variables) if g is not None])
+
+    model.make_train_function()
+    batches = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
+    fns = {"forward": lambda: forward().numpy(), "forward+gradients": lambda: gradients().numpy(),
+           "train step": lambda: model.train_function(batches)["loss"].numpy()}
+    return fns, len(variables)
 
 
-def main():
+def step_times(image_size, batch_size, rounds):
+    """Median seconds of each part for each setting, measured interleaved."""
+    fns, counts = {}, {}
+    for name, which in SETTINGS:
+        fns[name], counts[name] = step_parts(which, image_size, batch_size)
+    times = {(n, p): [] for n in fns for p in PARTS}
+    for fn in (f for parts in fns.values() for f in parts.values()):
+        for _ in range(3):
+            fn()  # trace and warm up
+    for _ in range(rounds):  # interleaved: a load change hits every setting alike
+        for name, parts in fns.items():
+            for part, fn in parts.items():
+                start = time.perf_counter()
+                fn()
+                times[(name, part)].append(time.perf_counter() - start)
+    medians = {n: {p: statistics.median(times[(n, p)]) for p in PARTS} for n in fns}
+    return medians, counts
+
+
+FLAGS = flags.FLAGS
+flags.DEFINE_bool("quick", False, "Fewer timing rounds, no 32x32 step timing.")
+
+
+def main(argv):
+    del argv
     tf.get_logger().setLevel("ERROR")
+    rounds = 10 if FLAGS.quick else 30
     model = spos.spos_supernet()
     score = scoring(model)
-    per_subnet = accuracy_scoring(model)
-    steps = {name: step_time(which) for name, which in
-             (("all weights", None), ("BN only (all BN)", "all"), ("BN only (last BN)", "last"))}
-    base = steps["all weights"][0]
+    per_subnet = accuracy_scoring(model, subnets=3 if FLAGS.quick else 5)
+    sizes = (("digits 8x8", 8),) if FLAGS.quick else (("digits 8x8", 8), ("32x32 input", 32))
+    steps, counts = {}, {}
+    for label, size in sizes:
+        steps[label], counts = step_times(size, 64, rounds)
+    filter_grads = executed_filter_gradients()
+    ratios = {label: {n: {p: t[p] / by["all weights"][p] for p in PARTS} for n, t in by.items()}
+              for label, by in steps.items()}
     results = {
         "device": platform.processor() or platform.machine(),
         "tensorflow": tf.__version__,
+        "quick": FLAGS.quick,
         "supernet": {"search_layers": len(sl.layers.search_layers(model)),
                      "choices_per_layer": 6, "params": model.count_params()},
         "scoring": {**score, "accuracy_per_subnet_s": per_subnet,
                     "accuracy_1000_subnets_s_extrapolated": per_subnet * 1000},
-        "step_time_s": {k: v[0] for k, v in steps.items()},
-        "trainable_variables": {k: v[1] for k, v in steps.items()},
-        "step_time_ratio_vs_all": {k: v[0] / base for k, v in steps.items()},
+        "step_time_s": steps,
+        "step_time_ratio_vs_all": ratios,
+        "trainable_variables": counts,
+        "executed_filter_gradient_kernels": filter_grads,
+        "batch_size": 64,
+        "rounds": rounds,
     }
-    path = write_json("bnnas", results)
+    path = write_json("bnnas_quick" if FLAGS.quick else "bnnas", results)
     rows = [
         ["read BN score table", score["score_table_s"] * 1e3],
         ["score 1000 subnets (BN indicator)", score["score_1000_subnets_s"] * 1e3],
         [f"evolution ({score['evolution_subnets']} subnets, BN)", score["evolution_s"] * 1e3],
         ["score 1000 subnets (val accuracy, extrap.)", per_subnet * 1000 * 1e3],
-    ] + [[f"train step: {k}", v[0] * 1e3] for k, v in steps.items()]
+    ]
     print(table(rows, ["measure", "ms"]))
-    print("\nstep time vs all weights: " + ", ".join(
-        f"{k} {v:.2f}x" for k, v in results["step_time_ratio_vs_all"].items()))
+    for label, by in steps.items():
+        rows = [[f"{name} ({counts[name]} vars)"]
+                + [by[name][p] * 1e3 for p in PARTS] + [ratios[label][name]["train step"]]
+                for name in by]
+        print(f"\nsupernet step, {label}, batch 64 (ms; ratio: train step vs all weights)")
+        print(table(rows, ["trainable", *PARTS, "ratio"]))
+    print("\nexecuted conv filter-gradient kernels in a switch_case (all weights / scales "
+          f"only): {filter_grads['all weights']} / {filter_grads['scales only']}")
     print(f"Wrote {path}")
-    return results
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

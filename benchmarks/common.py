@@ -42,10 +42,17 @@ def time_calls(fn, steps=20, warmup=3):
 def write_json(name, data):
     """Writes ``data`` to ``benchmarks/results/<name>.json``; returns the path.
 
+    A ``--quick`` run (``data["quick"]`` or ``data["config"]["quick"]`` true)
+    writes ``<name>_quick.json`` instead (git-ignored), so it never replaces
+    the full run's figures.
+
     Example:
         >>> write_json("example", {"ratio": 1.0})  # doctest: +SKIP
         '.../benchmarks/results/example.json'
     """
+    config = data.get("config") if isinstance(data.get("config"), dict) else {}
+    if (data.get("quick") or config.get("quick")) and not name.endswith("_quick"):
+        name += "_quick"
     os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, f"{name}.json")
     with open(path, "w") as f:

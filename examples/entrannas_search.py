@@ -12,12 +12,19 @@
    nodes keep any number of inputs) and the accuracy of the supernet, whose
    Transit cells already run the derived sub-graph.
 3. Derives the child (``searchlayers.derive``), checks it against the supernet
-   with the choice fixed, retrains a fresh-weight copy and reports its test
-   accuracy and cost; writes a JSON summary to ``--out``.
+   with the choice fixed, retrains a fresh-weight copy, reports its test
+   accuracy and cost, and exports it to TFLite (``child.tflite``, with a
+   parity check against Keras).
+4. The paper's Table 4 trend: one EnTranNAS-DST search per ``--lambdas``
+   value (DST setting of the paper: temperature 1.0 x 0.9 per epoch) and the
+   number of kept edges per cell type (N/R); a larger lambda raises the
+   thresholds ``t_j`` and keeps fewer edges. ``--lambdas=`` skips it.
+   Writes a JSON summary to ``--out``.
 
 Example:
     python -m examples.entrannas_search --epochs=10 --out=out/entrannas
     python -m examples.entrannas_search --dst --dst_lambda=0.1 --temperature=1 --rate=0.9
+    python -m examples.entrannas_search --epochs=3 --retrain_epochs=2 --lambdas=0,1   # quick
 """
 
 import json
@@ -30,30 +37,39 @@ import numpy as np
 import tensorflow as tf
 
 import searchlayers as sl
-from searchlayers import callbacks, cost, datasets
+from searchlayers import callbacks, cost, datasets, export
 from searchlayers._keras import keras
 
 from models import entrannas
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("epochs", 10, "Search epochs.")
-flags.DEFINE_integer("retrain_epochs", 15, "Epochs of the derived child's retraining.")
-flags.DEFINE_string("out", "out/entrannas_search", "Folder of the JSON summary.")
-flags.DEFINE_bool("dst", False, "EnTranNAS-DST: learned thresholds, flexible topology.")
-flags.DEFINE_float("dst_lambda", 0.1, "Threshold regularizer weight (DST).")
-flags.DEFINE_bool("sharing", True, "Feature sharing.")
-flags.DEFINE_bool("bottleneck", False, "1x1 bottleneck (ratio 4) around the ops.")
-flags.DEFINE_enum("engine", "first", list(entrannas.ENGINE), "Which cells are Engine cells.")
-flags.DEFINE_float("temperature", 5.0, "Initial temperature.")
-flags.DEFINE_float("rate", 0.923, "Temperature factor per epoch.")
-flags.DEFINE_integer("channels", 8, "Channels of the first cells.")
-flags.DEFINE_integer("cells", 3, "Number of cells (reductions at 1/3 and 2/3).")
-flags.DEFINE_integer("steps", 3, "Intermediate nodes per cell.")
-flags.DEFINE_integer("batch_size", 64, "Batch size (each half of a bi-level pair).")
-flags.DEFINE_float("arch_lr", 6e-3, "Architecture Adam learning rate (paper: 6e-4 on "
-                   "CIFAR-10 over far more steps than a digits search takes).")
-flags.DEFINE_float("lr", 0.05, "Weight SGD learning rate (cosine decay, momentum 0.9).")
-flags.DEFINE_integer("seed", 0, "Random seed.")
+
+
+def define_flags():
+    """The script's flags (defined when run, so the module imports as a library)."""
+    flags.DEFINE_integer("epochs", 10, "Search epochs.")
+    flags.DEFINE_integer("retrain_epochs", 15, "Epochs of the derived child's retraining.")
+    flags.DEFINE_string("out", "out/entrannas_search", "Folder of the JSON summary.")
+    flags.DEFINE_bool("dst", False, "EnTranNAS-DST: learned thresholds, flexible topology.")
+    flags.DEFINE_float("dst_lambda", 0.1, "Threshold regularizer weight (DST).")
+    flags.DEFINE_bool("sharing", True, "Feature sharing.")
+    flags.DEFINE_bool("bottleneck", False, "1x1 bottleneck (ratio 4) around the ops.")
+    flags.DEFINE_enum("engine", "first", list(entrannas.ENGINE), "Which cells are Engine cells.")
+    flags.DEFINE_float("temperature", 5.0, "Initial temperature.")
+    flags.DEFINE_float("rate", 0.923, "Temperature factor per epoch.")
+    flags.DEFINE_integer("channels", 8, "Channels of the first cells.")
+    flags.DEFINE_integer("cells", 3, "Number of cells (reductions at 1/3 and 2/3).")
+    flags.DEFINE_integer("steps", 3, "Intermediate nodes per cell.")
+    flags.DEFINE_integer("batch_size", 64, "Batch size (each half of a bi-level pair).")
+    flags.DEFINE_float("arch_lr", 6e-3, "Architecture Adam learning rate (paper: 6e-4 on "
+                       "CIFAR-10 over far more steps than a digits search takes).")
+    flags.DEFINE_float("lr", 0.05, "Weight SGD learning rate (cosine decay, momentum 0.9).")
+    flags.DEFINE_integer("seed", 0, "Random seed.")
+    flags.DEFINE_list("lambdas", ["0", "0.2", "1"], "DST lambdas of the edge-count sweep "
+                      "(paper Table 4); empty to skip.")
+
+
+DST_TEMPERATURE, DST_RATE = 1.0, 0.9  # the paper's EnTranNAS-DST (ImageNet) schedule
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -65,8 +81,10 @@ def _sgd(lr, steps):
 
 def search(epochs=10, dst=False, dst_lambda=0.1, sharing=True, bottleneck=False, engine="first",
            temperature=5.0, rate=0.923, channels=8, cells=3, steps=3, batch_size=64,
-           arch_lr=6e-3, lr=0.05, verbose=2):
+           arch_lr=6e-3, lr=0.05, verbose=2, extra_callbacks=()):
     """Builds and searches an EnTranNAS supernet on digits; returns ``(supernet, history)``.
+
+    ``extra_callbacks`` run after the temperature schedule.
 
     Example:
         >>> supernet, history = search(epochs=2, dst=True)  # doctest: +SKIP
@@ -82,7 +100,8 @@ def search(epochs=10, dst=False, dst_lambda=0.1, sharing=True, bottleneck=False,
     model.compile(optimizer=_sgd(lr, epochs * int(data.cardinality())), loss=LOSS,
                   metrics=["accuracy"])
     schedule = callbacks.TemperatureScheduler.entrannas(start=temperature, rate=rate)
-    history = model.fit(data, epochs=epochs, verbose=verbose, callbacks=[schedule])
+    history = model.fit(data, epochs=epochs, verbose=verbose,
+                        callbacks=[schedule, *extra_callbacks])
     return supernet, history.history
 
 
@@ -101,6 +120,48 @@ def retrain(child, epochs, batch_size=64, lr=0.05):
         model.fit(train, epochs=epochs, verbose=0)
     _, accuracy = model.evaluate(datasets.load("digits", "test", batch_size=256), verbose=0)
     return model, float(accuracy)
+
+
+def export_child(model, out):
+    """Writes ``child.tflite`` under ``out``; returns its parity report as a dict.
+
+    Example:
+        >>> export_child(model, "out/entrannas")["max_abs_diff"] < 1e-4  # doctest: +SKIP
+        True
+    """
+    path = os.path.join(out, "child.tflite")
+    flatbuffer = export.to_tflite(model, path)
+    report = export.parity(model, flatbuffer, datasets.arrays("digits", "test")[0])
+    print(f"TFLite {path}: {report}")
+    return {"path": path, **vars(report)}
+
+
+def lambda_sweep(lambdas, epochs, seed=0, **options):
+    """One DST search per lambda; rows of kept edges per cell type and thresholds.
+
+    Example:
+        >>> rows = lambda_sweep([0.0, 1.0], epochs=2)  # doctest: +SKIP
+        >>> sorted(rows[0])  # doctest: +SKIP
+        ['derived_params', 'edges', 'lambda', 'search_accuracy', 'thresholds']
+    """
+    rows = []
+    for lam in lambdas:
+        keras.utils.set_random_seed(seed)
+        supernet, history = search(epochs, dst=True, dst_lambda=lam, temperature=DST_TEMPERATURE,
+                                   rate=DST_RATE, verbose=0, **options)
+        engines = [c for c in entrannas.cells(supernet) if c.role == "engine"]
+        rows.append({
+            "lambda": lam, "edges": entrannas.edge_counts(supernet),
+            "thresholds": {c.arch_key: [round(float(t), 3) for t in c.thresholds()]
+                           for c in engines},
+            "derived_params": sl.derive(supernet).count_params(),
+            "search_accuracy": float(history["accuracy"][-1]),
+        })
+        r = rows[-1]
+        print(f"lambda {lam:<5g} edges N/R {r['edges']['normal']}/{r['edges']['reduce']}  "
+              f"t normal {r['thresholds']['normal']} reduce {r['thresholds']['reduce']}  "
+              f"derived params {r['derived_params']}", flush=True)
+    return rows
 
 
 def main(argv):
@@ -134,6 +195,16 @@ def main(argv):
     print(f"Derived child: test accuracy {accuracy:.3f} after {FLAGS.retrain_epochs} epochs")
     profiles = [cost.profile(supernet), cost.profile(model)]
     print("\n" + cost.compare(*profiles, names=["supernet", "derived"]))
+    tflite = export_child(model, FLAGS.out)
+    sweep = []
+    if FLAGS.lambdas:
+        print(f"\nEnTranNAS-DST edges per cell type for several lambdas (paper Table 4: "
+              "0.05 -> 13/14, 0.1 -> 11/6, 0.2 -> 9/8 of 14 edges):")
+        sweep = lambda_sweep(
+            [float(v) for v in FLAGS.lambdas], FLAGS.epochs, FLAGS.seed, sharing=FLAGS.sharing,
+            bottleneck=FLAGS.bottleneck, engine=FLAGS.engine, channels=FLAGS.channels,
+            cells=FLAGS.cells, steps=FLAGS.steps, batch_size=FLAGS.batch_size,
+            arch_lr=FLAGS.arch_lr, lr=FLAGS.lr)
     summary = {
         "dst": FLAGS.dst, "dst_lambda": FLAGS.dst_lambda, "sharing": FLAGS.sharing,
         "bottleneck": FLAGS.bottleneck, "engine": FLAGS.engine, "epochs": FLAGS.epochs,
@@ -144,6 +215,7 @@ def main(argv):
         "test_accuracy": accuracy, "search_seconds": search_s,
         "cost": {"supernet": profiles[0].to_dict()["total"],
                  "derived": profiles[1].to_dict()["total"]},
+        "tflite": tflite, "lambda_sweep": sweep,
         "total_seconds": time.time() - start,
     }
     path = os.path.join(FLAGS.out, "summary.json")
@@ -153,4 +225,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

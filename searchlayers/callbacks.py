@@ -667,6 +667,9 @@ class BNScoreEvaluator(keras.callbacks.Callback):
 
     ``history`` is a list of ``{"epoch", "scores": {layer: [...]}, "ranks":
     {layer: [...]}, "distance"}``; ``scores()`` gives the latest op scores.
+    With ``append=True`` a run that resumes (``initial_epoch``, e.g. after
+    ``BackupAndRestore``) first reads the history back from ``json_name``, so
+    distances and the stable-epoch count continue across the restart.
 
     Example:
         >>> cb = BNScoreEvaluator("/tmp/bn", patience=2)
@@ -676,20 +679,23 @@ class BNScoreEvaluator(keras.callbacks.Callback):
     """
 
     def __init__(self, log_dir=None, patience=None, tolerance=0.0, min_epochs=0,
-                 json_name="bn_scores.json", png_name="bn_rank_similarity.png"):
+                 json_name="bn_scores.json", png_name="bn_rank_similarity.png", append=False):
         super().__init__()
         where = "BNScoreEvaluator"
         if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int)
                                      or patience < 1):
             raise ValueError(f"{where}: patience must be an integer >= 1 or None, got {patience!r}.")
-        if not 0.0 <= float(tolerance) <= 1.0:
-            raise ValueError(f"{where}: tolerance must be in [0, 1], got {tolerance!r}.")
+        if not isinstance(tolerance, (int, float)) or not 0.0 <= float(tolerance) <= 1.0:
+            raise ValueError(f"{where}: tolerance must be a number in [0, 1], got {tolerance!r}.")
+        if isinstance(min_epochs, bool) or not isinstance(min_epochs, int) or min_epochs < 0:
+            raise ValueError(f"{where}: min_epochs must be an integer >= 0, got {min_epochs!r}.")
+        if append and log_dir is None:
+            raise ValueError(f"{where}: append=True reads the history from log_dir; give a log_dir.")
         self.log_dir = None if log_dir is None else str(log_dir)
         self.patience, self.tolerance, self.min_epochs = patience, float(tolerance), int(min_epochs)
-        self.json_name, self.png_name = json_name, png_name
+        self.json_name, self.png_name, self.append = json_name, png_name, bool(append)
         self.history = []
         self.stopped_epoch = None
-        self._stable = 0
 
     @property
     def json_path(self):
@@ -711,11 +717,26 @@ class BNScoreEvaluator(keras.callbacks.Callback):
         self.scores()  # a model without MixedOps fails now, with the layer named
         if self.log_dir is not None:
             os.makedirs(self.log_dir, exist_ok=True)
-        self.history, self.stopped_epoch, self._stable = [], None, 0
+        self.history, self.stopped_epoch = [], None
+        if self.append and os.path.exists(self.json_path):
+            import json
+
+            with open(self.json_path) as f:
+                self.history = json.load(f)
+
+    def stable_epochs(self):
+        """Consecutive latest epochs whose rank distance was ``<= tolerance``."""
+        count = 0
+        for h in reversed(self.history):
+            if h["distance"] is None or h["distance"] > self.tolerance:
+                break
+            count += 1
+        return count
 
     def on_epoch_end(self, epoch, logs=None):
         from searchlayers import bn_score
 
+        self.history = [h for h in self.history if h["epoch"] < epoch]  # a re-run epoch
         scores = self.scores()
         ranking = bn_score.ranks(scores)
         distance = None
@@ -729,8 +750,7 @@ class BNScoreEvaluator(keras.callbacks.Callback):
         })
         if logs is not None:
             logs["bn_rank_distance"] = float("nan") if distance is None else distance
-        self._stable = self._stable + 1 if distance is not None and distance <= self.tolerance else 0
-        if (self.patience is not None and self._stable >= self.patience
+        if (self.patience is not None and self.stable_epochs() >= self.patience
                 and epoch + 1 >= self.min_epochs):
             self.stopped_epoch = int(epoch)
             self.model.stop_training = True
@@ -783,7 +803,8 @@ class BNScoreEvaluator(keras.callbacks.Callback):
 
     def get_config(self):
         return dict(log_dir=self.log_dir, patience=self.patience, tolerance=self.tolerance,
-                    min_epochs=self.min_epochs, json_name=self.json_name, png_name=self.png_name)
+                    min_epochs=self.min_epochs, json_name=self.json_name, png_name=self.png_name,
+                    append=self.append)
 
     @classmethod
     def from_config(cls, config):

@@ -22,6 +22,18 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
+def mirrored_strategy():
+    """MirroredStrategy over the two logical CPUs, reducing through one device.
+
+    Not collectives: collective instance keys of two strategies made in one
+    process (every test module makes its own) collide, and a reduction then
+    mixes up tensors of different shapes.
+    """
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
+    assert len(devices) == 2, "conftest sets up two logical CPUs"
+    return tf.distribute.MirroredStrategy(devices, tf.distribute.ReductionToOneDevice())
+
+
 def tiny_supernet(mode="softmax", channels=8, ops=None, shared=True, seed=0):
     """Conv stem -> two edges sharing one key -> Add -> strided edge -> head."""
     K = searchlayers.keras

@@ -8,6 +8,7 @@ import pytest
 
 import searchlayers as sl
 from searchlayers import bn_score
+from conftest import mirrored_strategy
 
 K = sl.keras
 L = K.layers
@@ -101,7 +102,8 @@ def test_evaluator_tracks_ranks_stops_when_stable_and_plots(tmp_path):
     sim = cb.similarity()
     assert sim.shape == (4, 4) and sim[0, 0] == 1.0 and sim[0, 1] == 0.0 and sim[1, 3] == 1.0
     cb.on_train_end()
-    assert os.path.getsize(cb.png_path) > 0
+    with open(cb.png_path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert json.load(open(cb.json_path))[-1]["scores"]["m1"] == pytest.approx([0.7, 0.5])
     again = sl.BNScoreEvaluator.from_config(cb.get_config())
     assert again.get_config() == cb.get_config()
@@ -120,3 +122,89 @@ def test_evaluator_in_fit(data):
     hist = model.fit(*data, batch_size=16, epochs=3, verbose=0, callbacks=[cb])
     assert len(cb.history) == 3 and len(hist.history["bn_rank_distance"]) == 3
     assert cb.history[-1]["scores"]["layer0"] != [1.0, 1.0]  # gammas learned
+
+
+def _small_bn_only_supernet(strategy=None):
+    from models.spos import spos_supernet
+
+    def build():
+        model = spos_supernet(stages=((8, 1, 1),), stem_channels=8, head_channels=8,
+                              ops=("mb_k3_e3", "mb_k5_e3"))
+        sl.transforms.train_only_batchnorm(model)
+        model.compile(optimizer=K.optimizers.Adam(0.05),
+                      loss=K.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return model
+
+    if strategy is None:
+        return build()
+    with strategy.scope():
+        return build()
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    (dict(patience=0), "patience must be an integer >= 1 or None, got 0"),
+    (dict(patience=1.5), "patience must be an integer >= 1 or None, got 1.5"),
+    (dict(tolerance=2.0), r"tolerance must be a number in \[0, 1\], got 2.0"),
+    (dict(tolerance="x"), r"tolerance must be a number in \[0, 1\], got 'x'"),
+    (dict(min_epochs=-1), "min_epochs must be an integer >= 0, got -1"),
+    (dict(append=True), "append=True reads the history from log_dir"),
+])
+def test_evaluator_bad_arguments_name_the_value(kwargs, pattern):
+    with pytest.raises(ValueError, match=f"BNScoreEvaluator: {pattern}"):
+        sl.BNScoreEvaluator(**kwargs)
+
+
+def test_evaluator_on_a_model_without_mixed_ops_and_plot_without_path():
+    cb = sl.BNScoreEvaluator()
+    cb.set_model(K.Sequential([K.Input((2,)), L.Dense(1)], name="plain"))
+    with pytest.raises(ValueError, match="model 'plain' has no search layers"):
+        cb.on_train_begin()
+    with pytest.raises(ValueError, match="give a path"):
+        cb.plot()
+
+
+def test_evaluator_serializes_by_registered_name(tmp_path):
+    cb = sl.BNScoreEvaluator(str(tmp_path), patience=3, tolerance=0.1, min_epochs=2, append=True)
+    config = K.utils.serialize_keras_object(cb)
+    assert config["registered_name"] == "searchlayers>BNScoreEvaluator"
+    restored = K.utils.deserialize_keras_object(config)
+    assert type(restored) is sl.BNScoreEvaluator and restored.get_config() == cb.get_config()
+
+
+class _Crash(K.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 2:
+            raise RuntimeError("interrupted")
+
+
+def test_evaluator_resumes_its_history_after_backup_and_restore(data, tmp_path):
+    x, y = data
+    model = _small_bn_only_supernet()
+    backup = K.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    first = sl.BNScoreEvaluator(str(tmp_path), append=True)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        model.fit(x, y, batch_size=16, epochs=4, verbose=0, callbacks=[backup, first, _Crash()])
+    assert [h["epoch"] for h in first.history] == [0, 1]
+    resumed = sl.BNScoreEvaluator(str(tmp_path), append=True)  # fresh, as after a restart
+    model.fit(x, y, batch_size=16, epochs=4, verbose=0,
+              callbacks=[K.callbacks.BackupAndRestore(str(tmp_path / "backup")), resumed])
+    assert [h["epoch"] for h in resumed.history] == [0, 1, 2, 3]
+    assert resumed.history[:2] == first.history
+    assert resumed.history[2]["distance"] == pytest.approx(bn_score.rank_distance(
+        first.history[1]["ranks"], resumed.history[2]["ranks"]))
+    assert resumed.history[3]["scores"] == {
+        k: pytest.approx(v.tolist()) for k, v in bn_score.bn_scores(model).items()}
+    assert resumed.similarity().shape == (4, 4)
+
+
+def test_evaluator_under_mirrored_strategy(data):
+    import tensorflow as tf
+
+    strategy = mirrored_strategy()
+    model = _small_bn_only_supernet(strategy)
+    cb = sl.BNScoreEvaluator()
+    model.fit(*data, batch_size=16, epochs=2, verbose=0, callbacks=[cb])
+    gamma = model.get_layer("layer0").ops[1].layers[-1].gamma
+    assert cb.history[-1]["scores"]["layer0"][1] == pytest.approx(
+        float(np.mean(np.abs(gamma.numpy()))))
+    assert cb.history[-1]["scores"]["layer0"] != [1.0, 1.0]

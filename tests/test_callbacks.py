@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import searchlayers as sl
-from conftest import tiny_supernet
+from conftest import mirrored_strategy, tiny_supernet
 from searchlayers import cost, regularizers as reg
 from searchlayers.callbacks import (
     ArchitectureLogger,
@@ -282,7 +282,7 @@ def test_resume_with_backup_and_restore_continues_the_schedules(data, tmp_path):
 
 def test_callbacks_under_mirrored_strategy(data):
     x, y = data
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = mirrored_strategy()
     with strategy.scope():
         model = _compiled(tiny_supernet(), lr=0.01)
     cbs = [TemperatureScheduler(), EntropyRegularizer.bnas(), FLOPsRegularizer(strength=1e-6)]

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import searchlayers as sl
-from conftest import tiny_supernet
+from conftest import mirrored_strategy, tiny_supernet
 
 K = sl.keras
 LOSS = K.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -105,9 +105,7 @@ def test_backup_and_restore_resumes_architecture_state(tmp_path, data):
 
 def test_mirrored_strategy_keeps_one_architecture(data):
     x, y = data
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
-    assert len(devices) == 2
-    strategy = tf.distribute.MirroredStrategy(devices)
+    strategy = mirrored_strategy()
     with strategy.scope():
         model = tiny_supernet("gumbel_hard", seed=2)
         model.compile(sl.joint_optimizer(K.optimizers.legacy.SGD(0.05)), LOSS)
@@ -120,8 +118,7 @@ def test_mirrored_strategy_keeps_one_architecture(data):
 
 
 def test_replicas_draw_the_same_sample():
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
-    strategy = tf.distribute.MirroredStrategy(devices)
+    strategy = mirrored_strategy()
     with strategy.scope():
         op = sl.MixedOp(["skip_connect", "none", "max_pool_3x3"], mode="gumbel", seed=1)
         op.build(tf.TensorShape([None, 4, 4, 2]))

@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 
 import searchlayers as sl
+from conftest import mirrored_strategy
 
 K = sl.keras
 LOSS = K.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -25,11 +26,7 @@ LOSS = K.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 @pytest.fixture(scope="module")
 def strategy():
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
-    assert len(devices) == 2, "conftest sets up two logical CPUs"
-    # Reduction through one device, not collectives: collective instance keys of
-    # two strategies in one process (other test modules make theirs) can collide.
-    return tf.distribute.MirroredStrategy(devices, tf.distribute.ReductionToOneDevice())
+    return mirrored_strategy()
 
 
 sl.register_op("plain_conv_3x3", lambda c, s: K.layers.Conv2D(c, 3, s, padding="same"))

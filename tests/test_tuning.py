@@ -18,6 +18,7 @@ import searchlayers as sl
 from searchlayers import tuning
 
 import examples.methods as methods
+from conftest import mirrored_strategy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(channels=2, cells=1, steps=1, network={"stages": [[4, 1, 1]], "stem": 4})
@@ -143,10 +144,7 @@ def test_chief_and_two_workers_on_loopback_run_every_trial_once(tmp_path):
 
 @pytest.fixture(scope="module")
 def strategy():
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
-    assert len(devices) == 2, "conftest sets up two logical CPUs"
-    # No collectives: their instance keys can collide with other modules' strategies.
-    return tf.distribute.MirroredStrategy(devices, tf.distribute.ReductionToOneDevice())
+    return mirrored_strategy()
 
 
 @pytest.mark.parametrize("name", ["darts", "figs", "bnas"])

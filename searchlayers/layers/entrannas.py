@@ -1,7 +1,7 @@
 """EnTranNAS / EnTranNAS-DST cells (Yang et al., 2021): ``EnTranCell``.
 
 One ``EnTranCell`` layer is a whole DARTS-style cell: it takes the two
-(preprocessed) cell inputs ``[s0, s1]``, builds ``steps`` intermediate nodes
+(preprocessed) cell inputs ``[s0, s1]`` (or one tensor for both), builds ``steps`` intermediate nodes
 from every earlier state, and concatenates the last ``multiplier`` nodes. Its
 architecture is one ``[edges, ops]`` variable ``arch_logits`` (edges in DARTS
 order: node 0's two inputs, then node 1's three, ...), plus ``arch_betas``
@@ -144,6 +144,21 @@ def top_k_selection(probs, steps, allowed=None, k=2):
     return tf.concat(rows, axis=0)
 
 
+def _split_shapes(input_shape, where):
+    """``(single, [s0, s1])``: one input tensor feeds both cell inputs."""
+    if isinstance(input_shape, tf.TensorShape) or (
+            isinstance(input_shape, (list, tuple)) and input_shape
+            and all(d is None or isinstance(d, int) for d in input_shape)):
+        shape = tf.TensorShape(input_shape)
+        return True, (shape, shape)
+    if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 2:
+        raise ValueError(
+            f"{where}: call it on one tensor or on a list of two [s0, s1]; got input "
+            f"shape(s) {input_shape}."
+        )
+    return False, tuple(tf.TensorShape(s) for s in input_shape)
+
+
 def _takes_training(layer):
     return layer._expects_training_arg
 
@@ -176,8 +191,10 @@ class EnTranCell(SearchLayer):
         beta_init: initial threshold logit (``t = sigmoid(beta_init)``).
         arch_key, temperature, seed: see ``SearchLayer``; temperature 5.0.
 
-    The two inputs must have the same shape; the output has
-    ``multiplier * channels`` channels (half the resolution when ``reduction``).
+    Call it on ``[s0, s1]`` (the same shape) or on one tensor ``x``, which
+    then feeds both cell inputs (``s0 = s1 = x``; this lets a cell sit in a
+    ``Sequential`` model). The output has ``multiplier * channels`` channels
+    (half the resolution when ``reduction``).
     """
 
     def __init__(self, candidates, steps=4, multiplier=None, role="engine", reduction=False,
@@ -250,9 +267,7 @@ class EnTranCell(SearchLayer):
 
     def build(self, input_shape):
         where = f"EnTranCell '{self.name}'"
-        if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 2:
-            raise ValueError(f"{where}: call it on a list of two inputs [s0, s1], got {input_shape}.")
-        s0, s1 = (tf.TensorShape(s) for s in input_shape)
+        self._single, (s0, s1) = _split_shapes(input_shape, where)
         if s0[1:] != s1[1:] or s0.rank != 4 or None in s0[1:]:
             raise ValueError(
                 f"{where}: the two inputs need the same known NHWC shape; got {s0} and {s1}."
@@ -309,7 +324,8 @@ class EnTranCell(SearchLayer):
         return [None, *self._state_shapes[state][1:3], self.op_channels]
 
     def compute_output_shape(self, input_shape):
-        batch = tf.TensorShape(input_shape[0])[0]
+        _, (s0, _) = _split_shapes(input_shape, f"EnTranCell '{self.name}'")
+        batch = s0[0]
         return tf.TensorShape([batch, *self._node_hw, self.multiplier * self.channels])
 
     # -- architecture -----------------------------------------------------------------
@@ -352,7 +368,7 @@ class EnTranCell(SearchLayer):
         return tf.zeros(shape, like.dtype)
 
     def call(self, inputs, training=None):
-        s0, s1 = inputs
+        s0, s1 = inputs if isinstance(inputs, (list, tuple)) else (inputs, inputs)
         states, reduced, features = [s0, s1], {}, {}
 
         def source(i):
@@ -503,13 +519,19 @@ class EnTranCell(SearchLayer):
         self.choice_fixed.assign(1)
 
     def derived_layer(self, choice):
-        """A Functional ``[s0, s1] -> output`` sub-model of the chosen sub-graph."""
+        """A Functional ``[s0, s1] -> output`` sub-model of the chosen sub-graph
+        (``x -> output`` when the cell was called on one tensor)."""
         from searchlayers.derive import copy_layer
 
         mask = self.choice_mask_of(choice)
-        inputs = [keras.Input(self._state_shapes[i][1:], name=f"{self.name}_in{i}")
-                  for i in range(2)]
-        states, reduced, features = list(inputs), {}, {}
+        if self._single:  # one input feeds both states, as in the supernet
+            inputs = keras.Input(self._state_shapes[0][1:], name=f"{self.name}_in")
+            states = [inputs, inputs]
+        else:
+            inputs = [keras.Input(self._state_shapes[i][1:], name=f"{self.name}_in{i}")
+                      for i in range(2)]
+            states = list(inputs)
+        reduced, features = {}, {}
         for j, start, count in _node_slices(self.steps):
             terms = []
             for e in range(start, start + count):

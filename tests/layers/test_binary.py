@@ -13,6 +13,7 @@ import searchlayers as sl
 from searchlayers import cost
 from searchlayers.layers import MixedOp, get_op
 from searchlayers.layers.binary import (
+    BinaryConvBN,
     BinaryConvShortcut,
     BinaryReduce,
     QuantConv,
@@ -352,3 +353,40 @@ def test_bars_multiplicative_flops_on_binary_supernet():
         m = cb.multiplier()
     grad = tape.gradient(m, e1.arch("logits")).numpy()
     assert grad[0] > 0 > grad[2]  # conv gets costlier-weighted, zeroise cheaper
+
+
+def test_binary_conv_bn_matches_reference():
+    op = BinaryConvBN(6, 1, scaling="scalar")
+    x = RNG.normal(size=(2, 5, 5, 8)).astype("float32")
+    op.build(x.shape)
+    randomize(op)
+    want = bn_inference(op.bn, float_conv(sign(x), scaled(op.conv.kernel.numpy(), "scalar")))
+    np.testing.assert_allclose(op(x, training=False), want, rtol=1e-4, atol=1e-4)
+    assert BinaryConvBN.from_config(op.get_config()).get_config() == op.get_config()
+
+
+@pytest.mark.parametrize("make,cin,keep_in,keep_out", [
+    (lambda: BinaryConvBN(8, 3, scaling="channel"), 8, [0, 3, 5], [1, 2, 6]),
+    (lambda: BinaryConvShortcut(8, 3, scaling="scalar"), 8, [0, 1, 2], [0, 1, 2, 3, 4]),
+    (lambda: BinaryConvShortcut(8, 3, 2, scaling="scalar"), 4, [0, 1], [0, 1, 2]),
+    (lambda: BinaryReduce(8, scaling="scalar", groups=2), 4, [0, 2], [0, 1, 2, 4, 5, 6]),
+])
+def test_sliced_composite_equals_supernet_on_zeroed_channels(make, cin, keep_in, keep_out):
+    """Cut input channels are zero in the supernet, yet sign(0) = +1 feeds the
+    binary convs: the narrower layer folds that into its BatchNorm and keeps the
+    XNOR scale, so its outputs equal the supernet's kept outputs."""
+    op = make()
+    x = RNG.normal(size=(2, 6, 6, cin)).astype("float32")
+    op.build(x.shape)
+    randomize(op)
+    zeroed = np.zeros_like(x)
+    zeroed[..., keep_in] = x[..., keep_in]
+    keep_in = op.input_channels(np.isin(np.arange(cin), keep_in))
+    keep_out = op.output_channels(np.isin(np.arange(op.channels), keep_out))
+    small = op.sliced(keep_in, keep_out, name="small")
+    got = small(zeroed[..., keep_in], training=False)
+    want = op(zeroed, training=False).numpy()[..., keep_out]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    inputs = K.Input((6, 6, len(keep_in)))
+    flat = K.Model(inputs, small.inline(inputs, "inl"))  # plain larq / Keras layers
+    np.testing.assert_allclose(flat(zeroed[..., keep_in]), got, rtol=1e-5, atol=1e-5)

@@ -170,11 +170,45 @@ def test_dst_regularizer_only_from_engine():
     np.testing.assert_allclose(float(model.losses[0]), float(expected), rtol=1e-6)
 
 
-def test_bad_arguments_and_choices():
-    with pytest.raises(ValueError, match="role"):
-        EnTranCell(OPS, role="motor")
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(role="motor"), r"EnTranCell 'bad'.*'motor'.*allowed: 'engine', 'transit'"),
+    (dict(steps=0), r"EnTranCell 'bad'.*steps >= 1.*steps=0"),
+    (dict(steps=2, multiplier=3), r"1 <= multiplier <= steps.*multiplier=3"),
+    (dict(top_k=0), r"'bad': top_k must be >= 1, got 0"),
+    (dict(bottleneck_ratio=0), r"'bad': bottleneck_ratio must be >= 1, got 0"),
+    (dict(dst_lambda=-0.1), r"'bad': dst_lambda must be >= 0, got -0.1"),
+    (dict(temperature=0.0), r"'bad'.*temperature"),
+])
+def test_bad_arguments_name_layer_value_and_allowed(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        EnTranCell(OPS, name="bad", **kwargs)
+
+
+def test_bad_candidates_and_inputs():
     with pytest.raises(ValueError, match="other than 'none'"):
-        EnTranCell(["none"])
+        EnTranCell(["none"], name="bad")
+    with pytest.raises(ValueError, match=r"'bad'.*distinct"):
+        EnTranCell(["skip_connect", "skip_connect"], name="bad")
+    with pytest.raises(ValueError, match=r"conv_9x9"):
+        EnTranCell(["skip_connect", "conv_9x9"], name="bad")
+    a, b = K.Input((8, 8, 4)), K.Input((8, 8, 6))
+    with pytest.raises(ValueError, match=r"'bad'.*same known NHWC shape"):
+        EnTranCell(OPS, name="bad")([a, b])
+    with pytest.raises(ValueError, match=r"'bad'.*one tensor or on a list of two"):
+        EnTranCell(OPS, name="bad")([a, a, a])
+    cell = EnTranCell(OPS, steps=1, name="plain")
+    cell(a)
+    with pytest.raises(ValueError, match=r"'plain' has no thresholds \(dst=False\)"):
+        cell.thresholds()
+    with pytest.raises(ValueError, match=r"unknown strategy 'best'.*'argmax', 'sample'"):
+        cell.sample_choice("best")
+    with pytest.raises(ValueError, match=r"op 'none' of node 0 is not a candidate"):
+        cell.set_choice([[[0, "none"]]])
+    with pytest.raises(ValueError, match=r"a list of 1 nodes"):
+        cell.set_choice([[[0, "skip_connect"]], [[0, "skip_connect"]]])
+
+
+def test_bad_choices_name_node_and_input():
     _, engine, _ = _pair()
     with pytest.raises(ValueError, match="node 1 can take inputs 0..2"):
         engine.set_choice([[[0, "skip_connect"]], [[3, "skip_connect"]], [[0, "skip_connect"]]])
@@ -199,3 +233,45 @@ def test_cost_counts_only_selected_ops_in_transit():
     assert 0 < sub and np.isfinite(full)
     transit.set_choice([[[0, "skip_connect"]], [[0, "skip_connect"]], [[0, "skip_connect"]]])
     assert float(transit.cost().float_macs) < sub
+
+
+def test_sequential_single_input_search_and_derive():
+    """One tensor feeds both cell inputs, so cells stack in a Sequential model;
+    derive gives a Sequential whose output equals the fixed supernet's."""
+    model = K.Sequential([
+        K.Input((8, 8, 1)),
+        K.layers.Conv2D(4, 3, padding="same"),
+        EnTranCell(OPS, steps=2, role="engine", dst=True, dst_lambda=0.1, arch_key="n",
+                   name="engine"),
+        EnTranCell(OPS, steps=2, role="transit", dst=True, arch_key="n", name="transit"),
+        K.layers.GlobalAveragePooling2D(),
+        K.layers.Dense(10),
+    ])
+    assert model.output_shape == (None, 10) and model.layers[1].output_shape == (None, 8, 8, 8)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 8, 8, 1)).astype("float32"), rng.integers(0, 10, 16)
+    model.compile(sl.joint_optimizer(K.optimizers.legacy.SGD(0.05)),
+                  K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert len(sl.arch_variables(model)) == 2
+    arch = sl.choose(model)
+    derived = sl.derive(model, architecture=arch)
+    assert isinstance(derived, K.Sequential)
+    sl.apply_architecture(model, arch)
+    try:
+        expected = model(x[:4], training=False).numpy()
+    finally:
+        sl.apply_architecture(model, None)
+    np.testing.assert_allclose(derived(x[:4], training=False).numpy(), expected, atol=1e-4)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import models.entrannas
+    import searchlayers.layers.entrannas
+
+    flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    for module in (searchlayers.layers.entrannas, models.entrannas):
+        result = doctest.testmod(module, optionflags=flags)
+        assert result.attempted >= 5 and result.failed == 0, module.__name__

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 import searchlayers as sl
 from searchlayers.layers.figs import FiGSMask, MaskingLayer
+from conftest import mirrored_strategy
 
 K = sl.keras
 
@@ -284,9 +285,7 @@ def test_interrupted_search_resumes_mask_state(tmp_path):
 
 def test_mirrored_strategy_keeps_one_mask_per_layer():
     x, y = _figs_data()
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
-    assert len(devices) == 2
-    strategy = tf.distribute.MirroredStrategy(devices)
+    strategy = mirrored_strategy()
     with strategy.scope():
         model = _compile(_search_net())
     model.fit(x, y, batch_size=16, epochs=2, verbose=0,

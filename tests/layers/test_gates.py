@@ -10,6 +10,7 @@ import searchlayers as sl
 from searchlayers import cost, relax
 from searchlayers import regularizers as reg
 from searchlayers.layers import GumbelDepthGate, QuantConv, WidthGate
+from conftest import mirrored_strategy
 
 K = sl.keras
 RNG = np.random.default_rng(0)
@@ -219,8 +220,7 @@ def test_save_load_keeps_gate_state(tmp_path, fmt):
 
 
 def test_mirrored_strategy_draws_one_sample_per_step():
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
-    strategy = tf.distribute.MirroredStrategy(devices)
+    strategy = mirrored_strategy()
     x = RNG.random((32, 8, 8, 1)).astype("float32")
     y = RNG.integers(0, 10, 32)
     with strategy.scope():

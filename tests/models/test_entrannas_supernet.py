@@ -1,4 +1,5 @@
-"""The EnTranNAS supernet: layout, search steps, derivation, H5 round trip."""
+"""The EnTranNAS supernet: layout, search steps, derivation, SavedModel / H5 round trip,
+MirroredStrategy, BackupAndRestore."""
 
 import numpy as np
 import pytest
@@ -7,10 +8,13 @@ import tensorflow as tf
 import searchlayers as sl
 from models.entrannas import cells, edge_counts, entrannas_supernet, genotype
 from searchlayers.layers.entrannas import EnTranCell
+from conftest import mirrored_strategy
 
 K = sl.keras
 OPS = ("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3")
 TINY = dict(channels=4, cells=3, steps=2, ops=OPS)
+MINI = dict(channels=4, cells=2, steps=1, ops=OPS)  # one Engine + one Transit (reduce) cell
+LOSS = K.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
 def _data(n=8, seed=0):
@@ -88,25 +92,95 @@ def test_transit_cells_run_the_derived_graph_unfixed():
                                last(inputs, training=False).numpy(), atol=1e-5)
 
 
-def test_h5_round_trip_keeps_logits_betas_temperature(tmp_path):
-    model = entrannas_supernet(dst=True, **TINY)
+@pytest.mark.parametrize("fmt", ["h5", "tf"])
+def test_round_trip_keeps_logits_betas_temperature(tmp_path, fmt):
+    model = entrannas_supernet(dst=True, **MINI)
     x, _ = _data(4)
     rng = np.random.default_rng(3)
     for cell in cells(model):
         cell.temperature.assign(0.37)
     for var in sl.arch_variables(model):
         var.assign(rng.normal(size=var.shape).astype("float32"))
-    path = str(tmp_path / "entrannas.h5")
-    model.save(path, save_format="h5", include_optimizer=False)
+    path = str(tmp_path / ("entrannas.h5" if fmt == "h5" else "entrannas"))
+    model.save(path, save_format=fmt, include_optimizer=False)
     loaded = K.models.load_model(path, compile=False)
+    # A SavedModel restores a shared variable into its first owner only (Keras warns
+    # "an object ... shared between different layers"); tying (which choose, derive,
+    # SearchModel and the callbacks do) makes every cell use the restored one.
+    sl.tie_arch_variables(loaded)
     for old, new in zip(cells(model), cells(loaded)):
         assert isinstance(new, EnTranCell) and new.get_config() == old.get_config()
         for name in ("logits", "betas"):
             np.testing.assert_array_equal(old.arch(name).numpy(), new.arch(name).numpy())
         assert float(new.temperature) == pytest.approx(0.37)
-    sl.tie_arch_variables(loaded)
     c = {cell.name: cell for cell in cells(loaded)}
-    assert c["cell1_reduce"].arch("logits") is c["cell2_reduce"].arch("logits")
+    assert c["cell0_reduce"].arch("logits") is c["cell1_reduce"].arch("logits")
     assert sl.choose(loaded).choices == sl.choose(model).choices
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
                                atol=1e-5)
+
+
+def _search(model, arch_lr=0.05):
+    search = sl.SearchModel(model, bilevel=True, arch_optimizer=K.optimizers.Adam(arch_lr))
+    search.compile(K.optimizers.SGD(0.05, momentum=0.9), LOSS)
+    return search
+
+
+def test_mirrored_strategy_keeps_one_architecture():
+    strategy = mirrored_strategy()
+    x, y = _data(16, seed=1)
+    pairs = tf.data.Dataset.from_tensor_slices(((x, y), (x[::-1], y[::-1]))).batch(8)
+    with strategy.scope():
+        model = entrannas_supernet(dst=True, dst_lambda=0.1, **MINI)
+        search = _search(model)
+    before = [v.numpy().copy() for v in sl.arch_variables(model)]
+    search.fit(pairs, epochs=2, verbose=0, callbacks=[sl.TemperatureScheduler.entrannas()])
+    for var in sl.arch_variables(model) + [c.temperature for c in cells(model)]:
+        values = [v.numpy() for v in var.values]
+        assert len(values) == 2
+        np.testing.assert_array_equal(values[0], values[1], err_msg=var.name)
+    assert any(np.abs(v.numpy() - b).max() > 1e-4 for v, b in zip(sl.arch_variables(model), before))
+    transit = cells(model)[-1]
+
+    @tf.function
+    def selections():
+        return strategy.run(transit.selection)
+
+    first, second = strategy.experimental_local_results(selections())
+    np.testing.assert_array_equal(first.numpy(), second.numpy())  # one sub-graph for both
+    _fixed_parity(model, x[:4], sl.choose(model))
+
+
+class _StopAt(K.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise RuntimeError("interrupted")
+
+
+def test_backup_and_restore_resumes_search_state(tmp_path):
+    """An interrupted DST search resumed from its backup ends where an
+    uninterrupted one does: logits, thresholds, temperature, derived cells."""
+    x, y = _data(16, seed=2)
+    pairs = tf.data.Dataset.from_tensor_slices(((x, y), (x[::-1], y[::-1]))).batch(8)
+
+    def run(extra):
+        K.utils.set_random_seed(7)
+        model = entrannas_supernet(dst=True, dst_lambda=0.1, **MINI)
+        _search(model).fit(pairs, epochs=3, verbose=0,
+                           callbacks=[sl.TemperatureScheduler.entrannas(), *extra])
+        return model
+
+    reference = run([])
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run([K.callbacks.BackupAndRestore(str(tmp_path)), _StopAt(2)])
+    resumed = run([K.callbacks.BackupAndRestore(str(tmp_path))])
+    for old, new in zip(cells(reference), cells(resumed)):
+        for name in ("logits", "betas"):
+            np.testing.assert_allclose(new.arch(name).numpy(), old.arch(name).numpy(),
+                                       rtol=1e-5, atol=1e-6, err_msg=f"{old.name} {name}")
+        assert float(new.temperature) == pytest.approx(5.0 * 0.923**2)
+    assert sl.choose(resumed).choices == sl.choose(reference).choices
