@@ -49,6 +49,7 @@ from searchlayers._keras import keras
 from searchlayers.derive import best_of_k, derive
 from searchlayers.layers import BARS_OPS, GumbelDepthGate, MixedOp, WidthGate
 from searchlayers.layers.binary import BinaryConvBN, BinaryReduce
+from searchlayers.layers.ops import BN_MOMENTUM
 from searchlayers.layers.gates import WIDTHS
 from searchlayers.regularizers import arch_groups, unwrap
 from searchlayers.search import tie_arch_variables
@@ -150,7 +151,7 @@ def bars_supernet(input_shape=(32, 32, 3), num_classes=10, channels=16, stages=3
     space = _Space(steps, ops, mode, temperature, widths, cell_shortcut, search_width)
     inputs = keras.Input(input_shape, name="image")
     x = L.Conv2D(steps * channels, 3, padding="same", use_bias=False, name="stem_conv")(inputs)
-    x = L.BatchNormalization(name="stem_bn")(x)
+    x = L.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x)
     x = space.width(x, "s0_width", steps, "stem_width")
     c = channels
     for s in range(stages):

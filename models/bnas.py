@@ -36,6 +36,7 @@ from searchlayers._keras import keras
 from searchlayers.derive import choose, derive
 from searchlayers.layers import BNAS_OPS, MixedOp
 from searchlayers.layers.base import search_layers
+from searchlayers.layers.ops import BN_MOMENTUM
 from searchlayers.search import tie_arch_variables
 
 L = keras.layers
@@ -59,7 +60,8 @@ def inter_cell_skip(cell_out, prev, reduction, index):
     """
     channels = cell_out.shape[-1]
     if reduction:
-        prev = L.BatchNormalization(name=f"cell{index}_skip_bn")(prev)
+        prev = L.BatchNormalization(momentum=BN_MOMENTUM,
+                                    name=f"cell{index}_skip_bn")(prev)
         prev = L.Conv2D(channels, 2, 2, padding="same", use_bias=False,
                         name=f"cell{index}_skip_conv")(prev)
     elif prev.shape[-1] != channels:
@@ -100,7 +102,7 @@ def bnas_supernet(input_shape=(32, 32, 3), num_classes=10, channels=16, cells=8,
     inputs = keras.Input(input_shape, name="image")
     x = L.Conv2D(stem_multiplier * channels, 3, padding="same", use_bias=False,
                  name="stem_conv")(inputs)
-    x = L.BatchNormalization(name="stem_bn")(x)
+    x = L.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x)
     s0 = s1 = x
     c, reduction_prev = channels, False
     for i in range(cells):

@@ -44,7 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from searchlayers._keras import keras, register
-from searchlayers.layers.ops import _subsample, register_op
+from searchlayers.layers.ops import BN_MOMENTUM, _subsample, register_op
 
 L = keras.layers
 SCALINGS = ("channel", "scalar", None)
@@ -174,7 +174,7 @@ def quant_depthwise(kernel_size, strides=1, scaling="channel", **kwargs):
 
 
 def _bn(affine=False):
-    return L.BatchNormalization(center=affine, scale=affine)
+    return L.BatchNormalization(center=affine, scale=affine, momentum=BN_MOMENTUM)
 
 
 def bnas_conv(channels, kernel, strides=1, dilation=1, scaling="channel", affine=False):
@@ -505,7 +505,8 @@ class BinaryConvBN(_Composite):
         self.scaling = _check_scaling(scaling, f"{type(self).__name__} '{self.name}'")
         self.conv = QuantConv(self.channels, self.kernel_size, self.strides, scaling=scaling,
                               name="conv")
-        self.bn = L.BatchNormalization(center=affine, scale=affine, name="bn")
+        self.bn = L.BatchNormalization(center=affine, scale=affine, momentum=BN_MOMENTUM,
+                                         name="bn")
 
     def build(self, input_shape):
         self._build_sub(self.bn, self._build_sub(self.conv, input_shape))
@@ -651,7 +652,8 @@ class BinaryReduce(_Composite):
         if per_group // 2:
             self.conv_b = QuantConv(self.groups * (per_group // 2), 1, 2, padding="valid",
                                     scaling=scaling, name="conv_b")
-        self.bn = L.BatchNormalization(center=affine, scale=affine, name="bn")
+        self.bn = L.BatchNormalization(center=affine, scale=affine, momentum=BN_MOMENTUM,
+                                         name="bn")
 
     @property
     def channel_groups(self):

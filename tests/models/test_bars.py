@@ -206,3 +206,19 @@ def test_readers():
     assert op_mix(arch) == {"normal": {"bin_shortcut": 1, "zeroise": 1},
                             "reduce": {"bin_conv_3x3_shortcut": 1}}
     assert layout(arch) == {0: {"depth": 2, "width": 0.5}, 1: {"depth": 1, "width": 0.75}}
+
+
+def _bn_momenta(model):
+    return {layer.momentum for layer in model._flatten_layers(include_self=False, recursive=True)
+            if isinstance(layer, K.layers.BatchNormalization)}
+
+
+def test_every_batchnorm_uses_pytorch_momentum(model):
+    """The authors' PyTorch BatchNorm momentum 0.1 is Keras' 0.9; Keras' 0.99 left
+    the moving statistics of a briefly retrained derived net so far from the data
+    that it scored near chance at inference (see tests/models/test_darts_bn.py)."""
+    from searchlayers.layers.ops import BN_MOMENTUM
+
+    assert BN_MOMENTUM == 0.9 and _bn_momenta(model) == {0.9}
+    child = sl.derive(model, architecture=sl.choose(model, "sample", seed=2))
+    assert _bn_momenta(child) == {0.9}

@@ -156,3 +156,15 @@ def test_bilevel_search_with_bnas_diversity_moves_logits():
     assert np.isfinite(history.history["loss"]).all()
     after = [v.numpy() for v in sl.arch_variables(model)]
     assert all(np.abs(a - b).max() > 1e-4 for a, b in zip(after, before))
+
+
+def test_every_batchnorm_uses_pytorch_momentum(model):
+    """PyTorch's BatchNorm momentum 0.1 (the BNAS code's) is Keras' 0.9: the stem,
+    the reduction skip and the binary ops' own BatchNorms, kept by derivation."""
+    def momenta(net):
+        return {layer.momentum for layer in net._flatten_layers(include_self=False,
+                                                                recursive=True)
+                if isinstance(layer, K.layers.BatchNormalization)}
+
+    assert momenta(model) == {0.9}
+    assert momenta(sl.derive(model)) == {0.9}
