@@ -39,6 +39,70 @@ def time_calls(fn, steps=20, warmup=3):
             "min_s": min(times), "steps": steps}
 
 
+def interleaved(calls, rounds=5, steps=10, warmup=3):
+    """Times every ``calls[name]()`` in interleaved rounds (rotating order).
+
+    Each round runs ``steps`` timed calls of every entry, so a change of load on
+    a shared machine hits all sides alike and per-round ratios stay meaningful.
+    Returns ``{name: [time_calls(...) dict per round]}``.
+
+    Example:
+        >>> t = interleaved({"a": lambda: None, "b": lambda: None}, rounds=2, steps=2)
+        >>> [len(t["a"]), sorted(t["a"][0])]
+        [2, ['mean_s', 'median_s', 'min_s', 'steps']]
+    """
+    names = list(calls)
+    for name in names:  # trace and warm up every side before any timing
+        time_calls(calls[name], steps=1, warmup=warmup)
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            times[name].append(time_calls(calls[name], steps=steps, warmup=1))
+    return times
+
+
+def per_round(times, name, statistic="median_s"):
+    """The ``statistic`` of ``name`` in each round of ``interleaved``'s result.
+
+    Example:
+        >>> per_round({"a": [{"median_s": 1.0}, {"median_s": 3.0}]}, "a")
+        [1.0, 3.0]
+    """
+    return [t[statistic] for t in times[name]]
+
+
+def train_step_fn(model, regularizer=None, lr=0.01):
+    """A compiled SGD train step ``step(x, y) -> loss`` over every trainable variable.
+
+    ``regularizer()``, when given, is added to the loss. Variables without a
+    gradient (e.g. candidates a single-path step did not run) are skipped.
+
+    Example:
+        >>> step = train_step_fn(model)  # doctest: +SKIP
+        >>> float(step(x, y))  # doctest: +SKIP
+    """
+    import tensorflow as tf
+
+    from searchlayers._keras import keras
+
+    optimizer = keras.optimizers.SGD(lr)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    variables = model.trainable_variables
+
+    @tf.function
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True))
+            if regularizer is not None:
+                loss += regularizer()
+        grads = tape.gradient(loss, variables)
+        optimizer.apply_gradients([(g, v) for g, v in zip(grads, variables) if g is not None])
+        return loss
+
+    return step
+
+
 def write_json(name, data):
     """Writes ``data`` to ``benchmarks/results/<name>.json``; returns the path.
 

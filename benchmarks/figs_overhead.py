@@ -32,7 +32,8 @@ import tensorflow as tf  # noqa: E402
 from searchlayers.regularizers import figs_expected_cost  # noqa: E402
 from searchlayers.transforms import insert_masks  # noqa: E402
 
-from benchmarks.common import table, time_calls, write_json  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    interleaved, per_round, table, train_step_fn, write_json)
 from models.figs import SPACES  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -48,30 +49,6 @@ CONFIGS = [
     ("mobilenet_v2", (8, 8, 1), 128),
     ("resnet", (32, 32, 3), 64),
 ]
-
-
-def train_step_fn(model, regularizer=None):
-    """A compiled step ``step(x, y) -> loss``; ``regularizer()`` is added to the loss.
-
-    Example:
-        >>> step = train_step_fn(model)  # doctest: +SKIP
-        >>> float(step(x, y))  # doctest: +SKIP
-    """
-    optimizer = keras.optimizers.SGD(0.01)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    variables = model.trainable_variables
-
-    @tf.function
-    def step(x, y):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, training=True))
-            if regularizer is not None:
-                loss += regularizer()
-        grads = tape.gradient(loss, variables)
-        optimizer.apply_gradients(zip(grads, variables))
-        return loss
-
-    return step
 
 
 def sides(space, shape):
@@ -102,24 +79,17 @@ def measure(space, shape, batch, rounds, steps):
     x = tf.constant(rng.random((batch, *shape), dtype=np.float32))
     y = tf.constant(rng.integers(0, 10, batch).astype("int32"))
     steps_by_side, masks = sides(space, shape)
-    names = list(steps_by_side)
-    for step in steps_by_side.values():  # trace and warm up
-        time_calls(lambda: step(x, y).numpy(), steps=1, warmup=3)
-    times = {name: [] for name in names}
-    for r in range(rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
-        for name in order:
-            step = steps_by_side[name]
-            times[name].append(time_calls(lambda: step(x, y).numpy(), steps=steps,
-                                          warmup=1)["median_s"])
-    per_round = {name: [t / p for t, p in zip(times[name], times["plain"])]
-                 for name in names if name != "plain"}
-    ratio = {name: statistics.median(r) for name, r in per_round.items()}
+    times = interleaved({name: (lambda step=step: step(x, y).numpy())
+                         for name, step in steps_by_side.items()}, rounds=rounds, steps=steps)
+    times = {name: per_round(times, name) for name in times}
+    ratios = {name: [t / p for t, p in zip(times[name], times["plain"])]
+              for name in times if name != "plain"}
+    ratio = {name: statistics.median(r) for name, r in ratios.items()}
     return {
         "space": space, "input": list(shape), "batch": batch, "masks": masks,
         "step_ms": {name: 1e3 * statistics.median(t) for name, t in times.items()},
         "ratio": ratio["masked"], "ratio_with_cost": ratio["masked+cost"],
-        "ratio_range": [min(per_round["masked"]), max(per_round["masked"])],
+        "ratio_range": [min(ratios["masked"]), max(ratios["masked"])],
         "per_round_ms": {name: [1e3 * v for v in t] for name, t in times.items()},
     }
 

@@ -14,11 +14,12 @@ Claims checked:
 Every model is ``Input -> layer -> GlobalAveragePooling -> Dense(10)``; the
 layer is a ``MixedOp`` over the DARTS ops without ``none``, or one candidate
 (the same registered op) alone. A step is one compiled ``tf.function`` with a
-``GradientTape`` and an SGD update; warm-up excluded, median of the timed steps.
+``GradientTape`` and an SGD update (``benchmarks.common.train_step_fn``). All
+models are traced and warmed up first, then timed in interleaved rounds.
 
 Example:
     python -m benchmarks.mixed_op_speed            # ~1-2 minutes on 2 CPU cores
-    python -m benchmarks.mixed_op_speed --quick    # 8x8x8 inputs, 5 steps
+    python -m benchmarks.mixed_op_speed --quick    # 8x8x8 inputs, 2 rounds of 3 steps
 """
 
 import argparse
@@ -33,7 +34,8 @@ import searchlayers as sl  # noqa: E402  (Keras-2 guard before TensorFlow)
 import tensorflow as tf  # noqa: E402
 from searchlayers.layers import DARTS_OPS, get_op  # noqa: E402
 
-from benchmarks.common import table, time_calls, write_json  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    interleaved, per_round, table, train_step_fn, write_json)
 
 keras = sl.keras
 CANDIDATES = [op for op in DARTS_OPS if op != "none"]
@@ -52,98 +54,74 @@ def build(layer, shape):
     return keras.Model(inputs, keras.layers.Dense(10)(x))
 
 
-def train_step_fn(model):
-    """A compiled train step ``step(x, y) -> loss`` (gradients of every variable).
+def setups(shape, channels):
+    """``{name: model}``: each candidate alone, each MixedOp mode, and each
+    candidate fixed by ``set_choice`` in a softmax and a uniform MixedOp.
 
     Example:
-        >>> step = train_step_fn(model)  # doctest: +SKIP
-        >>> float(step(x, y))  # doctest: +SKIP
+        >>> sorted(setups((8, 8, 4), 4))[:2]
+        ['alone avg_pool_3x3', 'alone dil_conv_3x3']
     """
-    optimizer = keras.optimizers.SGD(0.01)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    variables = model.trainable_variables
-
-    @tf.function
-    def step(x, y):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, training=True))
-        grads = tape.gradient(loss, variables)
-        pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
-        optimizer.apply_gradients(pairs)
-        return loss
-
-    return step
+    models = {f"alone {op}": build(get_op(op, channels), shape) for op in CANDIDATES}
+    for mode in ("softmax", "gumbel", "gumbel_hard", "uniform"):
+        models[mode] = build(sl.MixedOp(CANDIDATES, mode=mode), shape)
+    for mode in ("softmax", "uniform"):
+        for i, op in enumerate(CANDIDATES):
+            model = build(sl.MixedOp(CANDIDATES, mode=mode), shape)
+            [m for m in model.layers if isinstance(m, sl.MixedOp)][0].set_choice(i)
+            models[f"{mode} set_choice {op}"] = model
+    return models
 
 
-def step_time(model, x, y, steps, warmup=3, statistic="median_s"):
-    """Train-step seconds of ``model`` on ``(x, y)`` (median, or ``"mean_s"``).
+def run(batch=64, image=16, channels=32, steps=10, rounds=5):
+    """Measures every configuration interleaved; returns the JSON-ready result dict.
 
-    Example:
-        >>> step_time(model, x, y, steps=10)  # doctest: +SKIP
-        0.0123
-    """
-    step = train_step_fn(model)
-    return time_calls(lambda: step(x, y).numpy(), steps=steps, warmup=warmup)[statistic]
-
-
-def fixed_choice_times(mode, shape, x, y, steps):
-    """``{op: step seconds}`` of one ``mode`` MixedOp model under ``set_choice(i)``.
+    Single-path modes change op every step, so they are compared by their mean
+    step time; everything else by the median. Ratios are taken per round and
+    the median over rounds is reported (with the range).
 
     Example:
-        >>> fixed_choice_times("uniform", (8, 8, 4), x, y, steps=5)  # doctest: +SKIP
-    """
-    model = build(sl.MixedOp(CANDIDATES, mode=mode), shape)
-    mixed = [layer for layer in model.layers if isinstance(layer, sl.MixedOp)][0]
-    times = {}
-    for i, op in enumerate(CANDIDATES):
-        mixed.set_choice(i)
-        times[op] = step_time(model, x, y, steps)
-    return times
-
-
-def run(batch=64, image=16, channels=32, steps=20):
-    """Measures every configuration; returns the JSON-ready result dict.
-
-    Example:
-        >>> run(batch=8, image=8, channels=8, steps=3)["ratios"]  # doctest: +SKIP
+        >>> run(batch=8, image=8, channels=8, steps=2, rounds=1)["ratios"]  # doctest: +SKIP
     """
     start = time.time()
     shape = (image, image, channels)
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=(batch, *shape)).astype("float32"))
     y = tf.constant(rng.integers(0, 10, size=batch).astype("int32"))
-    alone = {op: step_time(build(get_op(op, channels), shape), x, y, steps)
-             for op in CANDIDATES}
-    modes = {}
-    for mode in ("softmax", "gumbel", "gumbel_hard", "uniform"):
-        model = build(sl.MixedOp(CANDIDATES, mode=mode), shape)
-        if mode in SINGLE_PATH:  # the op varies per step: the mean of many steps
-            modes[mode] = step_time(model, x, y, 5 * steps, statistic="mean_s")
-        else:
-            modes[mode] = step_time(model, x, y, steps)
-    fixed = {mode: fixed_choice_times(mode, shape, x, y, steps)
-             for mode in ("softmax", "uniform")}
-    total, mean = sum(alone.values()), float(np.mean(list(alone.values())))
-    ratios = {
-        "softmax / sum(candidates)": modes["softmax"] / total,
-        "gumbel / sum(candidates)": modes["gumbel"] / total,
-        "gumbel_hard / mean(candidate)": modes["gumbel_hard"] / mean,
-        "uniform / mean(candidate)": modes["uniform"] / mean,
-        "gumbel_hard / softmax": modes["gumbel_hard"] / modes["softmax"],
-        "uniform / softmax": modes["uniform"] / modes["softmax"],
+    calls = {}
+    for name, model in setups(shape, channels).items():
+        step = train_step_fn(model)
+        calls[name] = lambda step=step: step(x, y).numpy()
+    times = interleaved(calls, rounds=rounds, steps=steps)
+
+    def rounds_of(name):
+        return np.array(per_round(times, name, "mean_s" if name in SINGLE_PATH else "median_s"))
+
+    alone = np.array([rounds_of(f"alone {op}") for op in CANDIDATES])  # [ops, rounds]
+    total, mean = alone.sum(0), alone.mean(0)
+    ratio_rounds = {
+        "softmax / sum(candidates)": rounds_of("softmax") / total,
+        "gumbel / sum(candidates)": rounds_of("gumbel") / total,
+        "gumbel_hard / mean(candidate)": rounds_of("gumbel_hard") / mean,
+        "uniform / mean(candidate)": rounds_of("uniform") / mean,
+        "gumbel_hard / softmax": rounds_of("gumbel_hard") / rounds_of("softmax"),
+        "uniform / softmax": rounds_of("uniform") / rounds_of("softmax"),
     }
-    for mode, times in fixed.items():
-        ratios.update({f"{mode} set_choice({op}) / {op}": times[op] / alone[op]
-                       for op in CANDIDATES})
+    for mode in ("softmax", "uniform"):
+        for i, op in enumerate(CANDIDATES):
+            ratio_rounds[f"{mode} set_choice({op}) / {op}"] = (
+                rounds_of(f"{mode} set_choice {op}") / alone[i])
+    ms = {name: 1e3 * float(np.median(rounds_of(name))) for name in calls}
     return {
-        "config": {"batch": batch, "input": list(shape), "steps": steps,
-                   "candidates": CANDIDATES, "device": "CPU",
-                   "threads": os.cpu_count()},
-        "candidate_ms": {op: 1e3 * t for op, t in alone.items()},
-        "mode_ms": {m: 1e3 * t for m, t in modes.items()},
-        "set_choice_ms": {m: {op: 1e3 * t for op, t in times.items()}
-                          for m, times in fixed.items()},
-        "ratios": ratios,
+        "config": {"batch": batch, "input": list(shape), "steps": steps, "rounds": rounds,
+                   "candidates": CANDIDATES, "device": "CPU", "threads": os.cpu_count(),
+                   "timing": "interleaved rounds; median over rounds of per-round ratios"},
+        "candidate_ms": {op: ms[f"alone {op}"] for op in CANDIDATES},
+        "mode_ms": {m: ms[m] for m in ("softmax", "gumbel", "gumbel_hard", "uniform")},
+        "set_choice_ms": {m: {op: ms[f"{m} set_choice {op}"] for op in CANDIDATES}
+                          for m in ("softmax", "uniform")},
+        "ratios": {k: float(np.median(v)) for k, v in ratio_rounds.items()},
+        "ratio_range": {k: [float(v.min()), float(v.max())] for k, v in ratio_rounds.items()},
         "seconds": time.time() - start,
     }
 
@@ -169,13 +147,14 @@ def main():
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--image", type=int, default=16)
     parser.add_argument("--channels", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=10, help="Timed steps per round.")
+    parser.add_argument("--rounds", type=int, default=5, help="Interleaved rounds.")
     parser.add_argument("--quick", action="store_true",
-                        help="8x8x8 inputs, 5 steps; writes mixed_op_speed_quick.json.")
+                        help="8x8x8 inputs, 2 rounds of 3 steps; writes *_quick.json.")
     args = parser.parse_args()
     if args.quick:
-        args.image, args.channels, args.steps = 8, 8, 5
-    result = run(args.batch, args.image, args.channels, args.steps)
+        args.image, args.channels, args.steps, args.rounds = 8, 8, 3, 2
+    result = run(args.batch, args.image, args.channels, args.steps, args.rounds)
     print(report(result))
     name = "mixed_op_speed_quick" if args.quick else "mixed_op_speed"
     print(f"\nwrote {write_json(name, result)} ({result['seconds']:.0f} s)")
