@@ -76,7 +76,19 @@ def test_last_trains_only_each_candidates_last_bn(data):
     inner = [bn for bn in bns if all(bn is not l for l in last)]
     assert all(bn.trainable for bn in bns)  # so they still normalize with batch statistics
     before = _snapshot(inner)
+    _, others = _by_kind(model)
+    # Every weight but the last BNs' gamma / beta and the BN moving statistics.
+    learned = {id(v) for bn in last for v in (bn.gamma, bn.beta)}
+    frozen = [w for layer in others + inner for w in layer.weights
+              if id(w) not in learned and "moving_" not in w.name]
+    assert len(frozen) == sum(len(l.weights) for l in others) + 2 * len(inner)
+    frozen_before = [w.numpy().copy() for w in frozen]
+    gammas_before = [bn.gamma.numpy().copy() for bn in last]
     _fit(model, data)
+    for a, w in zip(frozen_before, frozen):  # convs, classifier, inner BN affine: bit-identical
+        assert np.array_equal(a, w.numpy()), w.name
+    assert any(not np.array_equal(a, bn.gamma.numpy())  # the last BNs' gammas did learn
+               for a, bn in zip(gammas_before, last))
     stem = inner.index(model.get_layer("stem_bn"))
     assert np.array_equal(before[stem][0], inner[stem].gamma.numpy())  # gamma fixed
     assert not np.array_equal(before[stem][2], inner[stem].moving_mean.numpy())  # stats move
