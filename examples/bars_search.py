@@ -8,7 +8,8 @@ retrain, LCE export.
    strategy (``models.bars.search_callbacks``): Gumbel temperature annealed
    ``1 -> 0.1``, the entropy schedule (negative, then positive), supernet
    warm-up, and eq. 7 (``(F / budget)^1`` over the budget) on the searched
-   edges' equivalent ops (``FLOPs + BiOps / 64``). ``ArchitectureLogger``
+   edges' equivalent ops (``FLOPs + BiOps / 64``), the budget by default the
+   supernet's initial expected cost (a cap). ``ArchitectureLogger``
    draws the distributions per epoch (BARS Fig. 5).
 2. Derives by sampling K = 8 architectures and keeping the lowest validation
    loss under the supernet's weights (``models.bars.derive_bars``).
@@ -46,9 +47,11 @@ def define_flags():
     flags.DEFINE_integer("warmup", 10, "Epochs of supernet warm-up (architecture frozen).")
     flags.DEFINE_integer("retrain_epochs", 20, "Epochs of the derived child's retraining.")
     flags.DEFINE_string("out", "out/bars_search", "Folder of the outputs.")
-    flags.DEFINE_float("budget_ratio", 0.5,
+    flags.DEFINE_float("budget_ratio", 1.0,
                        "FLOPs budget of eq. 7 as a fraction of the supernet's initial expected "
-                       "equivalent ops (0: no FLOPs term).")
+                       "equivalent ops (0: no FLOPs term). Below 1 the term is the one "
+                       "consistent arch gradient of a short search and drives every edge to "
+                       "shortcut / none; lower it for long searches.")
     flags.DEFINE_enum("mode", "gumbel", ["gumbel", "gumbel_hard", "softmax"],
                       "Relaxation of op, depth and width (softmax: the no-Gumbel ablation).")
     flags.DEFINE_bool("cell_shortcut", True, "Cell-level shortcut (False: the ablation).")
@@ -67,7 +70,7 @@ def define_flags():
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def search(epochs=30, warmup=10, budget_ratio=0.5, mode="gumbel", cell_shortcut=True,
+def search(epochs=30, warmup=10, budget_ratio=1.0, mode="gumbel", cell_shortcut=True,
            channels=16, stages=2, cells=2, steps=2, batch_size=64, lr=3e-3, arch_lr=3e-3,
            log_dir=None, verbose=2, extra_callbacks=()):
     """Builds and searches a BARS supernet on digits; returns ``(search_model, history)``.
@@ -130,7 +133,7 @@ def export_lce(model, out=None):
     return export.lce_report(model, lce), export.parity(model, lce, x_test), lce, tflite
 
 
-def run(epochs=30, warmup=10, retrain_epochs=20, out="out/bars_search", budget_ratio=0.5,
+def run(epochs=30, warmup=10, retrain_epochs=20, out="out/bars_search", budget_ratio=1.0,
         mode="gumbel", cell_shortcut=True, channels=16, stages=2, cells=2, steps=2, k=8,
         batch_size=64, lr=3e-3, arch_lr=3e-3, inherit=False, seed=0, verbose=2):
     """The whole pipeline; returns the summary dict (also written to ``out``).
