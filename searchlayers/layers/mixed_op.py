@@ -27,7 +27,8 @@ class MixedOp(SearchLayer):
 
     At inference the hard mode runs ``argmax(alpha)``; single-path modes keep
     sampling unless a choice is fixed. ``set_choice(i)`` fixes the forward pass
-    to candidate ``i`` in every mode (the derived network's behaviour).
+    to candidate ``i`` in every mode (the derived network's behaviour); then only
+    that candidate runs, in the soft modes too.
 
     Args:
         candidates: registered op names (``searchlayers.layers.op_names()``),
@@ -163,14 +164,11 @@ class MixedOp(SearchLayer):
         return out if out is not None else self._run(0, x, training)
 
     def _weights(self, training):
-        """Mixing weights of the soft modes; one-hot when a choice is fixed."""
+        """Mixing weights of the soft modes (no choice fixed)."""
         logits = self.arch("logits")
         if self.mode == "gumbel" and training:
-            w = relax.gumbel_softmax(logits, self.temperature, self.noise_seed())
-        else:
-            w = relax.softmax(logits, self.temperature)
-        # 1.0 * op_k(x) + 0.0 * others is exactly op_k(x): parity with derive.
-        return tf.where(self.choice >= 0, tf.one_hot(tf.maximum(self.choice, 0), self.num_choices), w)
+            return relax.gumbel_softmax(logits, self.temperature, self.noise_seed())
+        return relax.softmax(logits, self.temperature)
 
     def _index(self, training):
         """Index of the one candidate to run, and the ST scale (hard mode)."""
@@ -196,7 +194,12 @@ class MixedOp(SearchLayer):
     def call(self, x, training=None):
         training = bool(training) if not tf.is_tensor(training) else training
         if self.mode in SOFT_MODES:
-            return self._weighted_sum(self._weights(training), x, training)
+            # A fixed choice (set_choice, Transit / derive parity) runs that op alone.
+            return tf.cond(
+                self.choice >= 0,
+                lambda: self._switch(tf.maximum(self.choice, 0), x, training),
+                lambda: self._weighted_sum(self._weights(training), x, training),
+            )
         index, scale = self._index(training)
         return self._switch(index, x, training, scale)
 
