@@ -7,7 +7,7 @@ Rows (accumulated top to bottom, as in the paper's Table 3):
 3. ``+feature sharing``: one weight set and feature per (input state, op);
 4. ``+bottleneck``: 1x1 conv channel reduction by 4 around the ops.
 
-One process builds the four supernets (``models.entrannas``, DARTS ops, 8
+One process builds the four supernets (``models.entrannas``, the paper's 7 ops, 8
 cells, 4 nodes per cell by default) and one compiled joint search step for
 each (forward, gradients of weights and architecture, SGD update), traces and
 warms them up, then measures them interleaved: every round runs one step of

@@ -27,12 +27,18 @@ from searchlayers._keras import keras
 from searchlayers.derive import choose
 from searchlayers.layers import DARTS_OPS, FactorizedReduce
 from searchlayers.layers.base import search_layers
-from searchlayers.layers.entrannas import EnTranCell
+from searchlayers.layers.entrannas import NONE_OPS, EnTranCell
+from searchlayers.layers.ops import BN_MOMENTUM
 from searchlayers.search import tie_arch_variables
 
 L = keras.layers
 KINDS = ("normal", "reduce")
 ENGINE = ("first", "last", "all")
+# The paper's standard CIFAR-10 space "has 7 operations" (sec. 4.2): the DARTS
+# candidates without 'none'. With 'none' an annealed Engine cell zeroes the
+# edges where 'none' wins, while the derived cell (which never keeps 'none')
+# runs a real op there, so the child differs from the supernet it came from.
+ENTRANNAS_OPS = tuple(op for op in DARTS_OPS if op not in NONE_OPS)
 
 
 def _engine_cells(kinds, engine):
@@ -48,7 +54,7 @@ def _engine_cells(kinds, engine):
 
 
 def entrannas_supernet(input_shape=(8, 8, 1), num_classes=10, channels=8, cells=8, steps=4,
-                       multiplier=None, ops=DARTS_OPS, engine="first", dst=False,
+                       multiplier=None, ops=ENTRANNAS_OPS, engine="first", dst=False,
                        feature_sharing=True, bottleneck=False, bottleneck_ratio=4,
                        dst_lambda=0.1, temperature=5.0, stem_multiplier=3, top_k=2,
                        name="entrannas_supernet"):
@@ -61,7 +67,8 @@ def entrannas_supernet(input_shape=(8, 8, 1), num_classes=10, channels=8, cells=
             and ``2 * cells // 3``.
         steps: intermediate nodes per cell (4: the paper's 6 nodes).
         multiplier: nodes concatenated into the cell output (default ``steps``).
-        ops: candidate op names (the DARTS space by default).
+        ops: candidate op names (default ``ENTRANNAS_OPS``: the paper's 7-op
+            standard space, the DARTS ops without ``none``).
         engine: "first" (paper), "last" or "all" (DARTS).
         dst: EnTranNAS-DST (learned per-node thresholds, flexible topology).
         feature_sharing, bottleneck, bottleneck_ratio, top_k: see ``EnTranCell``.
@@ -88,7 +95,7 @@ def entrannas_supernet(input_shape=(8, 8, 1), num_classes=10, channels=8, cells=
     inputs = keras.Input(input_shape, name="image")
     x = L.Conv2D(stem_multiplier * channels, 3, padding="same", use_bias=False,
                  name="stem_conv")(inputs)
-    x = L.BatchNormalization(name="stem_bn")(x)
+    x = L.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x)
     s0 = s1 = x
     c, reduction_prev = channels, False
     for i, kind in enumerate(kinds):
@@ -152,4 +159,4 @@ def edge_counts(model):
     return {kind: sum(len(node) for node in record) for kind, record in genotype(model).items()}
 
 
-__all__ = ["cells", "edge_counts", "entrannas_supernet", "genotype"]
+__all__ = ["ENTRANNAS_OPS", "cells", "edge_counts", "entrannas_supernet", "genotype"]

@@ -61,7 +61,7 @@ import tensorflow as tf
 from searchlayers import relax
 from searchlayers._keras import keras, register
 from searchlayers.layers.base import SearchLayer
-from searchlayers.layers.ops import check_op_name, get_op
+from searchlayers.layers.ops import BN_MOMENTUM, check_op_name, get_op
 
 L = keras.layers
 ROLES = ("engine", "transit")
@@ -165,7 +165,8 @@ def _takes_training(layer):
 
 def _conv_bn(channels, name):
     return keras.Sequential(
-        [L.Conv2D(channels, 1, use_bias=False), L.BatchNormalization(center=False, scale=False)],
+        [L.Conv2D(channels, 1, use_bias=False),
+         L.BatchNormalization(center=False, scale=False, momentum=BN_MOMENTUM)],
         name=name,
     )
 

@@ -64,6 +64,43 @@ def test_transit_equals_derived_cell(dst, sharing, bottleneck, reduction):
                                atol=1e-4)
 
 
+@pytest.mark.parametrize("dst,sharing", [(False, True), (False, False), (True, True)])
+def test_transit_equals_eq6_by_hand(dst, sharing):
+    """The Transit cell (unfixed, selection from the shared logits) computes the
+    paper's eq. (6), composed here by hand from its own op layers:
+    ``x_j = sum_{(i, k) in S_j} o_k(w, x_i)``, output = concat of the nodes."""
+    _, engine, transit = _pair(dst, sharing, steps=3)
+    if dst:
+        engine.arch("betas").assign([-1.0, 0.3, 1.5])
+    record = transit.sample_choice()
+    x = _inputs(4)
+    states = [tf.constant(x[0]), tf.constant(x[1])]
+    for j, node in enumerate(record):
+        terms = []
+        for i, name in node:
+            e = transit.edges.index((j, i))
+            terms.append(transit.op(e, OPS.index(name))(states[i], training=False))
+        states.append(tf.add_n(terms))
+    expected = tf.concat(states[2:], axis=-1).numpy()
+    np.testing.assert_allclose(transit(x, training=False).numpy(), expected, atol=1e-5)
+
+
+def test_dst_threshold_step_matches_regularizer_gradient():
+    """One SGD step on ``lambda * mean_j(-log sigmoid(beta_j))`` moves each beta by
+    ``lr * lambda * (1 - t_j) / steps`` (hand-derived); larger lambda, larger step."""
+    for lam in (0.1, 1.0):
+        model, engine, _ = _pair(dst=True, dst_lambda=lam, steps=3)
+        betas = engine.arch("betas")
+        betas.assign([-1.0, 0.0, 2.0])
+        t = 1.0 / (1.0 + np.exp(-np.array([-1.0, 0.0, 2.0])))
+        with tf.GradientTape() as tape:
+            model(_inputs()[0], training=True)
+            loss = tf.add_n(model.losses)
+        betas.assign_sub(0.5 * tape.gradient(loss, betas))
+        np.testing.assert_allclose(betas.numpy(), [-1.0, 0.0, 2.0] + 0.5 * lam * (1 - t) / 3,
+                                   rtol=1e-5)
+
+
 def test_top2_record_and_feature_sharing_weights():
     _, engine, transit = _pair(dst=False, sharing=True)
     record = transit.sample_choice()

@@ -6,8 +6,10 @@ import pytest
 import tensorflow as tf
 
 import searchlayers as sl
-from models.entrannas import cells, edge_counts, entrannas_supernet, genotype
+from models.entrannas import ENTRANNAS_OPS, cells, edge_counts, entrannas_supernet, genotype
+from searchlayers.layers import DARTS_OPS
 from searchlayers.layers.entrannas import EnTranCell
+from searchlayers.layers.ops import BN_MOMENTUM
 from conftest import mirrored_strategy
 
 K = sl.keras
@@ -35,6 +37,27 @@ def test_layout_engine_first_and_shared_keys():
     assert roles == ["engine"] * 3
     with pytest.raises(ValueError, match="engine"):
         entrannas_supernet(engine="middle", **TINY)
+
+
+def test_default_space_is_the_papers_seven_ops():
+    """Sec. 4.2: "The standard space has 7 operations": the DARTS ops without none."""
+    assert len(ENTRANNAS_OPS) == 7 and "none" not in ENTRANNAS_OPS
+    assert set(ENTRANNAS_OPS) == set(DARTS_OPS) - {"none"}
+    model = entrannas_supernet(channels=4, cells=3, steps=2)
+    assert all(c.candidates == list(ENTRANNAS_OPS) for c in cells(model))
+
+
+def test_every_batchnorm_uses_pytorch_momentum():
+    """Stem, preprocessing, FactorizedReduce, bottleneck and op BatchNorms use 0.9
+    (PyTorch's 0.1, see tests/models/test_darts_bn.py), and the child keeps it."""
+    model = entrannas_supernet(channels=4, cells=3, steps=2, bottleneck=True, ops=OPS)
+
+    def momenta(m):
+        return {bn.momentum for bn in m._flatten_layers(include_self=False, recursive=True)
+                if isinstance(bn, K.layers.BatchNormalization)}
+
+    assert BN_MOMENTUM == 0.9 and momenta(model) == {0.9}
+    assert momenta(sl.derive(model)) == {0.9}
 
 
 def _fixed_parity(model, x, arch):
