@@ -20,13 +20,6 @@ def test_softmax_output_is_weighted_sum_of_candidates():
 
 @pytest.mark.parametrize("mode", ["gumbel_hard", "uniform", "fair"])
 def test_single_path_modes_run_only_the_chosen_candidate(mode):
-    calls = []
-
-    class Counting(K.layers.Layer):
-        def call(self, x):
-            calls.append(self.name)  # traced once per Python call
-            return x
-
     # Eager calls: only the executed branch of tf.switch_case runs Python code
     # when not traced, so count executions with a tf.py_function side effect.
     executed = []
@@ -59,6 +52,32 @@ def test_softmax_mode_runs_every_candidate():
 
     op = sl.MixedOp([probe(i) for i in range(3)], mode="softmax")
     tf.function(lambda x: op(x, training=True))(tf.ones([1, 4, 4, 2]))
+    assert sorted(executed) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("mode", ["softmax", "gumbel"])
+def test_fixed_choice_runs_only_that_candidate_in_soft_modes(mode):
+    """set_choice is a variable: one traced step runs candidate 1 alone while it
+    is fixed, and every candidate again once it is released."""
+    executed = []
+
+    def probe(tag):
+        def fn(x):
+            tf.py_function(lambda: executed.append(tag) or 0, [], tf.int32)
+            return x * (tag + 1.0)
+
+        return K.layers.Lambda(fn, name=f"probe_fixed_{mode}_{tag}")
+
+    op = sl.MixedOp([probe(i) for i in range(3)], mode=mode)
+    x = tf.ones([1, 4, 4, 2])
+    op.build(x.shape)
+    step = tf.function(lambda x: op(x, training=True))
+    op.set_choice(1)
+    np.testing.assert_array_equal(step(x), 2.0 * x)  # exactly candidate 1's output
+    assert executed == [1]
+    executed.clear()
+    op.set_choice(None)
+    step(x)
     assert sorted(executed) == [0, 1, 2]
 
 
