@@ -20,12 +20,13 @@ import json
 import os
 import time
 
-from absl import app, flags, logging
+from absl import app, flags
 
 import searchlayers as sl
 from searchlayers import callbacks, cost, datasets, export
 from searchlayers._keras import keras
 
+from examples import common
 from models import bnas, darts
 
 FLAGS = flags.FLAGS
@@ -47,12 +48,6 @@ def define_flags():
     flags.DEFINE_float("lr", 0.025, "Weight SGD learning rate (cosine decay, BNAS: 0.025).")
 
 
-LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-
-def _sgd(lr, steps):
-    schedule = keras.optimizers.schedules.CosineDecay(lr, max(steps, 1), alpha=0.04)
-    return keras.optimizers.SGD(schedule, momentum=0.9)
 
 
 def build(channels=8, cells=3, steps=2):
@@ -85,7 +80,8 @@ def search(epochs=5, channels=8, cells=3, steps=2, lam=1.0, tau=7.7, batch_size=
     model = sl.SearchModel(supernet, bilevel=True, arch_optimizer=keras.optimizers.Adam(
         arch_lr, beta_1=0.5, beta_2=0.999))
     per_epoch = steps_per_epoch or int(data.cardinality())
-    model.compile(optimizer=_sgd(lr, epochs * per_epoch), loss=LOSS, metrics=["accuracy"])
+    model.compile(optimizer=common.sgd(lr, epochs * per_epoch, alpha=0.04), loss=common.LOSS,
+                  metrics=["accuracy"])
     history = model.fit(data.repeat() if steps_per_epoch else data, epochs=epochs,
                         verbose=verbose, steps_per_epoch=steps_per_epoch,
                         callbacks=[callbacks.EntropyRegularizer.bnas(lam, tau),
@@ -94,35 +90,13 @@ def search(epochs=5, channels=8, cells=3, steps=2, lam=1.0, tau=7.7, batch_size=
 
 
 def retrain(child, epochs, batch_size=64, lr=0.025):
-    """Fresh-weight copy of ``child`` trained on digits; returns ``(model, test_accuracy)``.
+    """``examples.common.retrain`` with BNAS' recipe (fresh weights, SGD cosine
+    from 0.025); returns ``(model, test_accuracy)``.
 
     Example:
         >>> model, accuracy = retrain(child, epochs=2)  # doctest: +SKIP
     """
-    model = keras.models.clone_model(child)
-    train = datasets.load("digits", "train", batch_size=batch_size)
-    model.compile(optimizer=_sgd(lr, epochs * int(train.cardinality())), loss=LOSS,
-                  metrics=["accuracy"])
-    if epochs > 0:
-        model.fit(train, epochs=epochs, verbose=0)
-    _, accuracy = model.evaluate(datasets.load("digits", "test", batch_size=256), verbose=0)
-    return model, float(accuracy)
-
-
-def export_lce(model, out):
-    """Writes ``child.lce.tflite``; returns ``(lce_report, parity report)``.
-
-    Example:
-        >>> report, parity = export_lce(model, "out/bnas")  # doctest: +SKIP
-        >>> report["all_lowered"]  # doctest: +SKIP
-        True
-    """
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity(logging.WARNING)  # converter chatter
-    flatbuffer = export.to_lce(model, os.path.join(out, "child.lce.tflite"))
-    logging.set_verbosity(verbosity)
-    x_test, _ = datasets.arrays("digits", "test")
-    return export.lce_report(model, flatbuffer), export.parity(model, flatbuffer, x_test)
+    return common.retrain(child, epochs, batch_size, lr)
 
 
 def run(epochs=5, retrain_epochs=10, out="out/bnas_search", gamma=1.0, lam=1.0, tau=7.7,
@@ -140,7 +114,7 @@ def run(epochs=5, retrain_epochs=10, out="out/bnas_search", gamma=1.0, lam=1.0, 
     arch = bnas.bnas_architecture(supernet, gamma)
     child = bnas.derive_bnas(supernet, gamma)
     model, accuracy = retrain(child, retrain_epochs, batch_size, lr)
-    report, parity = export_lce(model, out)
+    report, parity, _, _ = common.export_lce(model, out)
     print(export.format_lce_report(report))
     print(parity)
     print(cost.compare(cost.profile(supernet), cost.profile(model),

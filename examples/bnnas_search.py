@@ -29,15 +29,15 @@ import json
 import os
 import time
 
-from absl import app, flags, logging
+from absl import app, flags
 
-import numpy as np
 import tensorflow as tf
 
 import searchlayers as sl
-from searchlayers import cost, datasets, evolution, export, transforms
+from searchlayers import cost, datasets, evolution, transforms
 from searchlayers._keras import keras
 
+from examples import common
 from models import spos
 
 FLAGS = flags.FLAGS
@@ -62,7 +62,6 @@ flags.DEFINE_float("lr", SUPERNET_LR, "Supernet learning rate (Adam).")
 flags.DEFINE_string("out", "out/bnnas_search", "Folder of the JSON summary, figure, .tflite.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 
-LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
 def build_supernet(transition_op=TRANSITION_OP, mode="uniform", skip=False, seed=0):
@@ -106,7 +105,7 @@ def train_supernet(epochs, bn_only="all", mode="uniform", skip=False, batch_size
     if bn_only != "none":
         transforms.train_only_batchnorm(supernet, which=bn_only)
     train = datasets.load("digits", "train", batch_size=batch_size, drop_remainder=True, seed=seed)
-    supernet.compile(optimizer=keras.optimizers.Adam(lr), loss=LOSS, metrics=["accuracy"])
+    supernet.compile(optimizer=keras.optimizers.Adam(lr), loss=common.LOSS, metrics=["accuracy"])
     evaluator = sl.BNScoreEvaluator(log_dir, patience=patience)
     supernet.fit(train, epochs=epochs, verbose=verbose, callbacks=[evaluator])
     return supernet, evaluator
@@ -131,44 +130,14 @@ def search(supernet, limit=None, limit_fraction=0.4, generations=20, seed=0, sco
 
 
 def retrain(child, epochs, batch_size=64, lr=0.05, seed=0):
-    """Fresh-weight copy of ``child``, every layer trainable, trained on the train
-    split (SGD, cosine decay); returns ``(model, test_accuracy)``.
-
-    The derived child inherits the supernet's ``trainable=False`` flags, so the
-    copy is made trainable again before training.
+    """``examples.common.retrain``: a fresh-weight, every-layer-trainable copy of
+    ``child`` (a child of a BN-only supernet inherits ``trainable=False`` flags),
+    SGD cosine, seeded; returns ``(model, test_accuracy)``.
 
     Example:
         >>> model, accuracy = retrain(child, epochs=5)  # doctest: +SKIP
     """
-    keras.utils.set_random_seed(seed)  # fresh weights and batch order follow the seed
-    model = keras.models.clone_model(child)
-    model.trainable = True
-    train = datasets.load("digits", "train", batch_size=batch_size, seed=seed)
-    steps = max(epochs * int(train.cardinality()), 1)
-    schedule = keras.optimizers.schedules.CosineDecay(lr, steps, alpha=0.01)
-    model.compile(optimizer=keras.optimizers.SGD(schedule, momentum=0.9), loss=LOSS,
-                  metrics=["accuracy"])
-    if epochs > 0:
-        model.fit(train, epochs=epochs, verbose=0)
-    x_test, y_test = datasets.arrays("digits", "test")  # one call: no evaluate() tracing
-    accuracy = np.mean(np.argmax(model(x_test, training=False), axis=-1) == y_test)
-    return model, float(accuracy)
-
-
-def export_child(model, out):
-    """Writes ``child.tflite`` under ``out``; returns the parity report as a dict.
-
-    Example:
-        >>> export_child(model, "out/bnnas")["argmax_agreement"]  # doctest: +SKIP
-        1.0
-    """
-    path = os.path.join(out, "child.tflite")
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity(logging.WARNING)
-    flatbuffer = export.to_tflite(model, path)
-    logging.set_verbosity(verbosity)
-    x_test, _ = datasets.arrays("digits", "test")
-    return {"path": path, **vars(export.parity(model, flatbuffer, x_test))}
+    return common.retrain(child, epochs, batch_size, lr, seed=seed)
 
 
 def main(argv):
@@ -210,7 +179,7 @@ def main(argv):
     times["retrain"] = time.perf_counter() - t
     print(f"Derived subnet: test accuracy {accuracy:.3f} after {FLAGS.retrain_epochs} epochs")
     t = time.perf_counter()
-    exported = export_child(model, FLAGS.out)
+    exported = common.export_tflite(model, FLAGS.out)
     times["export_tflite"] = time.perf_counter() - t
     print(f"TFLite {exported['path']}: max |diff| {exported['max_abs_diff']:.2e}, "
           f"argmax agreement {exported['argmax_agreement']:.3f}")

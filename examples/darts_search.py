@@ -22,14 +22,15 @@ import json
 import os
 import time
 
-from absl import app, flags, logging
+from absl import app, flags
 
 import tensorflow as tf
 
 import searchlayers as sl
-from searchlayers import callbacks, cost, datasets, export
+from searchlayers import callbacks, cost, datasets
 from searchlayers._keras import keras
 
+from examples import common
 from models import darts
 
 FLAGS = flags.FLAGS
@@ -57,7 +58,6 @@ def define_flags():
 
 MODES = {"darts": "softmax", "snas": "gumbel", "gdas": "gumbel_hard"}
 BILEVEL = {"darts": True, "snas": False, "gdas": True}
-LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
 def search_callbacks(method, epochs, entropy, temperature=None):
@@ -79,11 +79,6 @@ def search_callbacks(method, epochs, entropy, temperature=None):
     if entropy:
         result.append(callbacks.EntropyRegularizer.bars(epochs))
     return result
-
-
-def _sgd(lr, steps):
-    schedule = keras.optimizers.schedules.CosineDecay(lr, max(steps, 1), alpha=0.01)
-    return keras.optimizers.SGD(schedule, momentum=0.9)
 
 
 def build(method="darts", mode=None, channels=8, cells=3, steps=3):
@@ -124,7 +119,8 @@ def search(method="darts", epochs=10, entropy=False, bilevel=None, mode=None, ch
     model = sl.SearchModel(supernet, bilevel=bilevel, arch_optimizer=keras.optimizers.Adam(
         arch_lr, beta_1=0.5, beta_2=0.999))
     per_epoch = steps_per_epoch or int(data.cardinality())
-    model.compile(optimizer=_sgd(lr, epochs * per_epoch), loss=LOSS, metrics=["accuracy"])
+    model.compile(optimizer=common.sgd(lr, epochs * per_epoch), loss=common.LOSS,
+                  metrics=["accuracy"])
     history = model.fit(
         data.repeat() if steps_per_epoch else data, epochs=epochs, verbose=verbose,
         steps_per_epoch=steps_per_epoch,
@@ -143,39 +139,13 @@ def derive_child(supernet, rule="argmax"):
 
 
 def retrain(child, epochs, batch_size=64, lr=0.05):
-    """Fresh-weight copy of ``child`` trained on the train split; returns
-    ``(model, test_accuracy)``.
+    """``examples.common.retrain`` with DARTS' recipe (fresh weights, SGD cosine,
+    validation each epoch); returns ``(model, test_accuracy)``.
 
     Example:
         >>> model, accuracy = retrain(child, epochs=5)  # doctest: +SKIP
     """
-    model = keras.models.clone_model(child)
-    train = datasets.load("digits", "train", batch_size=batch_size)
-    model.compile(optimizer=_sgd(lr, epochs * int(train.cardinality())), loss=LOSS,
-                  metrics=["accuracy"])
-    if epochs > 0:
-        model.fit(train, epochs=epochs, verbose=0,
-                  validation_data=datasets.load("digits", "validation", batch_size=256))
-    _, accuracy = model.evaluate(datasets.load("digits", "test", batch_size=256), verbose=0)
-    return model, float(accuracy)
-
-
-def export_child(model, out):
-    """Writes ``child.tflite`` under ``out``; returns the parity report as a dict.
-
-    Example:
-        >>> export_child(model, "out/darts")["max_abs_diff"] < 1e-4  # doctest: +SKIP
-        True
-    """
-    path = os.path.join(out, "child.tflite")
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity(logging.WARNING)  # converter chatter
-    flatbuffer = export.to_tflite(model, path)
-    logging.set_verbosity(verbosity)
-    x_test, _ = datasets.arrays("digits", "test")
-    report = export.parity(model, flatbuffer, x_test)
-    print(f"\nTFLite {path}: {report}")
-    return {"path": path, **vars(report)}
+    return common.retrain(child, epochs, batch_size, lr, validation=True)
 
 
 def print_op_mix(mix):
@@ -206,7 +176,8 @@ def main(argv):
     child = derive_child(supernet, FLAGS.rule)
     model, accuracy = retrain(child, FLAGS.retrain_epochs, FLAGS.batch_size, FLAGS.lr)
     print(f"\nDerived child: test accuracy {accuracy:.3f} after {FLAGS.retrain_epochs} epochs")
-    exported = export_child(model, FLAGS.out)
+    exported = common.export_tflite(model, FLAGS.out)
+    print(f"\nTFLite {exported['path']}: max |diff| {exported['max_abs_diff']:.2e}")
     profiles = [cost.profile(supernet), cost.profile(model)]
     print("\n" + cost.compare(*profiles, names=["supernet", "derived"]))
     mix = darts.op_mix(child.architecture)

@@ -27,6 +27,7 @@ from searchlayers import cost, datasets, export
 from searchlayers._keras import keras
 from searchlayers.transforms import insert_masks
 
+from examples import common
 from models.figs import SPACES
 
 FLAGS = flags.FLAGS
@@ -46,7 +47,6 @@ def define_flags():
     flags.DEFINE_string("out", "out/figs", "Folder for the TFLite file.")
 
 
-LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
 class StopAtTarget(keras.callbacks.Callback):
@@ -81,7 +81,7 @@ def search(supernet, metric, target, strength, epochs, arch_lr, batch_size, seed
     supernet.compile(
         sl.joint_optimizer(keras.optimizers.legacy.Adam(3e-3),
                            keras.optimizers.legacy.Adam(arch_lr)),
-        LOSS, metrics=["accuracy"])
+        common.LOSS, metrics=["accuracy"])
     regularizer = sl.FLOPsRegularizer(budget=target, metric=metric, mode="additive",
                                       strength=strength)
     train = datasets.load("digits", "train", batch_size=batch_size, seed=seed)
@@ -94,18 +94,15 @@ def search(supernet, metric, target, strength, epochs, arch_lr, batch_size, seed
 
 
 def retrain(model, epochs, batch_size, seed):
-    """Fine-tunes the derived network; returns its test accuracy.
+    """Fine-tunes the derived network's inherited weights (Adam 3e-3,
+    ``examples.common.retrain``); returns its test accuracy.
 
     Example:
         >>> retrain(child, 1, 32, 0)  # doctest: +SKIP
         0.9...
     """
-    model.compile(keras.optimizers.Adam(3e-3), LOSS, metrics=["accuracy"])
-    if epochs:
-        model.fit(datasets.load("digits", "train", batch_size=batch_size, seed=seed),
-                  epochs=epochs, verbose=2)
-    _, accuracy = model.evaluate(datasets.load("digits", "test", batch_size=256), verbose=0)
-    return accuracy
+    return common.retrain(model, epochs, batch_size, 3e-3, optimizer="adam", inherit=True,
+                          seed=seed, verbose=2)[1]
 
 
 def main(argv):
