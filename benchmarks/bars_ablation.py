@@ -107,7 +107,7 @@ def run(quick=False, seed=0, budget_ratio=1.0):
         >>> run(quick=True)["runs"]["softmax"]["derived_accuracy"]  # doctest: +SKIP
     """
     config = (dict(epochs=8, warmup=2, retrain=6, channels=8, arch_lr=1e-2) if quick
-              else dict(epochs=10, warmup=3, retrain=10, channels=8, arch_lr=1e-2))
+              else dict(epochs=40, warmup=10, retrain=10, channels=8, arch_lr=1e-2))
     config["budget_ratio"] = budget_ratio
     runs = {name: one_run(mode, short, config, seed) for name, mode, short in RUNS}
     return {"config": {**config, "k": 8, "seed": seed, "quick": quick},
