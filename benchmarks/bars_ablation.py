@@ -19,7 +19,7 @@ of the derived net (best of K = 8 by validation loss, retrained from scratch).
 Writes ``benchmarks/results/bars_ablation.json`` and prints the table.
 
 Example:
-    python -m benchmarks.bars_ablation            # about 5 minutes alone (17 on a busy 2-core box)
+    python -m benchmarks.bars_ablation            # 12 minutes on a busy 2-core box, mostly tracing
     python -m benchmarks.bars_ablation --quick    # smaller, about 3 minutes alone
 """
 
