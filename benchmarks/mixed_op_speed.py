@@ -8,8 +8,11 @@ Claims checked:
   so a step should cost about one candidate's (the mean step time over many
   steps against the mean of the candidates' median step times, since the
   chosen op changes per step), far below softmax;
-- ``set_choice(i)`` should cost what candidate ``i`` costs alone; measured on
-  a softmax-mode and a uniform-mode MixedOp.
+- ``set_choice(i)`` should cost what candidate ``i`` costs alone in a
+  uniform-mode MixedOp. A softmax-mode MixedOp runs op ``i`` alone only at
+  inference; its training step computes the one-hot mixture (every candidate),
+  because the gradient of larq's custom-gradient quantizers inside a
+  ``switch_case`` branch fails in TF 2.21. Both are measured.
 
 Every model is ``Input -> layer -> GlobalAveragePooling -> Dense(10)``; the
 layer is a ``MixedOp`` over the DARTS ops without ``none``, or one candidate

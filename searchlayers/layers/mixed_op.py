@@ -28,7 +28,8 @@ class MixedOp(SearchLayer):
     At inference the hard mode runs ``argmax(alpha)``; single-path modes keep
     sampling unless a choice is fixed. ``set_choice(i)`` fixes the forward pass
     to candidate ``i`` in every mode (the derived network's behaviour); then only
-    that candidate runs, in the soft modes too.
+    that candidate runs, in the soft modes too at inference (in training they
+    compute the one-hot mixture, which equals it).
 
     Args:
         candidates: registered op names (``searchlayers.layers.op_names()``),
@@ -142,8 +143,9 @@ class MixedOp(SearchLayer):
             return op(x)
         return op(x, training=training) if _takes_training(op) else op(x)
 
-    def _switch(self, index, x, training, scale=None):
-        """Runs only candidate ``index``; ``scale[index]`` carries the ST gradient."""
+    def _switch(self, index, x, training, scale=None, mixture=None):
+        """Runs only candidate ``index``; ``scale[index]`` carries the ST gradient.
+        ``mixture``, when given, is an extra branch at ``index == num_choices``."""
 
         def branch(i):
             def fn():
@@ -152,7 +154,8 @@ class MixedOp(SearchLayer):
 
             return fn
 
-        return tf.switch_case(index, [branch(i) for i in range(self.num_choices)])
+        branches = [branch(i) for i in range(self.num_choices)]
+        return tf.switch_case(index, branches + ([mixture] if mixture else []))
 
     def _weighted_sum(self, weights, x, training):
         out = None
@@ -164,7 +167,7 @@ class MixedOp(SearchLayer):
         return out if out is not None else self._run(0, x, training)
 
     def _weights(self, training):
-        """Mixing weights of the soft modes (no choice fixed)."""
+        """Mixing weights of the soft modes (ignoring a fixed choice)."""
         logits = self.arch("logits")
         if self.mode == "gumbel" and training:
             return relax.gumbel_softmax(logits, self.temperature, self.noise_seed())
@@ -194,12 +197,17 @@ class MixedOp(SearchLayer):
     def call(self, x, training=None):
         training = bool(training) if not tf.is_tensor(training) else training
         if self.mode in SOFT_MODES:
-            # A fixed choice (set_choice, Transit / derive parity) runs that op alone.
-            return tf.cond(
-                self.choice >= 0,
-                lambda: self._switch(tf.maximum(self.choice, 0), x, training),
-                lambda: self._weighted_sum(self._weights(training), x, training),
-            )
+            weights = self._weights(training)
+            if training is not False:  # a one-hot mixture: exactly the fixed op
+                one_hot = tf.one_hot(tf.maximum(self.choice, 0), self.num_choices)
+                return self._weighted_sum(tf.where(self.choice >= 0, one_hot, weights), x,
+                                          training)
+            # At inference a fixed choice runs that op alone. Not in training: the
+            # gradient of larq's custom-gradient quantizers inside a switch_case
+            # branch fails in TF 2.21 (captured forward tensors of the branch).
+            index = tf.where(self.choice >= 0, self.choice, self.num_choices)
+            return self._switch(index, x, training,
+                                mixture=lambda: self._weighted_sum(weights, x, training))
         index, scale = self._index(training)
         return self._switch(index, x, training, scale)
 

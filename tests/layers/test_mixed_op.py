@@ -57,8 +57,9 @@ def test_softmax_mode_runs_every_candidate():
 
 @pytest.mark.parametrize("mode", ["softmax", "gumbel"])
 def test_fixed_choice_runs_only_that_candidate_in_soft_modes(mode):
-    """set_choice is a variable: one traced step runs candidate 1 alone while it
-    is fixed, and every candidate again once it is released."""
+    """set_choice is a variable: one traced inference call runs candidate 1 alone
+    while it is fixed, and every candidate again once it is released. (Training
+    steps compute the one-hot mixture; see test_fixed_choice_trains_binary_ops.)"""
     executed = []
 
     def probe(tag):
@@ -71,7 +72,7 @@ def test_fixed_choice_runs_only_that_candidate_in_soft_modes(mode):
     op = sl.MixedOp([probe(i) for i in range(3)], mode=mode)
     x = tf.ones([1, 4, 4, 2])
     op.build(x.shape)
-    step = tf.function(lambda x: op(x, training=True))
+    step = tf.function(lambda x: op(x, training=False))
     op.set_choice(1)
     np.testing.assert_array_equal(step(x), 2.0 * x)  # exactly candidate 1's output
     assert executed == [1]
@@ -79,6 +80,28 @@ def test_fixed_choice_runs_only_that_candidate_in_soft_modes(mode):
     op.set_choice(None)
     step(x)
     assert sorted(executed) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("choice", [None, 0])
+def test_fixed_choice_trains_binary_ops(choice):
+    """The architecture gradient through larq's custom-gradient quantizers (a BARS
+    edge); with a fixed choice the training output is exactly that op's."""
+    op = sl.MixedOp(["bin_conv_3x3_shortcut", "bin_shortcut", "zeroise"], mode="gumbel")
+    x = tf.random.normal([2, 6, 6, 8], seed=4)
+    op.build(x.shape)
+    op.set_choice(choice)
+
+    @tf.function
+    def step(x):
+        with tf.GradientTape() as tape:
+            y = op(x, training=True)
+            loss = tf.reduce_sum(y**2)
+        return y, tape.gradient(loss, [op.arch("logits"), op.ops[0].trainable_weights[0]])
+
+    y, (logits_grad, kernel_grad) = step(x)
+    assert np.all(np.isfinite(logits_grad)) and np.any(kernel_grad.numpy() != 0)
+    if choice is not None:
+        np.testing.assert_allclose(y, op.ops[0](x, training=True), rtol=1e-6, atol=1e-6)
 
 
 def test_gumbel_hard_gradient_reaches_logits_and_only_chosen_weights():
