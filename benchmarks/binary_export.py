@@ -19,12 +19,12 @@ Example:
 
 import time
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from benchmarks.common import table, write_json
-from examples import bars_search, bnas_search
+from examples import bars_search, bnas_search, common
 from models import bars, bnas
-from searchlayers import cost, datasets, export
+from searchlayers import cost, datasets
 from searchlayers._keras import keras
 
 FLAGS = flags.FLAGS
@@ -62,15 +62,7 @@ def measure(model):
         >>> measure(child)["lce_bconv2d"]  # doctest: +SKIP
         11
     """
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity(logging.WARNING)
-    try:
-        lce, tflite = export.to_lce(model), export.to_tflite(model)
-    finally:
-        logging.set_verbosity(verbosity)
-    report = export.lce_report(model, lce)
-    x_test, _ = datasets.arrays("digits", "test")
-    parity = export.parity(model, lce, x_test)
+    report, parity, lce, tflite = common.export_lce(model)
     total = cost.profile(model).total
     return dict(
         float_tflite_bytes=len(tflite), lce_bytes=len(lce), size_ratio=len(tflite) / len(lce),

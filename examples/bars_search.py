@@ -29,13 +29,14 @@ import json
 import os
 import time
 
-from absl import app, flags, logging
+from absl import app, flags
 
 import searchlayers as sl
 from searchlayers import callbacks, cost, datasets, export
 from searchlayers import regularizers as reg
 from searchlayers._keras import keras
 
+from examples import common
 from models import bars
 
 FLAGS = flags.FLAGS
@@ -67,7 +68,6 @@ def define_flags():
     flags.DEFINE_integer("seed", 0, "Random seed.")
 
 
-LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
 def search(epochs=30, warmup=10, budget_ratio=1.0, mode="gumbel", cell_shortcut=True,
@@ -83,7 +83,7 @@ def search(epochs=30, warmup=10, budget_ratio=1.0, mode="gumbel", cell_shortcut=
                                   steps=steps, mode=mode, cell_shortcut=cell_shortcut)
     model = sl.SearchModel(supernet, bilevel=True, arch_optimizer=keras.optimizers.Adam(
         arch_lr, beta_1=0.5, beta_2=0.999))
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss=LOSS, metrics=["accuracy"])
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=common.LOSS, metrics=["accuracy"])
     budget = None
     if budget_ratio > 0:
         initial = float(reg.expected_cost(supernet, "equivalent_ops", search_only=True))
@@ -98,39 +98,13 @@ def search(epochs=30, warmup=10, budget_ratio=1.0, mode="gumbel", cell_shortcut=
 
 
 def retrain(child, epochs, batch_size=64, lr=3e-3, inherit=False):
-    """Trains ``child`` on digits (fresh weights unless ``inherit``); returns
-    ``(model, test_accuracy)``.
+    """``examples.common.retrain`` with Adam (fresh weights unless ``inherit``);
+    returns ``(model, test_accuracy)``.
 
     Example:
         >>> model, accuracy = retrain(child, epochs=2)  # doctest: +SKIP
     """
-    model = child if inherit else keras.models.clone_model(child)
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss=LOSS, metrics=["accuracy"])
-    if epochs > 0:
-        model.fit(datasets.load("digits", "train", batch_size=batch_size), epochs=epochs,
-                  verbose=0)
-    _, accuracy = model.evaluate(datasets.load("digits", "test", batch_size=256), verbose=0)
-    return model, float(accuracy)
-
-
-def export_lce(model, out=None):
-    """LCE and float TFLite flatbuffers of ``model``; returns ``(report, parity,
-    lce_bytes, float_bytes)``.
-
-    Example:
-        >>> report, parity, lce, tfl = export_lce(model)  # doctest: +SKIP
-        >>> report["all_lowered"]  # doctest: +SKIP
-        True
-    """
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity(logging.WARNING)  # converter chatter
-    try:
-        lce = export.to_lce(model, None if out is None else os.path.join(out, "child.lce.tflite"))
-        tflite = export.to_tflite(model)
-    finally:
-        logging.set_verbosity(verbosity)
-    x_test, _ = datasets.arrays("digits", "test")
-    return export.lce_report(model, lce), export.parity(model, lce, x_test), lce, tflite
+    return common.retrain(child, epochs, batch_size, lr, optimizer="adam", inherit=inherit)
 
 
 def run(epochs=30, warmup=10, retrain_epochs=20, out="out/bars_search", budget_ratio=1.0,
@@ -155,7 +129,7 @@ def run(epochs=30, warmup=10, retrain_epochs=20, out="out/bars_search", budget_r
                                            seed=seed)
     best.save(os.path.join(out, "architecture.json"))
     trained, accuracy = retrain(child, retrain_epochs, batch_size, lr, inherit)
-    report, parity, lce, tflite = export_lce(trained, out)
+    report, parity, lce, tflite = common.export_lce(trained, out)
     profile = cost.profile(trained)
     print(f"searched in {searched:.0f}s; layout {bars.layout(best)}; ops {bars.op_mix(best)}")
     print("val loss of the K samples:", [round(loss, 3) for loss, _ in scored])

@@ -37,9 +37,10 @@ import numpy as np
 import tensorflow as tf
 
 import searchlayers as sl
-from searchlayers import callbacks, cost, datasets, export
+from searchlayers import callbacks, cost, datasets
 from searchlayers._keras import keras
 
+from examples import common
 from models import entrannas
 
 FLAGS = flags.FLAGS
@@ -71,12 +72,6 @@ def define_flags():
 
 DST_TEMPERATURE, DST_RATE = 1.0, 0.9  # the paper's EnTranNAS-DST (ImageNet) schedule
 
-LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-
-def _sgd(lr, steps):
-    schedule = keras.optimizers.schedules.CosineDecay(lr, max(steps, 1), alpha=0.01)
-    return keras.optimizers.SGD(schedule, momentum=0.9)
 
 
 def search(epochs=10, dst=False, dst_lambda=0.1, sharing=True, bottleneck=False, engine="first",
@@ -97,7 +92,7 @@ def search(epochs=10, dst=False, dst_lambda=0.1, sharing=True, bottleneck=False,
     data = datasets.search_pairs("digits", batch_size)
     model = sl.SearchModel(supernet, bilevel=True, arch_optimizer=keras.optimizers.Adam(
         arch_lr, beta_1=0.5, beta_2=0.999))
-    model.compile(optimizer=_sgd(lr, epochs * int(data.cardinality())), loss=LOSS,
+    model.compile(optimizer=common.sgd(lr, epochs * int(data.cardinality())), loss=common.LOSS,
                   metrics=["accuracy"])
     schedule = callbacks.TemperatureScheduler.entrannas(start=temperature, rate=rate)
     history = model.fit(data, epochs=epochs, verbose=verbose,
@@ -106,34 +101,13 @@ def search(epochs=10, dst=False, dst_lambda=0.1, sharing=True, bottleneck=False,
 
 
 def retrain(child, epochs, batch_size=64, lr=0.05):
-    """Fresh-weight copy of ``child`` trained on the train split; returns
-    ``(model, test_accuracy)``.
+    """``examples.common.retrain`` with DARTS' recipe (fresh weights, SGD cosine);
+    returns ``(model, test_accuracy)``.
 
     Example:
         >>> model, accuracy = retrain(child, epochs=5)  # doctest: +SKIP
     """
-    model = keras.models.clone_model(child)
-    train = datasets.load("digits", "train", batch_size=batch_size)
-    model.compile(optimizer=_sgd(lr, epochs * int(train.cardinality())), loss=LOSS,
-                  metrics=["accuracy"])
-    if epochs > 0:
-        model.fit(train, epochs=epochs, verbose=0)
-    _, accuracy = model.evaluate(datasets.load("digits", "test", batch_size=256), verbose=0)
-    return model, float(accuracy)
-
-
-def export_child(model, out):
-    """Writes ``child.tflite`` under ``out``; returns its parity report as a dict.
-
-    Example:
-        >>> export_child(model, "out/entrannas")["max_abs_diff"] < 1e-4  # doctest: +SKIP
-        True
-    """
-    path = os.path.join(out, "child.tflite")
-    flatbuffer = export.to_tflite(model, path)
-    report = export.parity(model, flatbuffer, datasets.arrays("digits", "test")[0])
-    print(f"TFLite {path}: {report}")
-    return {"path": path, **vars(report)}
+    return common.retrain(child, epochs, batch_size, lr)
 
 
 def lambda_sweep(lambdas, epochs, seed=0, **options):
@@ -175,7 +149,7 @@ def main(argv):
         FLAGS.engine, FLAGS.temperature, FLAGS.rate, FLAGS.channels, FLAGS.cells, FLAGS.steps,
         FLAGS.batch_size, FLAGS.arch_lr, FLAGS.lr)
     search_s = time.time() - start
-    supernet.compile(loss=LOSS, metrics=["accuracy"])
+    supernet.compile(loss=common.LOSS, metrics=["accuracy"])
     test = datasets.load("digits", "test", batch_size=256)
     _, super_acc = supernet.evaluate(test, verbose=0)
     geno = entrannas.genotype(supernet)
@@ -195,7 +169,8 @@ def main(argv):
     print(f"Derived child: test accuracy {accuracy:.3f} after {FLAGS.retrain_epochs} epochs")
     profiles = [cost.profile(supernet), cost.profile(model)]
     print("\n" + cost.compare(*profiles, names=["supernet", "derived"]))
-    tflite = export_child(model, FLAGS.out)
+    tflite = common.export_tflite(model, FLAGS.out)
+    print(f"TFLite {tflite['path']}: max |diff| {tflite['max_abs_diff']:.2e}")
     sweep = []
     if FLAGS.lambdas:
         print(f"\nEnTranNAS-DST edges per cell type for several lambdas (paper Table 4: "
