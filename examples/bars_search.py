@@ -68,8 +68,6 @@ def define_flags():
     flags.DEFINE_integer("seed", 0, "Random seed.")
 
 
-
-
 def search(epochs=30, warmup=10, budget_ratio=1.0, mode="gumbel", cell_shortcut=True,
            channels=16, stages=2, cells=2, steps=2, batch_size=64, lr=3e-3, arch_lr=3e-3,
            log_dir=None, verbose=2, extra_callbacks=()):

@@ -48,8 +48,6 @@ def define_flags():
     flags.DEFINE_float("lr", 0.025, "Weight SGD learning rate (cosine decay, BNAS: 0.025).")
 
 
-
-
 def build(channels=8, cells=3, steps=2):
     """The BNAS supernet for digits.
 
@@ -96,7 +94,7 @@ def retrain(child, epochs, batch_size=64, lr=0.025):
     Example:
         >>> model, accuracy = retrain(child, epochs=2)  # doctest: +SKIP
     """
-    return common.retrain(child, epochs, batch_size, lr)
+    return common.retrain(child, epochs, batch_size, lr, alpha=0.04)
 
 
 def run(epochs=5, retrain_epochs=10, out="out/bnas_search", gamma=1.0, lam=1.0, tau=7.7,

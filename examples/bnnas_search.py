@@ -63,7 +63,6 @@ flags.DEFINE_string("out", "out/bnnas_search", "Folder of the JSON summary, figu
 flags.DEFINE_integer("seed", 0, "Random seed.")
 
 
-
 def build_supernet(transition_op=TRANSITION_OP, mode="uniform", skip=False, seed=0):
     """The digits supernet of this example (``models.spos``).
 
@@ -137,7 +136,7 @@ def retrain(child, epochs, batch_size=64, lr=0.05, seed=0):
     Example:
         >>> model, accuracy = retrain(child, epochs=5)  # doctest: +SKIP
     """
-    return common.retrain(child, epochs, batch_size, lr, seed=seed)
+    return common.retrain(child, epochs, batch_size, lr, unfreeze=True, seed=seed)
 
 
 def main(argv):

@@ -36,28 +36,30 @@ def sgd(lr, steps, alpha=0.01):
     return keras.optimizers.SGD(schedule, momentum=0.9)
 
 
-def retrain(child, epochs, batch_size=64, lr=0.05, optimizer="sgd", inherit=False, seed=None,
-            validation=False, verbose=0):
+def retrain(child, epochs, batch_size=64, lr=0.05, optimizer="sgd", alpha=0.01, inherit=False,
+            unfreeze=False, seed=None, validation=False, verbose=0):
     """Trains ``child`` on the digits train split; returns ``(model, test_accuracy)``.
 
-    A fresh-weight copy (``clone_model``, every layer trainable: a derived child
-    keeps the supernet's ``trainable=False`` flags) unless ``inherit``, which
-    fine-tunes ``child`` itself. ``optimizer`` is ``"sgd"`` (cosine decay,
-    ``sgd``) or ``"adam"``. ``seed`` fixes the fresh weights and batch order.
+    A fresh-weight copy (``clone_model``) unless ``inherit``, which fine-tunes
+    ``child`` itself. ``optimizer`` is ``"sgd"`` (``sgd``: cosine decay to
+    ``alpha * lr``) or ``"adam"``. ``unfreeze`` makes every layer trainable (a
+    child of a BN-only supernet keeps its ``trainable=False`` flags; a FiGS
+    child's zero-fill maps must stay frozen, so it is off by default). ``seed``
+    fixes the fresh weights and the batch order.
 
     Example:
         >>> model, accuracy = retrain(child, epochs=5)  # doctest: +SKIP
     """
+    if optimizer not in ("sgd", "adam"):
+        raise ValueError(f"retrain: optimizer must be 'sgd' or 'adam', got {optimizer!r}.")
     if seed is not None:
         keras.utils.set_random_seed(seed)
     model = child if inherit else keras.models.clone_model(child)
-    model.trainable = True
-    train = datasets.load("digits", "train", batch_size=batch_size,
-                          **({} if seed is None else {"seed": seed}))
+    if unfreeze:
+        model.trainable = True
+    train = datasets.load("digits", "train", batch_size=batch_size, seed=seed or 0)
     steps = epochs * int(train.cardinality())
-    if optimizer not in ("sgd", "adam"):
-        raise ValueError(f"retrain: optimizer must be 'sgd' or 'adam', got {optimizer!r}.")
-    opt = sgd(lr, steps) if optimizer == "sgd" else keras.optimizers.Adam(lr)
+    opt = sgd(lr, steps, alpha) if optimizer == "sgd" else keras.optimizers.Adam(lr)
     model.compile(optimizer=opt, loss=LOSS, metrics=["accuracy"])
     if epochs > 0:
         val = datasets.load("digits", "validation", batch_size=256) if validation else None

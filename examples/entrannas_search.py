@@ -73,7 +73,6 @@ def define_flags():
 DST_TEMPERATURE, DST_RATE = 1.0, 0.9  # the paper's EnTranNAS-DST (ImageNet) schedule
 
 
-
 def search(epochs=10, dst=False, dst_lambda=0.1, sharing=True, bottleneck=False, engine="first",
            temperature=5.0, rate=0.923, channels=8, cells=3, steps=3, batch_size=64,
            arch_lr=6e-3, lr=0.05, verbose=2, extra_callbacks=()):

@@ -47,8 +47,6 @@ def define_flags():
     flags.DEFINE_string("out", "out/figs", "Folder for the TFLite file.")
 
 
-
-
 class StopAtTarget(keras.callbacks.Callback):
     """Stops the search at the end of the first epoch whose expected cost <= target.
 

@@ -22,6 +22,7 @@ Example:
 
 import csv
 import math
+import numbers
 import os
 
 import tensorflow as tf
@@ -685,7 +686,8 @@ class BNScoreEvaluator(keras.callbacks.Callback):
         if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int)
                                      or patience < 1):
             raise ValueError(f"{where}: patience must be an integer >= 1 or None, got {patience!r}.")
-        if not isinstance(tolerance, (int, float)) or not 0.0 <= float(tolerance) <= 1.0:
+        if (isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real)
+                or not 0.0 <= float(tolerance) <= 1.0):
             raise ValueError(f"{where}: tolerance must be a number in [0, 1], got {tolerance!r}.")
         if isinstance(min_epochs, bool) or not isinstance(min_epochs, int) or min_epochs < 0:
             raise ValueError(f"{where}: min_epochs must be an integer >= 0, got {min_epochs!r}.")

@@ -195,7 +195,8 @@ class MixedOp(SearchLayer):
         return tf.where(fixed, self.choice, index), scale
 
     def call(self, x, training=None):
-        training = bool(training) if not tf.is_tensor(training) else training
+        static = tf.get_static_value(training) if tf.is_tensor(training) else training
+        training = training if static is None and tf.is_tensor(training) else bool(static)
         if self.mode in SOFT_MODES:
             weights = self._weights(training)
             if training is not False:  # a one-hot mixture: exactly the fixed op

@@ -190,36 +190,6 @@ def test_save_load_keeps_logits_temperature_and_choice(tmp_path, fmt):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
 
-def test_readme_sequential_usage():
-    """The README's FiGS snippet: ``model.add(FiGSMask())`` after each layer to slim,
-    a params regularizer, ``derive`` to a plain, smaller Sequential."""
-    x, y = sl.datasets.arrays("digits", "train")
-    x, y = x[:256], y[:256]
-    # -- README snippet (keep in sync) --
-    model = K.Sequential()
-    model.add(K.Input((8, 8, 1)))
-    model.add(K.layers.Conv2D(16, 3, padding="same", activation="relu"))
-    model.add(sl.FiGSMask())
-    model.add(K.layers.Conv2D(32, 3, padding="same", activation="relu"))
-    model.add(sl.FiGSMask())
-    model.add(K.layers.GlobalAveragePooling2D())
-    model.add(K.layers.Dense(10))
-    model.compile(
-        sl.joint_optimizer(K.optimizers.legacy.Adam(1e-3), K.optimizers.legacy.Adam(0.05)),
-        K.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    full = float(sl.regularizers.expected_cost(model, "params"))
-    model.fit(x, y, epochs=2, batch_size=32, verbose=0,
-              callbacks=[sl.FLOPsRegularizer(metric="params", strength=2.0, budget=full)])
-    slim = sl.derive(model, "expected")  # each mask keeps its floor(sum p) likeliest channels
-    # -- end of snippet --
-    assert isinstance(slim, K.Sequential) and not sl.layers.search_layers(slim)
-    assert slim.count_params() < model.count_params()
-    assert slim.count_params() == sl.cost.profile(slim).total.params
-    sl.apply_architecture(model, slim.architecture)
-    np.testing.assert_allclose(model.predict(x[:8], verbose=0), slim.predict(x[:8], verbose=0),
-                               atol=1e-5)
-
-
 def _search_net(seed=0):
     keras_init = K.initializers.GlorotUniform(seed)
     x = K.Input((6, 6, 2), name="image")
