@@ -22,6 +22,19 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 
+class StopAt(searchlayers.keras.callbacks.Callback):
+    """Interrupts ``fit`` at the start of ``epoch`` (a stopped search, for the
+    BackupAndRestore resume tests)."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise RuntimeError("interrupted")
+
+
 def mirrored_strategy():
     """MirroredStrategy over the two logical CPUs, reducing through one device.
 

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import searchlayers as sl
-from conftest import mirrored_strategy, tiny_supernet
+from conftest import StopAt, mirrored_strategy, tiny_supernet
 
 K = sl.keras
 LOSS = K.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -65,16 +65,6 @@ def test_config_round_trip_with_layer_candidates():
     assert isinstance(restored, sl.MixedOp) and restored.mode == "gumbel"
 
 
-class _StopAt(K.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise RuntimeError("interrupted")
-
-
 def test_backup_and_restore_resumes_architecture_state(tmp_path, data):
     """An interrupted search resumed from its backup ends in exactly the state
     of an uninterrupted one (logits, temperature, noise stream)."""
@@ -96,7 +86,7 @@ def test_backup_and_restore_resumes_architecture_state(tmp_path, data):
     resumed.set_weights(initial)
     backup = K.callbacks.BackupAndRestore(str(tmp_path / "backup"))
     with pytest.raises(RuntimeError, match="interrupted"):
-        run([backup, _StopAt(2)], resumed)
+        run([backup, StopAt(2)], resumed)
     resumed = fresh()
     run([K.callbacks.BackupAndRestore(str(tmp_path / "backup"))], resumed)
     for name, value in _state(reference).items():

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import searchlayers as sl
 from searchlayers.layers.figs import FiGSMask, MaskingLayer
-from conftest import mirrored_strategy
+from conftest import StopAt, mirrored_strategy
 
 K = sl.keras
 
@@ -216,16 +216,6 @@ def _figs_data():
     return rng.random((32, 6, 6, 2), dtype=np.float32), rng.integers(0, 3, 32)
 
 
-class _StopAt(K.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise RuntimeError("interrupted")
-
-
 def test_interrupted_search_resumes_mask_state(tmp_path):
     """BackupAndRestore: an interrupted FiGS search ends in the state of an
     uninterrupted one (logits, temperature, noise step)."""
@@ -242,7 +232,7 @@ def test_interrupted_search_resumes_mask_state(tmp_path):
     resumed = _compile(_search_net())
     resumed.set_weights(initial)
     with pytest.raises(RuntimeError, match="interrupted"):
-        run(resumed, [K.callbacks.BackupAndRestore(str(tmp_path / "b")), _StopAt(2)])
+        run(resumed, [K.callbacks.BackupAndRestore(str(tmp_path / "b")), StopAt(2)])
     resumed = _compile(_search_net(seed=7))  # other weights: only the backup can match
     resumed.get_layer("m1").arch("logits").assign(tf.fill([6], -1.0))
     run(resumed, [K.callbacks.BackupAndRestore(str(tmp_path / "b"))])

@@ -10,7 +10,7 @@ from models.entrannas import ENTRANNAS_OPS, cells, edge_counts, entrannas_supern
 from searchlayers.layers import DARTS_OPS
 from searchlayers.layers.entrannas import EnTranCell
 from searchlayers.layers.ops import BN_MOMENTUM
-from conftest import mirrored_strategy
+from conftest import StopAt, mirrored_strategy
 
 K = sl.keras
 OPS = ("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3")
@@ -174,16 +174,6 @@ def test_mirrored_strategy_keeps_one_architecture():
     _fixed_parity(model, x[:4], sl.choose(model))
 
 
-class _StopAt(K.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise RuntimeError("interrupted")
-
-
 def test_backup_and_restore_resumes_search_state(tmp_path):
     """An interrupted DST search resumed from its backup ends where an
     uninterrupted one does: logits, thresholds, temperature, derived cells."""
@@ -199,7 +189,7 @@ def test_backup_and_restore_resumes_search_state(tmp_path):
 
     reference = run([])
     with pytest.raises(RuntimeError, match="interrupted"):
-        run([K.callbacks.BackupAndRestore(str(tmp_path)), _StopAt(2)])
+        run([K.callbacks.BackupAndRestore(str(tmp_path)), StopAt(2)])
     resumed = run([K.callbacks.BackupAndRestore(str(tmp_path))])
     for old, new in zip(cells(reference), cells(resumed)):
         for name in ("logits", "betas"):
