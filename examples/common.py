@@ -11,10 +11,7 @@ Example:
     True
 """
 
-import contextlib
 import os
-
-from absl import logging
 
 import numpy as np
 
@@ -69,16 +66,6 @@ def retrain(child, epochs, batch_size=64, lr=0.05, optimizer="sgd", alpha=0.01, 
     return model, float(accuracy)
 
 
-@contextlib.contextmanager
-def _quiet_converter():
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity(logging.WARNING)  # the TFLite converter's progress lines
-    try:
-        yield
-    finally:
-        logging.set_verbosity(verbosity)
-
-
 def export_tflite(model, out, name="child.tflite"):
     """Writes the float TFLite flatbuffer ``out/name``; returns the parity report
     on the digits test split as a dict (with ``path``).
@@ -88,7 +75,7 @@ def export_tflite(model, out, name="child.tflite"):
         True
     """
     path = None if out is None else os.path.join(out, name)
-    with _quiet_converter():
+    with export.quiet_converter():
         flatbuffer = export.to_tflite(model, path)
     x_test, _ = datasets.arrays("digits", "test")
     return {"path": path, **vars(export.parity(model, flatbuffer, x_test))}
@@ -106,7 +93,7 @@ def export_lce(model, out=None, name="child.lce.tflite"):
         >>> report["all_lowered"], len(lce) < len(tfl)  # doctest: +SKIP
         (True, True)
     """
-    with _quiet_converter():
+    with export.quiet_converter():
         lce = export.to_lce(model, None if out is None else os.path.join(out, name))
         tflite = export.to_tflite(model)
     x_test, _ = datasets.arrays("digits", "test")

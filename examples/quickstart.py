@@ -60,9 +60,7 @@ def export_all(float_model, binary_model, out):
     """
     x_test, _ = datasets.arrays("digits", "test")
     calibration, _ = datasets.arrays("digits", "validation")
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity(logging.WARNING)  # SavedModel / converter INFO chatter
-    try:
+    with export.quiet_converter():  # SavedModel / converter INFO chatter
         files = {
             "float_cnn.tflite": (float_model, export.to_tflite(
                 float_model, os.path.join(out, "float_cnn.tflite"))),
@@ -74,8 +72,6 @@ def export_all(float_model, binary_model, out):
             "binary_cnn.lce.tflite": (binary_model, export.to_lce(
                 binary_model, os.path.join(out, "binary_cnn.lce.tflite"))),
         }
-    finally:
-        logging.set_verbosity(verbosity)
     logging.info("wrote %s to %s", ", ".join(files), out)
     reports = {name: export.parity(model, flatbuffer, x_test)
                for name, (model, flatbuffer) in files.items()}

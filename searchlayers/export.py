@@ -31,6 +31,7 @@ Example:
 """
 
 import collections
+import contextlib
 import dataclasses
 import os
 import warnings
@@ -51,6 +52,25 @@ _SCALED_SIGN_KERNELS = _SIGN_QUANTIZERS + ("MagnitudeAwareSign", "ScaledSign")
 
 
 # ------------------------------------------------------------------- conversion
+
+
+@contextlib.contextmanager
+def quiet_converter():
+    """Raises absl's log level to WARNING inside the block, then restores it:
+    the TFLite / LCE converters and SavedModel export log many INFO lines.
+
+    Example:
+        >>> with quiet_converter():
+        ...     flatbuffer = to_tflite(model)  # doctest: +SKIP
+    """
+    from absl import logging
+
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
 
 
 def to_tflite(model, path=None, quantize=None, representative_data=None,
@@ -584,6 +604,7 @@ __all__ = [
     "parity",
     "predict",
     "quantize_aware",
+    "quiet_converter",
     "to_lce",
     "to_tflite",
 ]

@@ -332,18 +332,12 @@ def run_spec(spec):
 
 def _export_sizes(model, folder, lce):
     """TFLite size, and LCE size for binary methods (then ``size_bytes`` is LCE's)."""
-    from absl import logging
-
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity(logging.WARNING)  # converter chatter
-    try:
+    with export.quiet_converter():
         path = os.path.join(folder, "model.tflite") if folder else None
         sizes = {"tflite_bytes": len(export.to_tflite(model, path)), "lce_bytes": None}
         if lce:
             path = os.path.join(folder, "model.lce.tflite") if folder else None
             sizes["lce_bytes"] = len(export.to_lce(model, path))
-    finally:
-        logging.set_verbosity(verbosity)
     sizes["size_format"] = "LCE" if lce else "TFLite"
     sizes["size_bytes"] = sizes["lce_bytes"] if lce else sizes["tflite_bytes"]
     return sizes
