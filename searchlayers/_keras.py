@@ -12,6 +12,10 @@ import sys
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
+from searchlayers import _logs  # noqa: E402
+
+_logs.import_tensorflow()  # quiet: no start-up banners, no no-GPU "E" line (see _logs)
+
 _ADVICE = (
     "searchlayers needs Keras 2 (tf_keras) as tf.keras, but tf.keras was already "
     "resolved to Keras 3 before searchlayers was imported. Set the environment "

@@ -38,6 +38,7 @@ import warnings
 
 import numpy as np
 
+from searchlayers import _logs
 from searchlayers._keras import keras, require_built
 from searchlayers.cost import bits
 import tensorflow as tf
@@ -56,8 +57,11 @@ _SCALED_SIGN_KERNELS = _SIGN_QUANTIZERS + ("MagnitudeAwareSign", "ScaledSign")
 
 @contextlib.contextmanager
 def quiet_converter():
-    """Raises absl's log level to WARNING inside the block, then restores it:
+    """Raises absl's log level to WARNING inside the block, then restores it, and
+    drops TensorFlow's C++ notices of the block (``searchlayers._logs.quiet``):
     the TFLite / LCE converters and SavedModel export log many INFO lines.
+    ``to_tflite`` and ``to_lce`` convert inside it; with an absl verbosity of
+    INFO or more (``--verbosity=0``) it keeps every line.
 
     Example:
         >>> with quiet_converter():
@@ -65,10 +69,14 @@ def quiet_converter():
     """
     from absl import logging
 
+    if _logs.verbose():
+        yield
+        return
     verbosity = logging.get_verbosity()
     logging.set_verbosity(logging.WARNING)
     try:
-        yield
+        with _logs.quiet():
+            yield
     finally:
         logging.set_verbosity(verbosity)
 
@@ -121,7 +129,7 @@ def to_tflite(model, path=None, quantize=None, representative_data=None,
         if int8_io:
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
-    with warnings.catch_warnings():  # float io: no input statistics is intended
+    with warnings.catch_warnings(), quiet_converter():  # float io: no input statistics
         warnings.filterwarnings("ignore", "Statistics for quantized inputs")
         flatbuffer = converter.convert()
     return _write(flatbuffer, path)
@@ -146,7 +154,9 @@ def to_lce(model, path=None):
     _check_built(model)
     import larq_compute_engine as lce
 
-    return _write(lce.convert_keras_model(model), path)
+    with quiet_converter():
+        flatbuffer = lce.convert_keras_model(model)
+    return _write(flatbuffer, path)
 
 
 def quantize_aware(model):
@@ -354,12 +364,14 @@ def _run_tflite(flatbuffer, inputs):
         warnings.simplefilter("ignore", UserWarning)
         interpreter = tf.lite.Interpreter(model_content=flatbuffer)
     inp = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(inp["index"], list(inputs.shape))
-    interpreter.allocate_tensors()
-    inp = interpreter.get_input_details()[0]
-    out = interpreter.get_output_details()[0]
-    interpreter.set_tensor(inp["index"], _quantize(inputs, inp["dtype"], *inp["quantization"]))
-    interpreter.invoke()
+    with _logs.quiet():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
+        interpreter.resize_tensor_input(inp["index"], list(inputs.shape))
+        interpreter.allocate_tensors()
+        inp = interpreter.get_input_details()[0]
+        out = interpreter.get_output_details()[0]
+        interpreter.set_tensor(inp["index"], _quantize(inputs, inp["dtype"],
+                                                       *inp["quantization"]))
+        interpreter.invoke()
     return _dequantize(interpreter.get_tensor(out["index"]), *out["quantization"])
 
 
@@ -451,8 +463,8 @@ def is_binary_conv(layer):
     """True for a larq ``QuantConv2D`` whose input and kernel quantizers are 1-bit.
 
     Example:
-        >>> [l.name for l in binary_model.layers if is_binary_conv(l)]
-        ['quant_conv2d', 'quant_conv2d_1']
+        >>> sum(is_binary_conv(layer) for layer in binary_model.layers)
+        2
     """
     import larq as lq
 
@@ -472,7 +484,8 @@ def lowering_blockers(layer):
     grouped convs a multiple of 32 input channels per group.
 
     Example:
-        >>> lowering_blockers(QuantConv2D(64, 3, input_quantizer="ste_tern", ...))
+        >>> lowering_blockers(QuantConv2D(64, 3, input_quantizer="ste_tern",
+        ...                               kernel_quantizer="ste_sign"))
         ['input quantizer SteTern is not sign-like (ste_sign, approx_sign, swish_sign)']
     """
     reasons = []
