@@ -27,6 +27,7 @@ import os
 
 import tensorflow as tf
 
+from searchlayers import checks
 from searchlayers import regularizers as reg
 from searchlayers.relax import check_temperature
 from searchlayers._keras import keras, register
@@ -61,10 +62,7 @@ def schedule_value(schedule, t, start, end=None, rate=None, total=None):
 
 
 def _check_choice(value, allowed, what, where):
-    if value not in allowed:
-        raise ValueError(
-            f"{where}: unknown {what} {value!r}; allowed: {', '.join(map(repr, allowed))}."
-        )
+    checks.choice(where, what, value, allowed)
 
 
 def _check_schedule(where, schedule, end, rate, total):

@@ -55,6 +55,8 @@ import numpy as np
 from searchlayers._keras import keras  # noqa: F401  (Keras-2 guard first)
 import tensorflow as tf
 
+from searchlayers import checks
+
 
 SPLITS = ("train", "validation", "test", "search_weights", "search_arch")
 BUILTIN = ("digits",)
@@ -239,8 +241,7 @@ def _preprocess_fn(image_size):
 
 
 def _check_split(split):
-    if split not in SPLITS:
-        raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}.")
+    checks.choice("datasets", "split", split, SPLITS)
 
 
 def _unknown_name_error(name):

@@ -38,6 +38,7 @@ import time
 
 import numpy as np
 
+from searchlayers import checks
 from searchlayers import cost as cost_model
 from searchlayers.derive import Architecture, apply_architecture
 from searchlayers.layers.base import search_layers
@@ -258,9 +259,7 @@ class SearchResult:
 
 
 def _check_count(value, what, minimum=0):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"evolutionary_search: {what} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
+    return checks.integer("evolutionary_search", what, value, low=minimum)
 
 
 def _make_scorer(scorer, model, validation_data, missing):

@@ -25,6 +25,7 @@ import weakref
 
 import tensorflow as tf
 
+from searchlayers import checks
 from searchlayers import cost as cost_lib
 from searchlayers.layers.base import search_layers
 from searchlayers.layers.figs import figs_masks
@@ -210,10 +211,7 @@ def _gated(net):
 
 
 def _check_form(form, where):
-    if form not in FIGS_FORMS:
-        raise ValueError(
-            f"{where}: unknown form {form!r}; allowed: {', '.join(map(repr, FIGS_FORMS))}."
-        )
+    checks.choice(where, "form", form, FIGS_FORMS)
 
 
 def figs_expected_cost(model, metric="params", form="expected"):
@@ -325,19 +323,14 @@ def _figs_cost(net, form="expected", search_only=False):
 
 
 def check_positive(value, what, where):
-    """``float(value)`` if it is a finite number > 0, else ValueError.
+    """``float(value)`` if it is a finite number > 0, else ValueError
+    (``searchlayers.checks.positive``; a string or bool is a TypeError).
 
     Example:
         >>> check_positive(2, "budget", "FLOPsRegularizer")
         2.0
     """
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not 0 < number < float("inf"):
-        raise ValueError(f"{where}: {what} must be a finite number > 0, got {value!r}.")
-    return number
+    return checks.positive(where, what, value)
 
 
 def budget_multiplier(cost, budget, under=0.0, over=1.0):

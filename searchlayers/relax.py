@@ -12,9 +12,17 @@ tensors). Search layers pass ``[layer_seed, step]`` where ``step`` is a
 variable that all replicas share, so under ``tf.distribute`` every replica
 draws the same architecture, and a resumed search continues the same stream.
 
-Numerical safety: uniform noise is drawn from ``[tiny, 1 - tiny]``, logits over
-temperature are clipped to a finite range before the softmax, so extreme logits
-or tiny temperatures give one-hot vectors, never NaN or inf.
+Numerical safety: uniform noise is drawn from ``[tiny, 1 - tiny]``; the
+softmax subtracts the largest logit *before* dividing by the temperature and
+clips the ratio to a finite range, so logits anywhere in float32 (even +-3e38)
+at any allowed temperature give the exact one-hot answer where it is one-hot,
+never a uniform vector, NaN or inf. Temperatures below ``TEMPERATURE_FLOOR``
+(1e-6) are rejected by ``check_temperature`` (layer constructors, the
+``TemperatureScheduler``); inside the graph a smaller value (a temperature
+variable assigned directly) is clamped to the floor. Why 1e-6: the soft
+relaxation's gradient scales as ``1 / T``, and at 1e-6 the forward value is
+already a hard argmax for any logit gap above 1e-4; a smaller temperature only
+risks overflowing gradients (and 0 or a float32 denormal would divide by zero).
 
 Example:
     >>> import tensorflow as tf
@@ -26,6 +34,11 @@ Example:
 
 import tensorflow as tf
 
+from searchlayers import checks
+
+# Smallest temperature a relaxation accepts (see the module docstring).
+TEMPERATURE_FLOOR = 1e-6
+
 # Largest magnitude a logit/temperature ratio may reach before the softmax: big
 # enough to be exactly one-hot in float32, small enough that exp() and the max
 # subtraction inside tf.nn.softmax never produce inf - inf.
@@ -36,21 +49,22 @@ MODES = ("softmax", "gumbel", "gumbel_hard", "uniform", "fair")
 
 
 def check_temperature(value, where):
-    """Raises ValueError unless ``value`` is a finite number > 0.
+    """``float(value)`` if it is a finite number >= ``TEMPERATURE_FLOOR``, else
+    ValueError (TypeError for a non-number) naming ``where`` and the floor.
 
     Example:
         >>> check_temperature(0.5, "MixedOp 'op'")
         0.5
+        >>> check_temperature(1e-30, "MixedOp 'op'")
+        Traceback (most recent call last):
+        ...
+        ValueError: MixedOp 'op': temperature must be a finite number >= 1e-06, got 1e-30.
     """
-    value = float(value)
-    if not value > 0 or value != value or value == float("inf"):
-        raise ValueError(
-            f"{where}: temperature must be a finite number > 0, got {value}."
-        )
-    return value
+    return checks.number(where, "temperature", value, low=TEMPERATURE_FLOOR)
 
 
 def _scaled(logits, temperature):
+    temperature = tf.maximum(tf.cast(temperature, logits.dtype), TEMPERATURE_FLOOR)
     z = tf.math.divide(logits, temperature)
     return tf.clip_by_value(z, -_CLIP, _CLIP)
 
@@ -62,7 +76,11 @@ def softmax(logits, temperature=1.0):
         >>> softmax(tf.constant([0.0, 0.0])).numpy().tolist()
         [0.5, 0.5]
     """
-    return tf.nn.softmax(_scaled(logits, temperature), axis=-1)
+    logits = tf.convert_to_tensor(logits)
+    # Shift first: (l - max) / T keeps every gap, where l / T clipped would not.
+    # Softmax is shift-invariant, so the shift needs no gradient.
+    shift = tf.stop_gradient(tf.reduce_max(logits, axis=-1, keepdims=True))
+    return tf.nn.softmax(_scaled(logits - shift, temperature), axis=-1)
 
 
 def uniform_noise(shape, seed):

@@ -73,7 +73,7 @@ def test_noise_is_a_function_of_the_seed():
     assert not np.array_equal(a, relax.gumbel_noise([5], [1, 3]).numpy())
 
 
-@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
+@pytest.mark.parametrize("bad", [0.0, -1.0, 1e-7, float("nan"), float("inf")])
 def test_bad_temperature(bad):
-    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+    with pytest.raises(ValueError, match="temperature must be a finite number >= 1e-06"):
         relax.check_temperature(bad, "layer 'x'")

@@ -43,6 +43,7 @@ import larq as lq
 import numpy as np
 import tensorflow as tf
 
+from searchlayers import checks
 from searchlayers._keras import keras, register
 from searchlayers.layers.ops import BN_MOMENTUM, _subsample, register_op
 
@@ -51,12 +52,8 @@ SCALINGS = ("channel", "scalar", None)
 
 
 def _check_scaling(scaling, where):
-    if scaling not in SCALINGS:
-        raise ValueError(
-            f"{where}: unknown scaling {scaling!r}; allowed: 'channel' (per output "
-            "filter, XNOR-Net), 'scalar' (one factor per layer, BARS) or None."
-        )
-    return scaling
+    # 'channel': per output filter (XNOR-Net); 'scalar': one factor per layer (BARS)
+    return checks.choice(where, "scaling", scaling, SCALINGS)
 
 
 @register  # 'searchlayers>ScaledSign' for Keras, plain 'ScaledSign' for larq's deserializer

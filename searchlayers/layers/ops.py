@@ -16,6 +16,7 @@ Example:
 
 import tensorflow as tf
 
+from searchlayers import checks
 from searchlayers._keras import keras, register
 
 L = keras.layers
@@ -60,6 +61,7 @@ def check_op_name(name, where="MixedOp"):
     Example:
         >>> check_op_name("skip_connect")
     """
+    checks.string(where, "candidate op name", name)
     if name not in _REGISTRY:
         raise ValueError(
             f"{where}: unknown candidate op {name!r}. Registered ops: "

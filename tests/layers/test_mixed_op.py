@@ -147,7 +147,7 @@ def test_bad_arguments():
         sl.MixedOp(["skip_connect", "sep_conv_9x9"])
     with pytest.raises(ValueError, match=r"unknown mode 'argmax'.*softmax, gumbel"):
         sl.MixedOp(["skip_connect"], mode="argmax")
-    with pytest.raises(ValueError, match=r"MixedOp 'hot'.*temperature must be a finite number > 0, got 0.0"):
+    with pytest.raises(ValueError, match=r"MixedOp 'hot'.*temperature must be a finite number >= 1e-06, got 0.0"):
         sl.MixedOp(["skip_connect"], temperature=0, name="hot")
     with pytest.raises(TypeError, match="op name or a Keras layer"):
         sl.MixedOp([3])
