@@ -507,7 +507,7 @@ class Profile:
 
     Example:
         >>> from searchlayers._keras import keras
-        >>> model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(4)])
+        >>> model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(4, name="dense")])
         >>> p = profile(model)
         >>> p.rows[0][:2], p.total.float_macs, p.to_dict()["total"]["params"]
         (('dense', 'Dense'), 64, 68)

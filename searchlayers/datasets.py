@@ -74,6 +74,7 @@ class DatasetUnavailableError(RuntimeError):
         ...     datasets.load("cifar10", data_dir="/empty", download=False)
         ... except datasets.DatasetUnavailableError as e:
         ...     print(e)  # names the dataset, data_dir, and the ways out
+        Dataset 'cifar10' is not prepared in /empty and could not be downloaded ...
     """
 
 

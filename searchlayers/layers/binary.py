@@ -34,6 +34,7 @@ Composite ops are ``keras.Sequential`` stacks of stock / larq layers where no
 branch is needed, so cost, derivation and serialization see ordinary layers.
 
 Example:
+    >>> from searchlayers.layers import get_op
     >>> op = get_op("bin_conv_3x3", channels=8, strides=2)
     >>> op(tf.zeros([1, 8, 8, 8])).shape
     TensorShape([1, 4, 4, 8])
@@ -76,8 +77,9 @@ class ScaledSign(lq.quantizers._BaseQuantizer):
 
     Example:
         >>> w = tf.constant([[0.5, -0.1], [-0.5, 0.3]])
-        >>> ScaledSign("channel")(w).numpy().round(2).tolist()
-        [[0.5, -0.2], [-0.5, 0.2]]
+        >>> np.round(ScaledSign("channel")(w).numpy(), 2)
+        array([[ 0.5, -0.2],
+               [-0.5,  0.2]], dtype=float32)
     """
 
     precision = 1

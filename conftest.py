@@ -1,0 +1,53 @@
+"""Doctest set-up: the package's ``>>>`` examples run in the suite
+(``--doctest-modules``), each in a fresh temporary folder, with the names the
+docstrings use: ``tf``, ``np``, ``keras``, ``sl``, ``datasets``, a small trained-shape
+float ``model`` with ``x``/``y``/``x_train``/``x_test`` and its ``flatbuffer``, a
+binary ``binary_model`` whose convs lower to ``LceBconv2d``, ``QuantConv2D`` and a tiny
+DARTS-style ``supernet``. The objects are built once per session (tracing is the
+cost); examples that train or write many files stay ``+SKIP``.
+"""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def _doctest_objects():
+    import numpy as np
+    import larq as lq
+    import tensorflow as tf
+
+    import searchlayers as sl
+    from searchlayers import datasets, export
+    from models.simple import binary_cnn, float_cnn
+
+    x, y = datasets.arrays("digits", "train")
+    x_test, _ = datasets.arrays("digits", "test")
+    model = float_cnn(channels=(8, 16, 16))
+    binary_model = binary_cnn(channels=(32, 32, 32))
+    objects = dict(
+        tf=tf, np=np, keras=sl.keras, sl=sl, datasets=datasets, lq=lq,
+        QuantConv2D=lq.layers.QuantConv2D,
+        model=model, x=x[:64], y=y[:64], x_train=x[:64], x_test=x_test[:16],
+        binary_model=binary_model,
+    )
+    with export.quiet_converter():
+        objects["flatbuffer"] = export.to_tflite(model)
+    return objects
+
+
+@pytest.fixture(autouse=True)
+def _doctest_setup(request, tmp_path, monkeypatch):
+    """Gives doctests their names and a temporary working folder (exports write files)."""
+    if not isinstance(request.node, pytest.DoctestItem):
+        yield
+        return
+    namespace = request.getfixturevalue("doctest_namespace")
+    namespace.update(request.getfixturevalue("_doctest_objects"))
+    monkeypatch.chdir(tmp_path)
+    yield
