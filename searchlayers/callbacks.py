@@ -495,6 +495,9 @@ def _scalar(tag, value, step):
     tf.summary.write(tag, tf.constant(value, tf.float32), step=step, metadata=metadata)
 
 
+_DECISION_COLUMNS = ("entropy", "max_prob", "flips", "decided")
+
+
 @register
 class ArchitectureLogger(keras.callbacks.Callback):
     """Records the architecture distributions at the end of every epoch.
@@ -507,6 +510,13 @@ class ArchitectureLogger(keras.callbacks.Callback):
     ``{epoch: {key: {choice: probability}}}``. With ``append=True`` an
     existing CSV is read first (e.g. a search resumed by BackupAndRestore).
 
+    How decided each group is (``searchlayers.decision.layer_decision``:
+    normalized entropy, largest probability, argmax flips when a
+    ``DecisionTracker`` runs, decided) goes to ``log_dir/<decision_name>``
+    (columns epoch, key, entropy, max_prob, flips, decided), TensorBoard
+    scalars ``decision/<key>/<metric>`` and the subplot titles; ``decisions``
+    is ``{epoch: {key: metrics}}``.
+
     Example:
         >>> logger = ArchitectureLogger("/tmp/arch")
         >>> model.fit(x, y, epochs=5, callbacks=[logger])  # doctest: +SKIP
@@ -515,11 +525,12 @@ class ArchitectureLogger(keras.callbacks.Callback):
     """
 
     def __init__(self, log_dir, csv_name="architecture.csv", png_name="architecture.png",
-                 tensorboard=True, append=False):
+                 tensorboard=True, append=False, decision_name="decision.csv"):
         super().__init__()
         self.log_dir, self.csv_name, self.png_name = str(log_dir), csv_name, png_name
         self.tensorboard, self.append = bool(tensorboard), bool(append)
-        self.history = {}
+        self.decision_name = decision_name
+        self.history, self.decisions = {}, {}
         self._writer = None
 
     @property
@@ -562,13 +573,23 @@ class ArchitectureLogger(keras.callbacks.Callback):
             self._writer = tf.summary.create_file_writer(self.log_dir)
 
     def on_epoch_end(self, epoch, logs=None):
+        from searchlayers import decision
+
         self.history[epoch] = self.distributions()
+        self.decisions[epoch] = {
+            key: {m: d[m] for m in _DECISION_COLUMNS}
+            for key, d in decision.model_decision(self.model).items()
+        }
         self._write_csv()
         if self._writer is not None:
             with self._writer.as_default():
                 for key, probs in self.history[epoch].items():
                     for choice, p in probs.items():
                         _scalar(f"architecture/{key}/{choice}", p, epoch)
+                for key, d in self.decisions[epoch].items():
+                    for m in ("entropy", "max_prob", "flips"):
+                        if d[m] is not None:
+                            _scalar(f"decision/{key}/{m}", d[m], epoch)
             self._writer.flush()
 
     def on_train_end(self, logs=None):
@@ -583,6 +604,13 @@ class ArchitectureLogger(keras.callbacks.Callback):
                 for key, probs in self.history[epoch].items():
                     for choice, p in probs.items():
                         out.writerow([epoch, key, choice, f"{p:.6g}"])
+        with open(os.path.join(self.log_dir, self.decision_name), "w", newline="") as f:
+            out = csv.writer(f)
+            out.writerow(["epoch", "key", *_DECISION_COLUMNS])
+            for epoch in sorted(self.decisions):
+                for key, d in self.decisions[epoch].items():
+                    out.writerow([epoch, key, *("" if d[m] is None else f"{d[m]:.6g}"
+                                                for m in _DECISION_COLUMNS)])
 
     def _read_csv(self):
         history = {}
@@ -627,7 +655,9 @@ class ArchitectureLogger(keras.callbacks.Callback):
             for choice in self.history[epochs[-1]][key]:
                 ys = [self.history[e].get(key, {}).get(choice, float("nan")) for e in epochs]
                 ax.plot(epochs, ys, marker="o", markersize=3, label=choice)
-            ax.set_title(key)
+            d = self.decisions.get(epochs[-1], {}).get(key)
+            ax.set_title(key if d is None else f"{key}: max p {d['max_prob']:.2f}, "
+                         f"H {d['entropy']:.2f}{'' if d['decided'] else ' (undecided)'}")
             ax.set_xlabel("epoch")
             ax.set_ylabel("probability")
             ax.set_ylim(0.0, 1.0)
@@ -639,7 +669,8 @@ class ArchitectureLogger(keras.callbacks.Callback):
 
     def get_config(self):
         return dict(log_dir=self.log_dir, csv_name=self.csv_name, png_name=self.png_name,
-                    tensorboard=self.tensorboard, append=self.append)
+                    tensorboard=self.tensorboard, append=self.append,
+                    decision_name=self.decision_name)
 
     @classmethod
     def from_config(cls, config):

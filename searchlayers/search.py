@@ -179,6 +179,17 @@ class SearchModel(keras.Model):
     def call(self, inputs, training=None):
         return self.model(inputs, training=training)
 
+    def fit(self, *args, callbacks=None, **kwargs):
+        """``keras.Model.fit`` plus a ``searchlayers.decision.DecisionTracker``
+        (unless one is given): it prints how decided the search ended and warns
+        when it ended undecided."""
+        from searchlayers.decision import DecisionTracker  # decision imports this module
+
+        callbacks = list(callbacks or [])
+        if not any(isinstance(c, DecisionTracker) for c in callbacks):
+            callbacks.append(DecisionTracker())
+        return super().fit(*args, callbacks=callbacks, **kwargs)
+
     def add_loss_multiplier(self, fn):
         """Multiplies the data loss by ``fn()`` in every step (e.g. BARS eq. 7)."""
         self._multipliers.append(fn)
