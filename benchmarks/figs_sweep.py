@@ -47,6 +47,7 @@ from absl import app, flags, logging  # noqa: E402
 import searchlayers as sl  # noqa: E402  (Keras-2 guard before TensorFlow)
 import tensorflow as tf  # noqa: E402
 from searchlayers import cost, datasets  # noqa: E402
+from searchlayers import retrain as retrain_lib  # noqa: E402
 from searchlayers.transforms import insert_masks  # noqa: E402
 
 from benchmarks.common import RESULTS, table, write_json  # noqa: E402
@@ -63,7 +64,7 @@ flags.DEFINE_integer("retrain_epochs", 15, "Epochs of retraining from scratch.")
 flags.DEFINE_integer("seeds", 2, "Retraining seeds per network.")
 
 keras = sl.keras
-LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+LOSS = retrain_lib.LOSS
 SHAPE, CLASSES, BATCH = (8, 8, 1), 10, 32
 
 
@@ -120,23 +121,15 @@ def matched_width(params, iterations=14):
 
 
 def retrain(model, epochs, seed):
-    """Test accuracy of ``model``'s architecture trained from scratch with ``seed``.
+    """Test accuracy of ``model``'s architecture trained from scratch with ``seed``
+    (``searchlayers.retrain``: fresh weights, frozen channel maps kept, Adam 3e-3).
 
     Example:
         >>> retrain(resnet(), epochs=1, seed=0)  # doctest: +SKIP
         0.5...
     """
-    keras.utils.set_random_seed(seed)
-    fresh = keras.models.clone_model(model)  # same layers, newly initialized weights
-    for layer in model.layers:
-        if "_select_" in layer.name:  # a 0/1 channel map of derive, not a weight to learn
-            fresh.get_layer(layer.name).set_weights(layer.get_weights())
-            fresh.get_layer(layer.name).trainable = False
-    fresh.compile(keras.optimizers.Adam(3e-3), LOSS, metrics=["accuracy"])
-    fresh.fit(datasets.load("digits", "train", batch_size=BATCH, seed=seed),
-              epochs=epochs, verbose=0)
-    _, accuracy = fresh.evaluate(datasets.load("digits", "test", batch_size=256), verbose=0)
-    return float(accuracy)
+    return retrain_lib.retrain(model, "digits", epochs, BATCH, optimizer="adam", lr=3e-3,
+                               seed=seed)[1]
 
 
 def mean_accuracy(model, epochs, seeds):

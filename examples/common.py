@@ -13,57 +13,34 @@ Example:
 
 import os
 
-import numpy as np
-
 from searchlayers import datasets, export
-from searchlayers._keras import keras
+from searchlayers import retrain as retrain_lib
 
-LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+LOSS = retrain_lib.LOSS
 
 
 def sgd(lr, steps, alpha=0.01):
-    """SGD, momentum 0.9, cosine decay from ``lr`` to ``alpha * lr`` over ``steps``
-    (the DARTS weight recipe).
+    """``searchlayers.retrain.sgd`` (SGD, momentum 0.9, cosine to ``alpha * lr``).
 
     Example:
-        >>> float(sgd(0.05, 100).learning_rate(100))  # doctest: +ELLIPSIS
-        0.0005...
+        >>> round(float(sgd(0.05, 100).learning_rate), 4)
+        0.05
     """
-    schedule = keras.optimizers.schedules.CosineDecay(lr, max(int(steps), 1), alpha=alpha)
-    return keras.optimizers.SGD(schedule, momentum=0.9)
+    return retrain_lib.sgd(lr, steps, alpha)
 
 
 def retrain(child, epochs, batch_size=64, lr=0.05, optimizer="sgd", alpha=0.01, inherit=False,
             unfreeze=False, seed=None, validation=False, verbose=0):
-    """Trains ``child`` on the digits train split; returns ``(model, test_accuracy)``.
+    """``searchlayers.retrain.retrain`` on digits; returns ``(model, test_accuracy)``.
 
-    A fresh-weight copy (``clone_model``) unless ``inherit``, which fine-tunes
-    ``child`` itself. ``optimizer`` is ``"sgd"`` (``sgd``: cosine decay to
-    ``alpha * lr``) or ``"adam"``. ``unfreeze`` makes every layer trainable (a
-    child of a BN-only supernet keeps its ``trainable=False`` flags; a FiGS
-    child's zero-fill maps must stay frozen, so it is off by default). ``seed``
-    fixes the fresh weights and the batch order.
+    ``validation`` passes the digits validation split to ``fit``.
 
     Example:
         >>> model, accuracy = retrain(child, epochs=5)  # doctest: +SKIP
     """
-    if optimizer not in ("sgd", "adam"):
-        raise ValueError(f"retrain: optimizer must be 'sgd' or 'adam', got {optimizer!r}.")
-    if seed is not None:
-        keras.utils.set_random_seed(seed)
-    model = child if inherit else keras.models.clone_model(child)
-    if unfreeze:
-        model.trainable = True
-    train = datasets.load("digits", "train", batch_size=batch_size, seed=seed or 0)
-    steps = epochs * int(train.cardinality())
-    opt = sgd(lr, steps, alpha) if optimizer == "sgd" else keras.optimizers.Adam(lr)
-    model.compile(optimizer=opt, loss=LOSS, metrics=["accuracy"])
-    if epochs > 0:
-        val = datasets.load("digits", "validation", batch_size=256) if validation else None
-        model.fit(train, epochs=epochs, verbose=verbose, validation_data=val)
-    x_test, y_test = datasets.arrays("digits", "test")  # one call: no evaluate() tracing
-    accuracy = np.mean(np.argmax(model(x_test, training=False), axis=-1) == y_test)
-    return model, float(accuracy)
+    val = datasets.load("digits", "validation", batch_size=256) if validation else None
+    return retrain_lib.retrain(child, "digits", epochs, batch_size, optimizer, lr, alpha,
+                               inherit, unfreeze, seed, val, verbose)
 
 
 def export_tflite(model, out, name="child.tflite"):

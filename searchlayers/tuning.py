@@ -47,7 +47,8 @@ import time
 import tensorflow as tf
 
 from searchlayers import callbacks as callbacks_lib
-from searchlayers import cost, datasets, export, regularizers
+from searchlayers import cost, export, regularizers
+from searchlayers import retrain as retrain_lib
 from searchlayers._keras import keras
 
 import keras_tuner as kt  # noqa: E402  (imports Keras 3 for itself; tf.keras stays Keras 2)
@@ -87,6 +88,8 @@ class TrialSpec:
         log_dir: the trial's folder (``ArchitectureLogger`` writes there).
         strategy: a ``tf.distribute.Strategy`` for the search, or None.
         verbose: ``fit`` verbosity.
+        dataset: the ``searchlayers.datasets`` name a child is retrained and
+            scored on (``searchlayers.retrain``).
 
     Example:
         >>> spec = TrialSpec("darts", budget=0.5, temperature="gdas", epochs=4)
@@ -108,6 +111,7 @@ class TrialSpec:
     log_dir: str = None
     strategy: object = None
     verbose: int = 0
+    dataset: str = "digits"
 
     def __post_init__(self):
         if self.temperature not in TEMPERATURES:
@@ -265,22 +269,15 @@ def budget_target(model, spec):
 
 
 def default_retrain(child, spec):
-    """Fresh-weight copy of ``child`` trained ``spec.retrain_epochs`` epochs on the
-    digits train split (Adam 3e-3); returns ``(model, test_accuracy)``.
+    """``searchlayers.retrain.retrain``: a fresh-weight copy of ``child`` trained
+    ``spec.retrain_epochs`` epochs on ``spec.dataset`` (Adam 3e-3, ``spec.seed``);
+    returns ``(model, test_accuracy)``.
 
     Example:
         >>> model, accuracy = default_retrain(child, TrialSpec("darts"))  # doctest: +SKIP
     """
-    model = keras.models.clone_model(child)
-    model.compile(keras.optimizers.Adam(3e-3),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    if spec.retrain_epochs:
-        train = datasets.load("digits", "train", batch_size=spec.batch_size, seed=spec.seed)
-        model.fit(train, epochs=spec.retrain_epochs, verbose=spec.verbose)
-    test = datasets.load("digits", "test", batch_size=256)
-    _, accuracy = model.evaluate(test, verbose=0)
-    return model, float(accuracy)
+    return retrain_lib.retrain(child, spec.dataset, spec.retrain_epochs, spec.batch_size,
+                               optimizer="adam", lr=3e-3, seed=spec.seed, verbose=spec.verbose)
 
 
 # -- one trial ------------------------------------------------------------------------
