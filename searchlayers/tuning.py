@@ -90,6 +90,10 @@ class TrialSpec:
         verbose: ``fit`` verbosity.
         dataset: the ``searchlayers.datasets`` name a child is retrained and
             scored on (``searchlayers.retrain``).
+        random_baseline: R > 0 also retrains R random children of the same
+            space at the searched child's cost (+-5 %, ``searchlayers.baselines``)
+            with the same recipe and seed; the record gets ``random_mean``,
+            ``random_std``, ``random_accuracies``.
 
     Example:
         >>> spec = TrialSpec("darts", budget=0.5, temperature="gdas", epochs=4)
@@ -112,6 +116,7 @@ class TrialSpec:
     strategy: object = None
     verbose: int = 0
     dataset: str = "digits"
+    random_baseline: int = 0
 
     def __post_init__(self):
         if self.temperature not in TEMPERATURES:
@@ -306,6 +311,7 @@ def run_spec(spec):
     model, accuracy = (method.retrain or default_retrain)(searched.child, spec)
     retrain_seconds = time.perf_counter() - start
     profile = cost.profile(model)
+    baseline = _random_baseline(searched, spec, method)
     sizes = _export_sizes(model, spec.log_dir, method.lce)
     if spec.log_dir:
         _write(os.path.join(spec.log_dir, ARCHITECTURE), architecture.to_json())
@@ -323,8 +329,41 @@ def run_spec(spec):
         "supernet_expected": cost.profile(searched.supernet).to_dict()["total"],
         "architecture": architecture.names,
         "history": {k: [float(v) for v in vs] for k, vs in (searched.history or {}).items()},
+        **baseline,
         "spec": spec.values(),
     }
+
+
+def _random_baseline(searched, spec, method):
+    """``random_mean`` / ``random_std`` / ``random_accuracies`` of
+    ``spec.random_baseline`` random children at the searched child's cost, and
+    the searched supernet's decision summary (``decided``, ``median_max_prob``)."""
+    from searchlayers import baselines, decision
+
+    out = {}
+    if _arch_groups(searched.supernet):
+        s = decision.summary(searched.supernet)
+        out.update(decided=s["decided"], undecided=s["undecided"],
+                   median_max_prob=s["median_max_prob"])
+    if not spec.random_baseline:
+        return out
+    retrain = method.retrain or default_retrain
+
+    def train(child, seed):
+        return retrain(child, dataclasses.replace(spec, seed=seed))[1]
+
+    result = baselines.random_baseline(searched.supernet, searched.child, train,
+                                       n=int(spec.random_baseline), seeds=(spec.seed,),
+                                       metric=spec.cost_metric(), seed=spec.seed)
+    out.update(random_mean=result["mean"], random_std=result["std"],
+               random_accuracies=[a[0] for a in result["accuracies"]],
+               random_costs=result["costs"])
+    return out
+
+
+def _arch_groups(model):
+    """The architecture groups of ``model`` (none for a single-path supernet)."""
+    return regularizers.arch_groups(regularizers.unwrap(model))
 
 
 def _export_sizes(model, folder, lce):
@@ -498,6 +537,8 @@ class SweepTuner(base_tuner.BaseTuner):
             ``options`` a method's name keys its own options
             (``method_options``).
         strategy: ``tf.distribute.Strategy`` (or "mirrored") for the searches.
+        random_baseline: R > 0 retrains R random children at each trial's
+            searched cost (``TrialSpec.random_baseline``).
 
     Hyperband's ``tuner/epochs`` sets the search epochs of its trials (each
     trial searches from scratch).
@@ -511,8 +552,11 @@ class SweepTuner(base_tuner.BaseTuner):
 
     def __init__(self, oracle="random", hyperparameters=None, max_trials=None,
                  objective="accuracy", directory="sweeps", project_name="sweep",
-                 overwrite=False, settings=None, strategy=None, seed=0, oracle_kwargs=None):
+                 overwrite=False, settings=None, strategy=None, seed=0, oracle_kwargs=None,
+                 random_baseline=0):
         settings = dict(settings or {})
+        if random_baseline:
+            settings["random_baseline"] = int(random_baseline)
         unknown = set(settings) - _SETTINGS
         if unknown:
             raise ValueError(f"SweepTuner: unknown settings {sorted(unknown)}; allowed: "
