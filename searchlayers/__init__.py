@@ -32,7 +32,8 @@ from searchlayers.search import (  # noqa: E402
     tie_arch_variables,
     weight_variables,
 )
-from searchlayers.derive import Architecture, apply_architecture, choose, derive  # noqa: E402
+from searchlayers.architecture import Architecture  # noqa: E402
+from searchlayers.derive import apply_architecture, choose, derive  # noqa: E402
 from searchlayers import callbacks, cost, datasets, export, regularizers  # noqa: E402
 from searchlayers import bn_score, evolution, transforms  # noqa: E402
 from searchlayers.callbacks import (  # noqa: E402

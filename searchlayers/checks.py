@@ -79,11 +79,12 @@ def is_number(value):
 
 
 def number(where, name, value, low=None, high=None, low_open=False, high_open=False,
-           integer=False, finite=True, none_ok=False):
+           integer=False, finite=True, none_ok=False, allowed=None):
     """``value`` as a ``float`` (``int`` with ``integer=True``) if it is allowed.
 
     ``low``/``high`` bound it (closed unless ``low_open``/``high_open``);
-    ``finite`` rejects NaN and +-inf; ``none_ok`` lets ``None`` through.
+    ``finite`` rejects NaN and +-inf; ``none_ok`` lets ``None`` through;
+    ``allowed`` replaces the generated description of what is allowed.
     A bool, a string or any non-number is an ``ArgumentTypeError``.
 
     Example:
@@ -96,10 +97,11 @@ def number(where, name, value, low=None, high=None, low_open=False, high_open=Fa
     """
     if value is None and none_ok:
         return None
-    kind = "an integer" if integer else "a number"
-    allowed = _describe(kind, low, high, low_open, high_open, finite)
-    if none_ok:
-        allowed += " or None"
+    if allowed is None:
+        kind = "an integer" if integer else "a number"
+        allowed = _describe(kind, low, high, low_open, high_open, finite)
+        if none_ok:
+            allowed += " or None"
     if not is_number(value):
         raise ArgumentTypeError(f"{where}: {name} must be {allowed}, got {_typed(value)}.")
     if isinstance(value, np.ndarray):
@@ -133,14 +135,15 @@ def positive(where, name, value, integer=False, none_ok=False):
     return number(where, name, value, low=0, low_open=True, none_ok=none_ok)
 
 
-def integer(where, name, value, low=None, high=None, none_ok=False):
+def integer(where, name, value, low=None, high=None, none_ok=False, allowed=None):
     """``number(value, integer=True)``: an ``int`` (``2.0`` passes, ``2.7`` does not).
 
     Example:
         >>> integer("MixedOp", "channels", 16, low=1)
         16
     """
-    return number(where, name, value, low=low, high=high, integer=True, none_ok=none_ok)
+    return number(where, name, value, low=low, high=high, integer=True, none_ok=none_ok,
+                  allowed=allowed)
 
 
 def boolean(where, name, value):

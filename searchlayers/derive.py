@@ -12,58 +12,17 @@ architecture=arch)`` rebuilds from one, and ``apply_architecture`` fixes the
 supernet's forward pass to it (the derived model then gives the same outputs).
 """
 
-import dataclasses
-import json
-
 import numpy as np
 import tensorflow as tf
 
 from searchlayers._keras import input_like, keras, require_built
+from searchlayers.architecture import Architecture, as_architecture  # noqa: F401 (re-export)
 from searchlayers.layers.base import ZERO, SearchLayer, search_layers
 
 STRATEGIES = ("argmax", "sample", "expected", "best_of_k")
 # Strategies every search layer answers; a layer may offer more (``strategies``).
 # A layer without "expected" (the FiGS export rule) uses its argmax there.
 _BASE_STRATEGIES = ("argmax", "sample")
-
-
-@dataclasses.dataclass
-class Architecture:
-    """The discrete choice of every search layer, keyed by layer name.
-
-    Example:
-        >>> arch = Architecture({"mixed_op": 2}, {"mixed_op": "sep_conv_3x3"})
-        >>> Architecture.from_json(arch.to_json()) == arch
-        True
-    """
-
-    choices: dict
-    names: dict = dataclasses.field(default_factory=dict)
-    meta: dict = dataclasses.field(default_factory=dict)
-
-    def to_json(self):
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True, default=_jsonable)
-
-    @classmethod
-    def from_json(cls, text):
-        return cls(**json.loads(text))
-
-    def save(self, path):
-        with open(path, "w") as f:
-            f.write(self.to_json())
-
-    @classmethod
-    def load(cls, path):
-        with open(path) as f:
-            return cls.from_json(f.read())
-
-
-def _jsonable(value):
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON-serializable: {value!r}")
 
 
 def _describe(layer, choice):
@@ -119,6 +78,8 @@ def apply_architecture(model, architecture):
     Example:
         >>> apply_architecture(supernet, choose(supernet))  # doctest: +SKIP
     """
+    if architecture is not None:
+        architecture = as_architecture(architecture, "apply_architecture").validate(model)
     for layer in search_layers(model):
         choice = None if architecture is None else _lookup(architecture, layer)
         layer.set_choice(choice)
@@ -195,6 +156,8 @@ def derive(model, strategy="argmax", architecture=None, validation_data=None, k=
             raise ValueError(
                 f"derive(): unknown strategy {strategy!r}; allowed: {', '.join(STRATEGIES)}."
             )
+    else:
+        architecture = as_architecture(architecture, "derive()").validate(model)
     derived = _rebuild(model, architecture)
     derived.architecture = architecture
     return derived

@@ -40,7 +40,8 @@ import numpy as np
 
 from searchlayers import checks
 from searchlayers import cost as cost_model
-from searchlayers.derive import Architecture, apply_architecture
+from searchlayers.architecture import Architecture
+from searchlayers.derive import apply_architecture
 from searchlayers.layers.base import search_layers
 
 SCORERS = ("bn", "accuracy")

@@ -21,7 +21,7 @@ import zlib
 
 import tensorflow as tf
 
-from searchlayers import relax
+from searchlayers import checks, relax
 from searchlayers._keras import keras
 
 # Returned by ``derived_layer`` when the choice removes the layer's output
@@ -144,6 +144,23 @@ class SearchLayer(keras.layers.Layer):
     def set_choice(self, choice):
         """Fixes the forward pass to ``choice`` (``None`` clears it)."""
         raise NotImplementedError
+
+    def check_choice(self, choice):
+        """``choice`` (normalized) if this layer accepts it, else ValueError /
+        TypeError naming the layer, the choice and what is allowed.
+
+        Default: an integer index into ``choice_names`` (layers with
+        ``num_choices``); layers with another kind of choice override it.
+        ``searchlayers.architecture`` validates records with it.
+        """
+        n = getattr(self, "num_choices", None)
+        if n is None:
+            return choice
+        listing = ", ".join(f"{i}: {c}" for i, c in enumerate(self.choice_names))
+        return checks.integer(
+            f"{type(self).__name__} '{self.name}'", "choice", choice, low=0, high=n - 1,
+            allowed=f"an integer index in 0..{n - 1} ({listing})",
+        )
 
     def derived_layer(self, choice):
         """The plain Keras layer (weights inherited) or ``ZERO`` for ``choice``."""

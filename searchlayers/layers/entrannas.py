@@ -58,7 +58,7 @@ Example:
 
 import tensorflow as tf
 
-from searchlayers import relax
+from searchlayers import checks, relax
 from searchlayers._keras import keras, register
 from searchlayers.layers.base import SearchLayer
 from searchlayers.layers.ops import BN_MOMENTUM, check_op_name, get_op
@@ -479,6 +479,18 @@ class EnTranCell(SearchLayer):
                 for k in range(self.num_ops) if mask[e][k] > 0
             ])
         return record
+
+    def check_choice(self, choice):
+        """``choice`` if it is a valid record of this cell (see ``choice_mask_of``)."""
+        where = f"EnTranCell '{self.name}'"
+        try:
+            self.choice_mask_of(choice)
+        except (TypeError, ValueError, IndexError) as error:
+            if str(error).startswith(where):
+                raise
+            checks.fail(where, "choice", choice, f"a list of {self.steps} nodes, each a "
+                        "list of [input, op_name] pairs")
+        return choice
 
     def choice_mask_of(self, record):
         """The 0/1 ``[edges, ops]`` mask of a record (validated)."""

@@ -22,7 +22,7 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
-from searchlayers import relax
+from searchlayers import checks, relax
 from searchlayers._keras import keras, register
 from searchlayers.layers.base import SearchLayer
 
@@ -189,6 +189,17 @@ class FiGSMask(SearchLayer):
         if len(kept) == 0 or (self.keep_one and int(np.argmax(logits)) not in kept):
             kept = np.append(kept, int(np.argmax(logits)))
         return sorted(int(i) for i in kept)
+
+    def check_choice(self, choice):
+        """``choice`` as a sorted list of distinct kept channel indices (at least one)."""
+        where = f"FiGSMask '{self.name}'"
+        allowed = f"a non-empty list of distinct channel indices in 0..{self.channels - 1}"
+        items = checks.sequence(where, "choice", choice, nonempty=False, what=allowed)
+        kept = [checks.integer(where, "choice", i, low=0, high=self.channels - 1,
+                               allowed=allowed) for i in items]
+        if not kept or len(set(kept)) != len(kept):
+            checks.fail(where, "choice", choice, allowed)
+        return sorted(kept)
 
     def set_choice(self, choice):
         """Fixes the mask to exactly the channels ``choice`` (``None`` clears)."""
