@@ -12,7 +12,12 @@ Distributed tuning: start the same command once with
 tuner0``, ``tuner1``, ...), all with ``KERASTUNER_ORACLE_IP`` /
 ``KERASTUNER_ORACLE_PORT`` and the same ``--directory``; the chief writes the
 report when every trial is done. ``--mirrored`` searches each trial under
-``tf.distribute.MirroredStrategy`` (``--logical_cpus=2`` splits the CPU).
+``tf.distribute.MirroredStrategy`` (``--logical_cpus=2`` splits the CPU);
+``--multiworker`` under ``MultiWorkerMirroredStrategy`` over the ``TF_CONFIG``
+cluster of a tuner's worker processes (``python -m searchlayers.launch
+--workers 2 -- python -m examples.sweep --multiworker ...``, all with one
+``KERASTUNER_TUNER_ID``): that cluster's chief takes the trials from the Oracle
+and the others search each one with it.
 
 The defaults are ``make demo``: DARTS and FiGS on digits, budgets 0.5 and
 0.25 of the supernet's cost, 4 trials.
@@ -57,6 +62,8 @@ flags.DEFINE_string("options", json.dumps(DEMO_OPTIONS),
                     "its own, e.g. {\"darts\": {\"channels\": 4}}.")
 flags.DEFINE_bool("overwrite", True, "Start afresh; false resumes the sweep in --out.")
 flags.DEFINE_bool("mirrored", False, "Search under MirroredStrategy (all local devices).")
+flags.DEFINE_bool("multiworker", False, "Search each trial under MultiWorkerMirroredStrategy "
+                  "over the TF_CONFIG cluster (searchlayers.launch); its chief takes the trials.")
 flags.DEFINE_integer("logical_cpus", 1, "Split the CPU into this many logical devices.")
 flags.DEFINE_bool("report_only", False, "Only write the report of the sweep in --out.")
 flags.DEFINE_integer("seed", 0, "Random seed (the Oracle's and every trial's).")
@@ -81,7 +88,8 @@ def make_tuner():
     return tuning.SweepTuner(
         FLAGS.oracle, space, max_trials=FLAGS.max_trials, objective=FLAGS.objective,
         directory=FLAGS.out, project_name=FLAGS.project, overwrite=FLAGS.overwrite,
-        settings=settings, strategy="mirrored" if FLAGS.mirrored else None, seed=FLAGS.seed,
+        settings=settings, seed=FLAGS.seed,
+        strategy="multiworker" if FLAGS.multiworker else "mirrored" if FLAGS.mirrored else None,
         oracle_kwargs=oracle_kwargs)
 
 

@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-from searchlayers import cost, decision
+from searchlayers import cost, decision, evolution
 from searchlayers import regularizers as reg
 from searchlayers.derive import apply_architecture, choose, derive
 
@@ -85,6 +85,17 @@ def _fixed_cost(supernet, architecture, metric):
         apply_architecture(supernet, None)
 
 
+def _rough_cost(supernet, metric):
+    """``architecture -> cost`` for the pre-filter: a sum over the per-choice cost
+    table when every search layer has a list of candidates (fast), else the
+    supernet's expected cost with the choices fixed."""
+    try:
+        table = evolution.cost_table(reg.unwrap(supernet), metric)
+    except (ValueError, TypeError, AttributeError):
+        return lambda architecture: _fixed_cost(supernet, architecture, metric)
+    return lambda architecture: table.total(table.encode(architecture))
+
+
 def sample_architectures(supernet, architecture, n=5, metric="macs", tolerance=TOLERANCE,
                          target=None, seed=0, max_tries=2000):
     """``n`` random architectures of ``supernet`` whose derived cost is within
@@ -116,8 +127,9 @@ def sample_architectures(supernet, architecture, n=5, metric="macs", tolerance=T
     masks = [layer for layer in groups.values() if decision.is_bernoulli(layer)]
     if target is None:
         target = child_cost(derive(supernet, architecture=architecture), metric)
-    fixed_target = _fixed_cost(supernet, architecture, metric)
     keep = _kept_fraction(architecture, masks)
+    rough_cost = _rough_cost(supernet, metric)
+    fixed_target = rough_cost(architecture)
     rng = np.random.default_rng(seed)
     seen, found, costs = {_key(architecture)}, [], []
     for draw in range(max_tries):
@@ -125,7 +137,7 @@ def sample_architectures(supernet, architecture, n=5, metric="macs", tolerance=T
         if _key(candidate) in seen:
             continue
         seen.add(_key(candidate))
-        rough = _fixed_cost(supernet, candidate, metric)
+        rough = rough_cost(candidate)
         costs.append(rough / fixed_target)
         if abs(rough / fixed_target - 1) > 3 * tolerance:
             continue

@@ -25,18 +25,20 @@ import math
 import numbers
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from searchlayers import checks
 from searchlayers import regularizers as reg
 from searchlayers.relax import check_temperature
 from searchlayers._keras import keras, register
+from searchlayers.launch import is_chief
 from searchlayers.layers.base import search_layers
 from searchlayers.search import tie_arch_variables
 
 SCHEDULES = ("constant", "exponential", "linear", "cosine")
 PER = ("epoch", "step")
-MODES = ("additive", "multiplicative")
+MODES = ("additive", "multiplicative", "target")
 
 
 def schedule_value(schedule, t, start, end=None, rate=None, total=None):
@@ -74,6 +76,13 @@ def _check_schedule(where, schedule, end, rate, total):
         if end is None or total is None:
             raise ValueError(f"{where}: schedule {schedule!r} needs `end` and `total`.")
         reg.check_positive(total, "total", where)
+
+
+def _is_chief(model):
+    """Whether this process writes a callback's files: all but the non-chief
+    workers of a multi-worker strategy. Those still compute every value (reading
+    some variables is a collective op that needs every worker)."""
+    return is_chief(model.distribute_strategy)
 
 
 def _check_model_has_search_layers(model, where):
@@ -343,6 +352,12 @@ class FLOPsRegularizer(keras.callbacks.Callback):
     - ``mode="multiplicative"`` (BARS eq. 7): loss ``= L0 * (cost/budget)^theta``
       with ``theta = over`` when ``cost >= budget`` and ``under`` otherwise;
       needs a ``searchlayers.SearchModel``.
+    - ``mode="target"``: the additive term with ``strength`` as a Lagrange
+      multiplier of the constraint ``cost = budget``: after every epoch
+      ``strength += rate * (cost / budget - 1)`` (it grows while the expected
+      cost is over the budget, shrinks, even below 0, while it is under), so
+      the search settles on the budget whatever the starting strength. Derive
+      with ``searchlayers.budget.fit`` to land the exact cost on it too.
 
     Args:
         budget: cost budget (> 0), required for the multiplicative mode.
@@ -354,6 +369,8 @@ class FLOPsRegularizer(keras.callbacks.Callback):
         search_only: count only the search layers (BARS).
         form: for FiGS masks, "expected" (eq. 6) or "morphnet" (MorphNet's
             linearised form, ``regularizers.figs_expected_cost``).
+        rate: ``mode="target"``: the multiplier's step per unit of relative
+            violation per epoch.
 
     Example:
         >>> cb = FLOPsRegularizer(budget=2e6, metric="equivalent_ops", mode="multiplicative")
@@ -361,18 +378,22 @@ class FLOPsRegularizer(keras.callbacks.Callback):
     """
 
     def __init__(self, budget=None, metric="macs", mode="additive", strength=1.0,
-                 under=0.0, over=1.0, search_only=False, form="expected"):
+                 under=0.0, over=1.0, search_only=False, form="expected", rate=1.0):
         super().__init__()
         where = "FLOPsRegularizer"
         reg.check_metric(metric, where)
         _check_choice(form, reg.FIGS_FORMS, "form", where)
         self.form = form
         _check_choice(mode, MODES, "mode", where)
-        if budget is not None or mode == "multiplicative":
+        if budget is not None or mode != "additive":
             budget = reg.check_positive(budget, "budget", f"{where}(mode={mode!r})")
+        self.rate = reg.check_positive(rate, "rate", where)
         self.budget, self.metric, self.mode = budget, metric, mode
-        self.under, self.over, self.search_only = float(under), float(over), bool(search_only)
-        self.strength = tf.Variable(float(strength), trainable=False, dtype=tf.float32,
+        self.under = checks.number(where, "under", under)
+        self.over = checks.number(where, "over", over)
+        self.search_only = checks.boolean(where, "search_only", search_only)
+        strength = checks.number(where, "strength", strength, low=0)
+        self.strength = tf.Variable(strength, trainable=False, dtype=tf.float32,
                                     name="flops_strength")
 
     def cost(self):
@@ -407,20 +428,25 @@ class FLOPsRegularizer(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         tie_arch_variables(self.model)
         _check_model_has_search_layers(self.model, "FLOPsRegularizer")
-        if self.mode == "additive":
+        if self.mode != "multiplicative":
             _attach(self.model, reg.attach_loss, "FLOPsRegularizer", self.loss)
         else:
             _attach(self.model, reg.attach_loss_multiplier, "FLOPsRegularizer",
                     self.multiplier, where=f"FLOPsRegularizer(mode={self.mode!r})")
 
     def on_epoch_end(self, epoch, logs=None):
+        expected = float(self.cost())
+        if self.mode == "target":  # the multiplier follows the constraint's violation
+            self.strength.assign_add(self.rate * (expected / self.budget - 1.0))
         if logs is not None:
-            logs[f"expected_{self.metric}"] = float(self.cost())
+            logs[f"expected_{self.metric}"] = expected
+            if self.mode == "target":
+                logs["flops_strength"] = float(self.strength.numpy())
 
     def get_config(self):
         return dict(budget=self.budget, metric=self.metric, mode=self.mode,
                     strength=float(self.strength.numpy()), under=self.under, over=self.over,
-                    search_only=self.search_only, form=self.form)
+                    search_only=self.search_only, form=self.form, rate=self.rate)
 
     @classmethod
     def from_config(cls, config):
@@ -532,6 +558,7 @@ class ArchitectureLogger(keras.callbacks.Callback):
         self.decision_name = decision_name
         self.history, self.decisions = {}, {}
         self._writer = None
+        self._chief = True
 
     @property
     def csv_path(self):
@@ -566,10 +593,12 @@ class ArchitectureLogger(keras.callbacks.Callback):
         return out
 
     def on_train_begin(self, logs=None):
-        os.makedirs(self.log_dir, exist_ok=True)
+        self._chief = _is_chief(self.model)
+        if self._chief:
+            os.makedirs(self.log_dir, exist_ok=True)
         _check_model_has_search_layers(self.model, "ArchitectureLogger")
         self.history = self._read_csv() if self.append else {}
-        if self.tensorboard and self._writer is None:
+        if self.tensorboard and self._writer is None and self._chief:
             self._writer = tf.summary.create_file_writer(self.log_dir)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -580,7 +609,8 @@ class ArchitectureLogger(keras.callbacks.Callback):
             key: {m: d[m] for m in _DECISION_COLUMNS}
             for key, d in decision.model_decision(self.model).items()
         }
-        self._write_csv()
+        if self._chief:
+            self._write_csv()
         if self._writer is not None:
             with self._writer.as_default():
                 for key, probs in self.history[epoch].items():
@@ -593,7 +623,7 @@ class ArchitectureLogger(keras.callbacks.Callback):
             self._writer.flush()
 
     def on_train_end(self, logs=None):
-        if self.history:
+        if self.history and self._chief:
             self.plot()
 
     def _write_csv(self):
@@ -646,7 +676,7 @@ class ArchitectureLogger(keras.callbacks.Callback):
         path = path or self.png_path
         epochs = sorted(self.history)
         keys = list(self.history[epochs[-1]])
-        cols = min(len(keys), 3)
+        cols = max(min(len(keys), 3), 1)  # no groups (single path): an empty figure
         rows = math.ceil(len(keys) / cols)
         fig = Figure(figsize=(4.5 * cols, 3.2 * rows))
         FigureCanvasAgg(fig)
@@ -727,6 +757,7 @@ class BNScoreEvaluator(keras.callbacks.Callback):
         self.json_name, self.png_name, self.append = json_name, png_name, bool(append)
         self.history = []
         self.stopped_epoch = None
+        self._chief = True
 
     @property
     def json_path(self):
@@ -745,8 +776,16 @@ class BNScoreEvaluator(keras.callbacks.Callback):
         return bn_score.bn_scores(self.model)
 
     def on_train_begin(self, logs=None):
-        self.scores()  # a model without MixedOps fails now, with the layer named
-        if self.log_dir is not None:
+        scores = self.scores()  # a model without MixedOps fails now, with the layer named
+        if not any(np.isfinite(s).sum() >= 2 for s in scores.values()):
+            raise ValueError(
+                f"BNScoreEvaluator: no search layer of model '{self.model.name}' has two "
+                f"candidates with a BatchNorm score ({ {k: s.tolist() for k, s in scores.items()} }); "
+                "nothing can be ranked. Allowed: MixedOps whose candidate ops end with an "
+                "affine BatchNormalization (see searchlayers.bn_score.op_score)."
+            )
+        self._chief = _is_chief(self.model)
+        if self.log_dir is not None and self._chief:
             os.makedirs(self.log_dir, exist_ok=True)
         self.history, self.stopped_epoch = [], None
         if self.append and os.path.exists(self.json_path):
@@ -785,7 +824,7 @@ class BNScoreEvaluator(keras.callbacks.Callback):
                 and epoch + 1 >= self.min_epochs):
             self.stopped_epoch = int(epoch)
             self.model.stop_training = True
-        if self.json_path is not None:
+        if self.json_path is not None and self._chief:
             import json
 
             with open(self.json_path, "w") as f:
@@ -829,7 +868,7 @@ class BNScoreEvaluator(keras.callbacks.Callback):
         return path
 
     def on_train_end(self, logs=None):
-        if self.history and self.png_path is not None:
+        if self.history and self.png_path is not None and self._chief:
             self.plot()
 
     def get_config(self):

@@ -39,7 +39,10 @@ def show(value):
         >>> show("x" * 100)[-4:]
         "...'"
     """
-    text = repr(value)
+    shape = getattr(value, "shape", None)
+    if shape is not None and len(shape) > 1:  # arrays and tensors: their shape, not data
+        return f"{type(value).__name__} of shape {tuple(shape)}"
+    text = " ".join(repr(value).split())
     if len(text) > _REPR:
         text = text[: _REPR - 4] + "...'" if isinstance(value, str) else text[: _REPR - 3] + "..."
     return text

@@ -22,13 +22,48 @@ Conventions:
 * ``equivalent_ops = float_macs + binary_macs / 64`` (BARS, Table 2).
 * ``memory_bytes`` is parameter storage: ``4 * float_params + binary_params / 8``.
 * BatchNormalization is folded: 0 MACs, its ``count_params()`` (gamma, beta, moving
-  mean and variance) are float parameters. Pooling, activations, merges, reshapes and
-  other weightless layers cost nothing. A layer with weights whose MACs this module does
-  not know keeps its parameters, costs 0 MACs and is flagged "not counted".
+  mean and variance) are float parameters. Embedding is a table look-up: 0 MACs.
+* ``elementwise`` counts element-wise arithmetic on activations, apart from MACs (and
+  out of ``macs`` and ``equivalent_ops``): per output element, ``k - 1`` ops for a merge
+  of ``k`` inputs (``Add``, ``Subtract``, ``Multiply``, ``Maximum``, ``Minimum``; ``k``
+  for ``Average``), 1 for a per-channel scale (ConvNeXt's ``LayerScale``), ``PReLU`` or
+  a TF binary op (``x + y``, ``x * 0.5``: ``TFOpLambda``), 2 for ``Rescaling`` (scale and
+  offset) and ``Normalization`` (subtract, divide), and for ``LayerNormalization`` /
+  ``GroupNormalization`` 4 plus 1 with a learned scale or offset (fvcore's norm count).
+  Activations, pooling, softmax, padding, concatenation and reshapes are not counted.
+* Attention: ``MultiHeadAttention`` counts its query / key / value / output
+  projections (``EinsumDense``, ``prod(output) * prod(contracted kernel dims)`` MACs)
+  plus ``heads * Tq * Tv * (key_dim + value_dim)`` MACs for the scores and the weighted
+  sum, and the query scaling as elementwise; ``Attention`` (dot) ``Tq * Tv * (dim +
+  value dim)`` MACs (``Tq``, ``Tv``: query / value positions).
+* A layer with weights whose cost this module does not know is a *gap*: it keeps its
+  parameters and counts 0 MACs, ``profile`` warns with one line naming it and its
+  parameters, marks it with ``*`` and ``Profile.complete`` is False. Weightless layers
+  of unknown type count nothing (they have no MACs by the rules above).
 
 Extension protocol: a layer that defines ``cost(input_shape) -> Cost`` is asked for its
 cost instead of being dispatched on its type. Search layers (``MixedOp`` and friends)
-implement it to report their expected cost under the current architecture distribution.
+implement it to report their expected cost under the current architecture distribution;
+composite layers (``FactorizedReduce``, the binary composites) as the sum of their parts,
+through ``layer_cost``, so a gap inside them is still reported (``collect_gaps``). A
+user's layer declares its cost the same way:
+
+    >>> import tensorflow as tf
+    >>> from searchlayers._keras import keras
+    >>> from searchlayers import cost
+    >>> class Scale(keras.layers.Layer):      # y = x * w, one weight per channel
+    ...     def build(self, input_shape):
+    ...         self.w = self.add_weight("w", shape=input_shape[-1:])
+    ...     def call(self, x):
+    ...         return x * self.w
+    ...     def cost(self, input_shape):
+    ...         positions = input_shape[1] * input_shape[2]
+    ...         return cost.Cost(float_params=input_shape[-1],
+    ...                          elementwise=positions * input_shape[-1])
+    >>> inputs = keras.Input((4, 4, 3))
+    >>> p = cost.profile(keras.Model(inputs, Scale()(inputs)))
+    >>> p.complete, p.total.elementwise, p.total.params
+    (True, 48, 3)
 
 Example:
     >>> from searchlayers._keras import keras
@@ -39,7 +74,10 @@ Example:
     6912
 """
 
+import contextlib
 import math
+import threading
+import warnings
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -51,10 +89,12 @@ from searchlayers._keras import keras, require_built
 __all__ = [
     "Cost",
     "Profile",
+    "collect_gaps",
     "compare",
     "conv_cost",
     "dense_cost",
     "depthwise_cost",
+    "elementwise_cost",
     "layer_cost",
     "profile",
 ]
@@ -64,8 +104,27 @@ _SEPARABLE = (_L.SeparableConv1D, _L.SeparableConv2D)
 _DEPTHWISE = (_L.DepthwiseConv1D, _L.DepthwiseConv2D)
 _TRANSPOSE = (_L.Conv1DTranspose, _L.Conv2DTranspose, _L.Conv3DTranspose)
 _CONV = (_L.Conv1D, _L.Conv2D, _L.Conv3D)
-# Layers with weights that legitimately cost no MACs (folded or table look-ups).
-_NO_MACS = (_L.BatchNormalization, _L.Embedding)
+_MERGE_OPS = {_L.Add: 1, _L.Subtract: 1, _L.Multiply: 1, _L.Maximum: 1, _L.Minimum: 1,
+              _L.Average: 0}  # ops per element: inputs - 1 (+ 1: Average divides)
+_NORMS = (_L.LayerNormalization, _L.GroupNormalization)
+# TF ops that Keras wraps as TFOpLambda layers: one op per output element.
+_ELEMENTWISE_SYMBOLS = frozenset(
+    f"{prefix}.{op}" for prefix in ("math", "__operators__")
+    for op in ("add", "subtract", "sub", "multiply", "mul", "truediv", "divide",
+               "maximum", "minimum", "squared_difference")
+)
+
+
+def _optional_class(module, name):
+    """A Keras-internal class, or an empty tuple when this Keras lacks it."""
+    try:
+        return (getattr(__import__(module, fromlist=[name]), name),)
+    except (ImportError, AttributeError):
+        return ()
+
+
+_LAYER_SCALE = _optional_class("tf_keras.src.applications.convnext", "LayerScale")
+_TF_OP = _optional_class("tf_keras.src.layers.core.tf_op_layer", "TFOpLambda")
 
 _METRICS = {
     "macs": lambda c: c.float_macs + c.binary_macs,
@@ -77,6 +136,7 @@ _METRICS = {
     "equivalent_ops": lambda c: c.equivalent_ops,
     "eq_ops": lambda c: c.equivalent_ops,
     "memory_bytes": lambda c: c.memory_bytes,
+    "elementwise": lambda c: c.elementwise,
 }
 
 
@@ -85,6 +145,7 @@ class Cost:
     """Cost of a layer or model; values are Python numbers or ``tf`` tensors.
 
     ``memory_bytes`` defaults to ``4 * float_params + binary_params / 8``.
+    ``elementwise`` counts element-wise ops, apart from the MACs (module docstring).
 
     Example:
         >>> c = Cost(float_macs=100, binary_macs=640, float_params=10)
@@ -97,6 +158,7 @@ class Cost:
     float_params: object = 0
     binary_params: object = 0
     memory_bytes: object = None
+    elementwise: object = 0
 
     # Makes numpy scalars defer to __rmul__ / __radd__ instead of broadcasting.
     __array_ufunc__ = None
@@ -141,7 +203,7 @@ class Cost:
 
         Names: ``macs`` (float + binary), ``float_macs``, ``binary_macs``, ``params``,
         ``float_params``, ``binary_params``, ``equivalent_ops`` (alias ``eq_ops``),
-        ``memory_bytes``.
+        ``memory_bytes``, ``elementwise``.
 
         Example:
             >>> Cost(float_macs=5, binary_macs=64).metric("macs")
@@ -152,6 +214,17 @@ class Cost:
                 f"Unknown cost metric {name!r}; allowed: {', '.join(sorted(_METRICS))}."
             )
         return _METRICS[name](self)
+
+    def operations(self):
+        """The computation only (MACs and elementwise ops, no parameters or memory):
+        what a repeated call of a shared layer adds.
+
+        Example:
+            >>> Cost(float_macs=5, float_params=2, elementwise=3).operations()
+            Cost(float_macs=5, binary_macs=0, float_params=0, binary_params=0, memory_bytes=0.0, elementwise=3)
+        """
+        return Cost(float_macs=self.float_macs, binary_macs=self.binary_macs,
+                    elementwise=self.elementwise)
 
     def _values(self):
         return [getattr(self, f.name) for f in fields(self)]
@@ -339,7 +412,7 @@ def _dense_layer_cost(layer, in_shape, out_shape, cin, cout):
     )
 
 
-def _batchnorm_cost(layer, cin, cout):
+def _batchnorm_cost(layer, in_shape, out_shape, cin, cout):
     if cin is None and cout is None:
         return Cost(float_params=layer.count_params())
     channels = cout if cout is not None else cin
@@ -347,12 +420,180 @@ def _batchnorm_cost(layer, cin, cout):
     return Cost(float_params=per_channel * channels)
 
 
-def _is_counted(layer):
-    """False for a layer with weights whose MACs this module does not know."""
-    if isinstance(layer, keras.Model) or callable(getattr(layer, "cost", None)):
-        return True
-    kinds = _SEPARABLE + _DEPTHWISE + _CONV + (_L.Dense,) + _NO_MACS
-    return isinstance(layer, kinds) or not layer.weights
+def elementwise_cost(shape, ops=1, channels=None):
+    """``ops`` element-wise ops per element of one example of ``shape`` (batch left out);
+    ``channels`` overrides the last axis (fractional or a tensor allowed).
+
+    Example:
+        >>> elementwise_cost((None, 4, 4, 8), ops=2).elementwise
+        256
+    """
+    shape = _shape_tuple(shape)
+    elements = _prod(shape[1:]) if channels is None else _prod(shape[1:-1]) * channels
+    return Cost(elementwise=ops * elements)
+
+
+def _channels(cin, cout):
+    return cout if cout is not None else cin
+
+
+def _params(layer, cin, cout, per_channel):
+    """``count_params()``, or ``per_channel`` times the overriding channel count."""
+    channels = _channels(cin, cout)
+    if channels is None:
+        return layer.count_params() if layer.built else 0
+    return per_channel * channels
+
+
+def _inputs(in_shape):
+    """The shapes of a call's inputs, as a list (one shape for a single input)."""
+    if in_shape and isinstance(in_shape[0], (tuple, list, tf.TensorShape)):
+        return [_shape_tuple(s) for s in in_shape]
+    return [in_shape]
+
+
+def _merge_cost(layer, in_shape, out_shape, cin, cout):
+    extra = next(ops for kind, ops in _MERGE_OPS.items() if isinstance(layer, kind))
+    ops = len(_inputs(in_shape)) - 1 + (1 - extra)
+    return elementwise_cost(out_shape, ops, _channels(cin, cout))
+
+
+def _scale_cost(ops):
+    """Per-element layers: ``ops`` ops per output element, parameters per channel."""
+    def count(layer, in_shape, out_shape, cin, cout):
+        channels = _channels(cin, cout)
+        per_channel = 0
+        if channels is not None and layer.built and layer.count_params():
+            per_channel = layer.count_params() / out_shape[-1]
+        params = _params(layer, cin, cout, per_channel)
+        return elementwise_cost(out_shape, ops, channels) + Cost(float_params=params)
+
+    return count
+
+
+def _norm_cost(layer, in_shape, out_shape, cin, cout):
+    affine = int(layer.scale or layer.center)
+    params = _params(layer, cin, cout, int(layer.scale) + int(layer.center))
+    return elementwise_cost(out_shape, 4 + affine, _channels(cin, cout)) + Cost(
+        float_params=params)
+
+
+def _tf_op_cost(layer, in_shape, out_shape, cin, cout):
+    if layer.symbol not in _ELEMENTWISE_SYMBOLS or out_shape is None:
+        return Cost.zero()
+    return elementwise_cost(out_shape, 1, _channels(cin, cout))
+
+
+def _einsum_dense_cost(layer, in_shape, out_shape, cin, cout):
+    """``prod(output) * prod(contracted kernel dims)`` MACs (batch left out)."""
+    kernel_spec, output_spec = layer.equation.split(",")[1].split("->")
+    contracted = _prod([
+        size for axis, size in zip(kernel_spec, layer.kernel.shape) if axis not in output_spec
+    ])
+    macs = _prod(out_shape[1:]) * contracted
+    bias = 0 if layer.bias is None else int(np.prod(layer.bias.shape))
+    return Cost(float_macs=macs, float_params=int(np.prod(layer.kernel.shape)) + bias)
+
+
+def _attention_cost(layer, in_shape, out_shape, cin, cout):
+    """Dot-product (``Attention``) or additive (``AdditiveAttention``, ``score_mode=
+    "concat"``) attention: the scores and the weighted sum of the values."""
+    shapes = _inputs(in_shape)
+    query, value = shapes[0], shapes[1]
+    tq, tv = _prod(query[1:-1]), _prod(value[1:-1])
+    scores = tq * tv * query[-1]
+    result = Cost(float_macs=scores + tq * tv * value[-1], float_params=layer.count_params())
+    additive = isinstance(layer, _L.AdditiveAttention) or (
+        getattr(layer, "score_mode", "dot") == "concat")
+    if additive:  # tanh(q + k) before the weighted sum over dim: one add per term
+        result = result + Cost(elementwise=scores)
+    elif getattr(layer, "use_scale", False):
+        result = result + Cost(elementwise=tq * tv)
+    return result
+
+
+def _multi_head_attention_cost(layer, in_shape, out_shape, cin, cout):
+    shapes = _inputs(in_shape)
+    query = shapes[0]
+    value = shapes[1] if len(shapes) > 1 else query
+    key = shapes[2] if len(shapes) > 2 else value
+    heads, key_dim, value_dim = layer._num_heads, layer._key_dim, layer._value_dim
+    tq, tv = _prod(query[1:-1]), _prod(value[1:-1])
+    context = (*query[:-1], heads, value_dim)
+    parts = [(layer._query_dense, query), (layer._key_dense, key),
+             (layer._value_dense, value), (layer._output_dense, context)]
+    total = sum((layer_cost(dense, shape) for dense, shape in parts), Cost.zero())
+    matmuls = heads * tq * tv * (key_dim + value_dim)
+    return total + Cost(float_macs=matmuls, elementwise=heads * tq * key_dim)
+
+
+def _table_cost(layer, in_shape, out_shape, cin, cout):
+    return Cost(float_params=layer.count_params() if layer.built else 0)
+
+
+# (layer classes, counter(layer, in_shape, out_shape, cin, cout)); first match wins, so
+# subclasses come before their bases (DepthwiseConv2D is a Conv2D).
+_COUNTERS = (
+    (_SEPARABLE, _separable_layer_cost),
+    (_DEPTHWISE, _depthwise_layer_cost),
+    (_CONV, _conv_layer_cost),
+    ((_L.Dense,), _dense_layer_cost),
+    ((_L.EinsumDense,), _einsum_dense_cost),
+    ((_L.MultiHeadAttention,), _multi_head_attention_cost),
+    ((_L.Attention, _L.AdditiveAttention), _attention_cost),
+    ((_L.BatchNormalization,), _batchnorm_cost),
+    ((_L.Embedding,), _table_cost),
+    (_NORMS, _norm_cost),
+    ((_L.Normalization, _L.Rescaling), _scale_cost(2)),
+    (_LAYER_SCALE + (_L.PReLU,), _scale_cost(1)),
+    (tuple(_MERGE_OPS), _merge_cost),
+    (_TF_OP, _tf_op_cost),
+)
+
+
+# The gap collectors of this thread (``collect_gaps``), innermost last.
+_STATE = threading.local()
+
+
+def _collectors():
+    if not hasattr(_STATE, "stack"):
+        _STATE.stack = []
+    return _STATE.stack
+
+
+@contextlib.contextmanager
+def collect_gaps():
+    """Collects the layers that ``layer_cost`` could not count while the block runs.
+
+    Yields a list that receives each layer with weights whose cost is unknown (counted
+    as its parameters and 0 MACs), including those met inside a search or composite
+    layer's ``cost()``; nested blocks each see every gap.
+
+    Example:
+        >>> from searchlayers._keras import keras
+        >>> prelu, custom = keras.layers.PReLU(), keras.layers.Dense(2)
+        >>> class Opaque(keras.layers.Layer):
+        ...     def build(self, shape):
+        ...         self.w = self.add_weight("w", shape=[3])
+        >>> layer = Opaque(name="opaque"); layer.build((None, 3))
+        >>> with collect_gaps() as gaps:
+        ...     _ = layer_cost(layer, (None, 3), (None, 3))
+        >>> [g.name for g in gaps]
+        ['opaque']
+    """
+    found = []
+    stack = _collectors()
+    stack.append(found)
+    try:
+        yield found
+    finally:
+        stack.pop()
+
+
+def _record_gap(layer):
+    for found in _collectors():
+        if all(g is not layer for g in found):
+            found.append(layer)
 
 
 def layer_cost(layer, input_shape, output_shape=None, cin=None, cout=None):
@@ -378,19 +619,24 @@ def layer_cost(layer, input_shape, output_shape=None, cin=None, cout=None):
         return sum((c for _, _, c, _ in _model_rows(layer, input_shape)), Cost.zero())
     in_shape = _shape_tuple(input_shape)
     if output_shape is None:
-        output_shape = layer.compute_output_shape(input_shape)
-    out_shape = _shape_tuple(output_shape)
-    if isinstance(layer, _SEPARABLE):
-        return _separable_layer_cost(layer, in_shape, out_shape, cin, cout)
-    if isinstance(layer, _DEPTHWISE):
-        return _depthwise_layer_cost(layer, in_shape, out_shape, cin, cout)
-    if isinstance(layer, _CONV):
-        return _conv_layer_cost(layer, in_shape, out_shape, cin, cout)
-    if isinstance(layer, _L.Dense):
-        return _dense_layer_cost(layer, in_shape, out_shape, cin, cout)
-    if isinstance(layer, _L.BatchNormalization):
-        return _batchnorm_cost(layer, cin, cout)
+        output_shape = _output_shape(layer, input_shape)
+    out_shape = None if output_shape is None else _shape_tuple(output_shape)
+    for kinds, count in _COUNTERS:
+        if isinstance(layer, kinds):
+            return count(layer, in_shape, out_shape, cin, cout)
+    if layer.built and layer.weights:
+        _record_gap(layer)
     return Cost(float_params=layer.count_params() if layer.built else 0)
+
+
+def _output_shape(layer, input_shape):
+    """``layer.compute_output_shape``; None for a TF-op layer that cannot say."""
+    try:
+        return layer.compute_output_shape(input_shape)
+    except NotImplementedError:
+        if isinstance(layer, _TF_OP):
+            return None
+        raise
 
 
 def _layer_calls(model, layer):

@@ -131,6 +131,11 @@ def load(
         TensorShape([64, 16, 16, 1])
     """
     _check_split(split)
+    checks.string("datasets.load", "name", name)
+    checks.positive("datasets.load", "batch_size", batch_size, integer=True)
+    _size_tuple(image_size, "datasets.load")
+    checks.integer("datasets.load", "seed", seed)
+    checks.boolean("datasets.load", "drop_remainder", drop_remainder)
     if shuffle is None:
         shuffle = split not in ("validation", "test")
     if name == "digits":
@@ -162,6 +167,7 @@ def search_pairs(name, batch_size=32, image_size=None, seed=0, data_dir=None, do
         >>> x_w.shape == x_a.shape
         True
     """
+    checks.integer("datasets.search_pairs", "seed", seed)
     common = dict(batch_size=batch_size, image_size=image_size, data_dir=data_dir,
                   drop_remainder=True, download=download)
     weights = load(name, "search_weights", seed=seed, **common)
@@ -184,6 +190,7 @@ def arrays(name, split="train", image_size=None, data_dir=None, limit=None, down
         >>> x.shape, y.shape
         ((359, 8, 8, 1), (359,))
     """
+    checks.integer("datasets.arrays", "limit", limit, low=1, none_ok=True)
     ds = load(name, split, batch_size=256, image_size=image_size, data_dir=data_dir,
               shuffle=False, download=download)
     if limit is not None:
@@ -213,17 +220,25 @@ def info(name, image_size=None, data_dir=None):
         shape = tuple(builder.info.features[image_key].shape)
         num_classes = builder.info.features[label_key].num_classes
     if image_size is not None:
-        shape = _size_tuple(image_size) + shape[2:]
+        shape = _size_tuple(image_size, "datasets.info") + shape[2:]
     return DatasetInfo(name=name, num_classes=int(num_classes), input_shape=tuple(shape))
 
 
 # ------------------------------------------------------------------ preprocessing
 
 
-def _size_tuple(image_size):
-    if isinstance(image_size, int):
-        return (image_size, image_size)
-    return tuple(int(s) for s in image_size)
+def _size_tuple(image_size, where="datasets"):
+    """``(height, width)`` of an int or a pair of ints >= 1 (``None`` passes)."""
+    if image_size is None:
+        return None
+    allowed = "None, an integer >= 1 or a (height, width) pair of them"
+    if checks.is_number(image_size):
+        size = checks.integer(where, "image_size", image_size, low=1, allowed=allowed)
+        return (size, size)
+    sizes = checks.sequence(where, "image_size", image_size, what=allowed)
+    if len(sizes) != 2:
+        checks.fail(where, "image_size", image_size, allowed)
+    return tuple(checks.integer(where, "image_size", s, low=1, allowed=allowed) for s in sizes)
 
 
 def _preprocess_fn(image_size):

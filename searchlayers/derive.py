@@ -15,6 +15,7 @@ supernet's forward pass to it (the derived model then gives the same outputs).
 import numpy as np
 import tensorflow as tf
 
+from searchlayers import checks
 from searchlayers._keras import input_like, keras, require_built
 from searchlayers.architecture import Architecture, as_architecture  # noqa: F401 (re-export)
 from searchlayers.layers.base import ZERO, SearchLayer, search_layers
@@ -47,7 +48,7 @@ def choose(model, strategy="argmax", seed=0, rule=None):
         >>> choose(supernet, "argmax").choices  # doctest: +SKIP
         {'mixed_op': 4, ...}
     """
-    from searchlayers.search import tie_arch_variables
+    from searchlayers.search import check_finite_arch, tie_arch_variables
 
     _check_model(model)
     if strategy not in _BASE_STRATEGIES + ("expected",):
@@ -55,6 +56,7 @@ def choose(model, strategy="argmax", seed=0, rule=None):
             f"choose(): unknown strategy {strategy!r}; allowed: 'argmax', 'sample', 'expected'."
         )
     tie_arch_variables(model)
+    check_finite_arch(model, "choose()")
     by_key, choices, names = {}, {}, {}
     for layer in search_layers(model):
         key = layer.arch_key or layer.name
@@ -105,6 +107,8 @@ def best_of_k(model, validation_data, k=8, seed=0, steps=None):
     """
     if getattr(model, "compiled_loss", None) is None:
         raise ValueError(f"best_of_k: model '{model.name}' must be compiled (its loss scores).")
+    k = checks.integer("best_of_k", "k", k, low=1)
+    _check_labelled(validation_data, "best_of_k")
     scored = []
     try:
         for i in range(int(k)):
@@ -118,6 +122,16 @@ def best_of_k(model, validation_data, k=8, seed=0, steps=None):
     best = min(scored, key=lambda t: t[0])[1]
     best.meta["strategy"] = "best_of_k"
     return best, scored
+
+
+def _check_labelled(data, where):
+    """Scoring needs labels: an ``(x, y)`` pair or a dataset of ``(x, y)`` batches."""
+    spec = data.element_spec if isinstance(data, tf.data.Dataset) else None
+    labelled = (isinstance(spec, tuple) and len(spec) >= 2) if spec is not None else (
+        isinstance(data, (tuple, list)) and len(data) >= 2)
+    if not labelled:
+        checks.fail(where, "validation_data", data, "labelled data: an (x, y) pair of arrays "
+                    "or a tf.data.Dataset of (x, y) batches")
 
 
 def _evaluate(model, data, steps):

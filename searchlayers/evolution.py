@@ -391,8 +391,9 @@ def evolutionary_search(model, limit=None, metric="macs", scorer="bn", populatio
     crossovers = _check_count(crossovers, "crossovers")
     generations = _check_count(generations, "generations")
     max_tries_factor = _check_count(max_tries_factor, "max_tries_factor", 1)
-    if not 0.0 <= float(mutation_prob) <= 1.0:
-        raise ValueError(f"evolutionary_search: mutation_prob must be in [0, 1], got {mutation_prob!r}.")
+    checks.number("evolutionary_search", "mutation_prob", mutation_prob, low=0, high=1)
+    limit = checks.number("evolutionary_search", "limit", limit, low=0, low_open=True,
+                          none_ok=True)
     costs = cost_table(model, metric) if costs is None else costs
     if costs.name != metric:
         raise ValueError(

@@ -39,7 +39,7 @@ import warnings
 
 import numpy as np
 
-from searchlayers import _logs
+from searchlayers import _logs, checks
 from searchlayers._keras import keras, require_built
 from searchlayers.cost import bits
 import tensorflow as tf
@@ -108,9 +108,12 @@ def to_tflite(model, path=None, quantize=None, representative_data=None,
         >>> float_fb = to_tflite(model, "out/model.tflite")
         >>> int8_fb = to_tflite(model, quantize="int8", representative_data=x_train)
     """
-    _check_built(model)
+    _check_built(model, "to_tflite")
     if quantize not in (None, "int8"):
-        raise ValueError(f"quantize must be None or 'int8', got {quantize!r}.")
+        raise ValueError(f"to_tflite: quantize must be None or 'int8', got {quantize!r}.")
+    num_calibration = checks.positive("to_tflite", "num_calibration", num_calibration,
+                                      integer=True)
+    checks.boolean("to_tflite", "int8_io", int8_io)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if quantize == "int8" and is_quantize_aware(model):
         # The fake-quant ranges learned in QAT fix every scale; all ops become int8.
@@ -124,8 +127,9 @@ def to_tflite(model, path=None, quantize=None, representative_data=None,
                 "quantize='int8' needs representative_data (a few hundred typical "
                 "inputs) to calibrate the activation ranges."
             )
+        examples = _calibration(model, representative_data, num_calibration)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = _representative(representative_data, num_calibration)
+        converter.representative_dataset = lambda: ([x[None]] for x in examples)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         if int8_io:
             converter.inference_input_type = tf.int8
@@ -133,6 +137,11 @@ def to_tflite(model, path=None, quantize=None, representative_data=None,
     with warnings.catch_warnings(), quiet_converter():  # float io: no input statistics
         warnings.filterwarnings("ignore", "Statistics for quantized inputs")
         flatbuffer = converter.convert()
+    if quantize == "int8" and not _has_int8_tensors(flatbuffer):
+        raise ValueError(
+            f"to_tflite: quantize='int8' was asked but the converted file of model "
+            f"'{model.name}' holds no int8 tensor; refusing to return a float model."
+        )
     return _write(flatbuffer, path)
 
 
@@ -152,7 +161,7 @@ def to_lce(model, path=None):
         >>> lce_report(binary_model, flatbuffer)["all_lowered"]
         True
     """
-    _check_built(model)
+    _check_built(model, "to_lce")
     import larq_compute_engine as lce
 
     with quiet_converter():
@@ -211,13 +220,22 @@ def is_quantize_aware(model):
     )
 
 
-def _check_built(model):
+def _check_built(model, where=None):
     require_built(model, "its input shape is unknown and it cannot be exported")
     if not model.inputs and model._get_save_spec() is None:
         raise ValueError(
             f"Model {model.name!r} is built but its input signature is unknown (a "
             "subclassed model built with build() only), so it cannot be exported. "
             "Call it once on a batch, model(x), before exporting."
+        )
+    from searchlayers.layers.base import search_layers
+
+    left = [layer.name for layer in search_layers(model)] if where else []
+    if left:  # documented choice: warn (a supernet exports, but computes every candidate)
+        warnings.warn(
+            f"{where}: model '{model.name}' still holds search layers {left}; the file "
+            "computes the whole supernet. Export searchlayers.derive(model) instead.",
+            stacklevel=3,
         )
 
 
@@ -231,19 +249,41 @@ def _write(flatbuffer, path):
     return flatbuffer
 
 
-def _representative(data, limit):
-    """Returns a TFLite representative-dataset generator of single examples."""
-
-    def examples():
-        count = 0
+def _calibration(model, data, limit):
+    """Up to ``limit`` calibration examples as one float32 array, checked before
+    conversion: at least one example, all finite, each of the model's input shape."""
+    where = "to_tflite(quantize='int8')"
+    examples = []
+    try:
         for batch in _batches(data):
-            for example in np.asarray(batch, dtype=np.float32):
-                yield [example[None]]
-                count += 1
-                if count >= limit:
-                    return
+            examples.extend(np.asarray(batch, dtype=np.float32)[: limit - len(examples)])
+            if len(examples) >= limit:
+                break
+    except (TypeError, ValueError) as error:
+        raise checks.ArgumentTypeError(
+            f"{where}: representative_data must be an array (N, ...) or an iterable / "
+            f"dataset of input batches, got {checks.show(data)} ({error})."
+        ) from None
+    array = checks.finite_array(where, "representative_data", examples)
+    want = tuple(model.inputs[0].shape[1:]) if model.inputs else None
+    if want is not None and not _fits(array.shape[1:], want):
+        checks.fail(where, "the shape of each representative_data example",
+                    array.shape[1:], f"the model's input shape {want}")
+    return array.astype(np.float32)
 
-    return examples
+
+def _fits(shape, want):
+    return len(shape) == len(want) and all(w is None or s == w for s, w in zip(shape, want))
+
+
+def _has_int8_tensors(flatbuffer):
+    schema = _schema()
+    fb = schema.Model.GetRootAsModel(flatbuffer, 0)
+    return any(
+        fb.Subgraphs(s).Tensors(t).Type() == schema.TensorType.INT8
+        for s in range(fb.SubgraphsLength())
+        for t in range(fb.Subgraphs(s).TensorsLength())
+    )
 
 
 def _batches(data):
@@ -341,9 +381,20 @@ def predict(flatbuffer, inputs, lce=None):
 
 def _read(flatbuffer):
     if isinstance(flatbuffer, (bytes, bytearray)):
-        return bytes(flatbuffer)
-    with open(flatbuffer, "rb") as f:
-        return f.read()
+        data = bytes(flatbuffer)
+    elif isinstance(flatbuffer, (str, os.PathLike)):
+        with open(flatbuffer, "rb") as f:
+            data = f.read()
+    else:
+        raise checks.ArgumentTypeError(
+            f"export: flatbuffer must be bytes or a file path, got {checks.show(flatbuffer)}."
+        )
+    if data[4:8] != b"TFL3":  # the TFLite file identifier
+        raise ValueError(
+            f"export: flatbuffer is not a TFLite flatbuffer (no 'TFL3' identifier in "
+            f"{len(data)} bytes); pass what to_tflite / to_lce returned or wrote."
+        )
+    return data
 
 
 def _quantize(x, dtype, scale, zero_point):

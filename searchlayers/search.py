@@ -11,8 +11,10 @@ Two ways to train:
   multiplicative loss terms (BARS eq. 7) and architecture warm-up.
 """
 
+import numpy as np
 import tensorflow as tf
 
+from searchlayers import checks
 from searchlayers._keras import keras, register, require_built
 from searchlayers.layers.base import is_arch_variable, search_layers
 
@@ -84,6 +86,92 @@ def weight_variables(model):
 
 def _check_built(model):
     require_built(model, "its variables do not exist yet")
+
+
+def nonfinite_arch_variables(model):
+    """Names of the architecture variables of ``model`` holding NaN or inf.
+
+    Example:
+        >>> import searchlayers as sl
+        >>> m = sl.keras.Sequential([sl.keras.Input((4, 4, 2)), sl.MixedOp(["skip_connect", "none"])])
+        >>> nonfinite_arch_variables(m)
+        []
+    """
+    return [v.name for v in arch_variables(model) if not np.isfinite(v.numpy()).all()]
+
+
+def check_finite_arch(model, where):
+    """FloatingPointError naming the non-finite architecture variables, if any
+    (``derive`` / ``choose`` never pick from NaN: argmax of NaN is index 0)."""
+    bad = nonfinite_arch_variables(model)
+    if bad:
+        raise FloatingPointError(
+            f"{where}: model '{model.name}' has non-finite architecture variables {bad}; "
+            "the search diverged (NaN/inf in the data, a loss or a regularizer "
+            "strength). Nothing can be derived from them."
+        )
+
+
+class NonFiniteGuard(keras.callbacks.Callback):
+    """Stops a search whose loss or architecture variables become NaN / inf.
+
+    ``SearchModel.fit`` adds one. ``on_nonfinite="raise"`` (default) raises
+    FloatingPointError naming the variable and the step; ``"stop"`` warns and
+    ends training (``keras.callbacks.TerminateOnNaN`` semantics).
+    """
+
+    def __init__(self, on_nonfinite="raise"):
+        super().__init__()
+        self.on_nonfinite = checks.choice("NonFiniteGuard", "on_nonfinite", on_nonfinite,
+                                          ("raise", "stop"))
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        loss = None if loss is None else float(loss)
+        net = getattr(self.model, "model", self.model)
+        bad = nonfinite_arch_variables(net)
+        if not bad and (loss is None or np.isfinite(loss)):
+            return
+        message = (
+            f"SearchModel: the search became non-finite at epoch {self._epoch + 1}, step "
+            f"{batch + 1}: loss={loss}, non-finite architecture variables {bad or 'none'}. "
+            "Check the data for NaN/inf (np.isfinite(x).all()), the regularizer "
+            "strengths and the learning rates."
+        )
+        if self.on_nonfinite == "raise":
+            raise FloatingPointError(message)
+        import warnings
+
+        warnings.warn(message + " Training stopped.", stacklevel=2)
+        self.model.stop_training = True
+
+
+_PAIRS_HINT = (
+    "SearchModel(bilevel=True).fit needs elements ((x_train, y_train), (x_val, y_val)), "
+    "e.g. from searchlayers.datasets.search_pairs(...); for plain (x, y) data use "
+    "SearchModel(net, bilevel=False)"
+)
+
+
+def _is_pair(spec):
+    return isinstance(spec, tuple) and len(spec) == 2
+
+
+def _check_bilevel_data(args, kwargs):
+    """One-line error before tracing when bilevel ``fit`` gets anything but pairs."""
+    x = args[0] if args else kwargs.get("x")
+    y = args[1] if len(args) > 1 else kwargs.get("y")
+    if isinstance(x, tf.data.Dataset):
+        spec = x.element_spec
+        if not (_is_pair(spec) and _is_pair(spec[0]) and _is_pair(spec[1])):
+            raise ValueError(f"{_PAIRS_HINT}; got a dataset of {spec}.")
+    elif y is not None or isinstance(x, (np.ndarray, tf.Tensor)):
+        got = type(x).__name__ + ("" if y is None else f" x and {type(y).__name__} y")
+        raise ValueError(f"{_PAIRS_HINT}; got {got}.")
 
 
 def default_arch_optimizer(legacy=False):
@@ -161,8 +249,9 @@ class SearchModel(keras.Model):
         super().__init__(**kwargs)
         _check_built(model)
         self.model = model
-        self.bilevel = bool(bilevel)
-        self.arch_weight_decay = float(arch_weight_decay)
+        self.bilevel = checks.boolean("SearchModel", "bilevel", bilevel)
+        self.arch_weight_decay = checks.number("SearchModel", "arch_weight_decay",
+                                               arch_weight_decay, low=0)
         self.arch_optimizer = arch_optimizer or default_arch_optimizer()
         self.arch_enabled = tf.Variable(True, trainable=False, name="arch_enabled")
         self._multipliers = []
@@ -170,6 +259,9 @@ class SearchModel(keras.Model):
         # data loss before multipliers.
         self._loss_tracker = keras.metrics.Mean(name="loss")
         tie_arch_variables(model)
+        # Built with its model: BackupAndRestore restores the optimizers only of a
+        # built model (and warns about an unbuilt one).
+        self.built = True
 
     @property
     def metrics(self):
@@ -185,9 +277,13 @@ class SearchModel(keras.Model):
         when it ended undecided."""
         from searchlayers.decision import DecisionTracker  # decision imports this module
 
+        if self.bilevel:
+            _check_bilevel_data(args, kwargs)
         callbacks = list(callbacks or [])
         if not any(isinstance(c, DecisionTracker) for c in callbacks):
             callbacks.append(DecisionTracker())
+        if not any(isinstance(c, NonFiniteGuard) for c in callbacks):
+            callbacks.append(NonFiniteGuard())
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def add_loss_multiplier(self, fn):

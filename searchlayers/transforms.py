@@ -102,6 +102,14 @@ def train_only_batchnorm(model, which="all"):
         raise TypeError(f"train_only_batchnorm expects a keras.Model, got {type(model).__name__}.")
     from searchlayers.bn_score import last_batchnorm
 
+    affine = [layer for layer in _leaves(model)
+              if isinstance(layer, keras.layers.BatchNormalization) and (layer.scale or layer.center)]
+    if not affine:  # refuse before freezing anything: nothing would train
+        raise ValueError(
+            f"train_only_batchnorm: model '{model.name}' has no BatchNormalization with "
+            "gamma or beta (scale=True / center=True), so it would train 0 variables; "
+            "allowed: a model with at least one affine BatchNormalization."
+        )
     batchnorms = []
     for layer in _leaves(model):
         if isinstance(layer, SearchLayer):

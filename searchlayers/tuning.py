@@ -47,7 +47,7 @@ import time
 import tensorflow as tf
 
 from searchlayers import callbacks as callbacks_lib
-from searchlayers import cost, export, regularizers
+from searchlayers import checks, cost, export, launch, regularizers
 from searchlayers import retrain as retrain_lib
 from searchlayers._keras import keras
 
@@ -286,6 +286,23 @@ def default_retrain(child, spec):
 
 
 # -- one trial ------------------------------------------------------------------------
+def search_spec(spec):
+    """The search of one trial (``method.search`` in ``spec.strategy``'s scope),
+    from a clean Keras session and ``spec.seed``; returns its ``Searched``.
+
+    Every worker of a multi-worker strategy runs it for the same trial.
+
+    Example:
+        >>> searched = search_spec(TrialSpec("darts", epochs=1))  # doctest: +SKIP
+    """
+    keras.backend.clear_session()  # trials must not pile up graphs and memory
+    gc.collect()
+    keras.utils.set_random_seed(spec.seed)
+    scope = spec.strategy.scope() if spec.strategy is not None else contextlib.nullcontext()
+    with scope:
+        return get_method(spec.method).search(spec)
+
+
 def run_spec(spec):
     """Runs one trial of ``spec`` (see the module docstring); returns its record.
 
@@ -296,15 +313,10 @@ def run_spec(spec):
         >>> record["accuracy"], record["equivalent_ops"]  # doctest: +SKIP
     """
     method = get_method(spec.method)
-    keras.backend.clear_session()  # trials must not pile up graphs and memory
-    gc.collect()
-    keras.utils.set_random_seed(spec.seed)
     if spec.log_dir:
         tf.io.gfile.makedirs(spec.log_dir)
     start = time.perf_counter()
-    scope = spec.strategy.scope() if spec.strategy is not None else contextlib.nullcontext()
-    with scope:
-        searched = method.search(spec)
+    searched = search_spec(spec)
     search_seconds = time.perf_counter() - start
     architecture = searched.child.architecture
     start = time.perf_counter()
@@ -405,7 +417,10 @@ def search_space(methods, budgets=(1.0,), lams=(1.0,), temperatures=("default",)
         users = [m for m in methods if name in get_method(m).uses]
         if not users:
             continue
-        values = [float(v) for v in values] if name != "temperature" else list(values)
+        if name == "temperature":
+            values = checks.sequence("search_space", "temperatures", values)
+        else:
+            values = checks.numbers("search_space", f"{name}s", values, low=0, low_open=True)
         if len(users) == len(methods):
             hp.Choice(name, values)
         else:
@@ -561,6 +576,10 @@ class SweepTuner(base_tuner.BaseTuner):
         if unknown:
             raise ValueError(f"SweepTuner: unknown settings {sorted(unknown)}; allowed: "
                              f"{', '.join(sorted(_SETTINGS))}.")
+        for hp in getattr(hyperparameters, "space", []):  # before the first trial
+            if hp.name in ("budget", "lam"):
+                checks.numbers("SweepTuner", f"hyperparameter {hp.name!r} values",
+                               getattr(hp, "values", [hp.default]), low=0, low_open=True)
         if isinstance(oracle, str):
             if hyperparameters is None:
                 raise ValueError("SweepTuner: give `hyperparameters` (see search_space) "
@@ -568,8 +587,11 @@ class SweepTuner(base_tuner.BaseTuner):
             oracle = make_oracle(oracle, hyperparameters, objective, max_trials, seed,
                                  **(oracle_kwargs or {}))
         self.settings = settings
-        self.strategy = (tf.distribute.MirroredStrategy() if strategy == "mirrored"
-                         else strategy)
+        if strategy == "mirrored":
+            strategy = tf.distribute.MirroredStrategy()
+        elif strategy == "multiworker":  # the cluster of TF_CONFIG (searchlayers.launch)
+            strategy = launch.strategy_from_env()
+        self.strategy = strategy
         super().__init__(oracle, directory=directory, project_name=project_name,
                          overwrite=overwrite and not is_worker())
 
@@ -602,6 +624,9 @@ class SweepTuner(base_tuner.BaseTuner):
             >>> tuner.run_trial(trial)["accuracy"]  # doctest: +SKIP
             0.93
         """
+        if _multiworker(self.strategy):  # the other workers run the same trial
+            _broadcast(self.strategy, {"trial_id": trial.trial_id,
+                                       "values": trial.hyperparameters.values})
         spec = self.trial_spec(trial)
         record = {"trial_id": trial.trial_id, "tuner_id": self.tuner_id,
                   "hyperparameters": trial.hyperparameters.values, **run_spec(spec)}
@@ -620,7 +645,24 @@ class SweepTuner(base_tuner.BaseTuner):
             self.save()
             serve_oracle(self.oracle)
             return
+        if _multiworker(self.strategy) and not launch.is_chief(self.strategy):
+            self._follow()
+            return
         super().search()
+        if _multiworker(self.strategy):
+            _broadcast(self.strategy, None)  # the other workers stop
+
+    def _follow(self):
+        """A non-chief worker of a multi-worker strategy: searches each trial its
+        chief broadcasts (the chief alone talks to the Oracle and writes)."""
+        while True:
+            message = _broadcast(self.strategy)
+            if message is None:
+                return
+            hp = self.oracle.get_space()
+            hp.values = dict(message["values"])
+            trial = kt.engine.trial.Trial(hp, trial_id=message["trial_id"])
+            search_spec(self.trial_spec(trial))
 
     def results(self):
         """The records of the finished trials (``load_results`` of the sweep folder).
@@ -630,6 +672,29 @@ class SweepTuner(base_tuner.BaseTuner):
             4
         """
         return load_results(self.project_dir)
+
+
+def _multiworker(strategy):
+    """True for a strategy over several worker processes."""
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and bool(
+        strategy.cluster_resolver.cluster_spec().as_dict())
+
+
+def _broadcast(strategy, message=..., size=1 << 16):
+    """The chief's JSON ``message`` on every worker, by one all-reduce of its
+    bytes (the other workers add zeros); the others call it without a message."""
+    import numpy as np
+
+    data = np.zeros(size, np.int32)
+    if message is not ...:
+        raw = json.dumps(message).encode()
+        if len(raw) > size:
+            raise ValueError(f"SweepTuner: a trial's hyperparameters take {len(raw)} bytes "
+                             f"as JSON; at most {size} go to the other workers.")
+        data[:len(raw)] = np.frombuffer(raw, np.uint8)
+    total = strategy.reduce("SUM", strategy.run(lambda: tf.constant(data)), axis=None)
+    raw = bytes(np.asarray(total.numpy(), np.uint8)).rstrip(b"\0")
+    return json.loads(raw.decode())
 
 
 def serve_oracle(oracle, poll_seconds=1.0):

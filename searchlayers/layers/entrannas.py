@@ -204,7 +204,8 @@ class EnTranCell(SearchLayer):
                  seed=None, **kwargs):
         super().__init__(arch_key=arch_key, temperature=temperature, seed=seed, **kwargs)
         where = f"EnTranCell '{self.name}'"
-        self.candidates = [str(c) for c in candidates]
+        self.candidates = checks.sequence(where, "candidates", candidates,
+                                          what="a list of op names")
         for name in self.candidates:
             check_op_name(name, where=where)
         if len(set(self.candidates)) != len(self.candidates):
@@ -213,8 +214,13 @@ class EnTranCell(SearchLayer):
             raise ValueError(f"{where}: needs a candidate other than 'none', got {self.candidates}.")
         if role not in ROLES:
             raise ValueError(f"{where}: unknown role {role!r}; allowed: 'engine', 'transit'.")
-        self.steps = int(steps)
-        self.multiplier = self.steps if multiplier is None else int(multiplier)
+        self.steps = checks.integer(where, "steps", steps, low=1)
+        multiplier = checks.integer(where, "multiplier", multiplier, low=1, none_ok=True)
+        self.multiplier = self.steps if multiplier is None else multiplier
+        top_k = checks.integer(where, "top_k", top_k, low=1)
+        bottleneck_ratio = checks.integer(where, "bottleneck_ratio", bottleneck_ratio, low=1)
+        dst_lambda = checks.number(where, "dst_lambda", dst_lambda, low=0)
+        beta_init = checks.number(where, "beta_init", beta_init)
         if self.steps < 1 or not 1 <= self.multiplier <= self.steps:
             raise ValueError(
                 f"{where}: need steps >= 1 and 1 <= multiplier <= steps; got steps={steps}, "

@@ -75,9 +75,10 @@ class FiGSMask(SearchLayer):
         if seed is None and key is not None:  # one noise stream per group
             seed = zlib.crc32(str(key).encode()) % (2**31)
         super().__init__(arch_key=key, temperature=temperature, seed=seed, **kwargs)
-        self.hard = bool(hard)
-        self.keep_one = bool(keep_one)
-        self.initial_logit = float(initial_logit)
+        self.hard = checks.boolean(f"FiGSMask '{self.name}'", "hard", hard)
+        self.keep_one = checks.boolean(f"FiGSMask '{self.name}'", "keep_one", keep_one)
+        self.initial_logit = checks.number(f"FiGSMask '{self.name}'", "initial_logit",
+                                           initial_logit)
         self.supports_masking = True
 
     @property
@@ -207,13 +208,7 @@ class FiGSMask(SearchLayer):
             self.choice_fixed.assign(0)
             self.fixed_mask.assign(tf.ones([self.channels]))
             return
-        kept = [int(i) for i in choice]
-        bad = [i for i in kept if not 0 <= i < self.channels]
-        if bad:
-            raise ValueError(
-                f"FiGSMask '{self.name}': channel indices {bad} out of range "
-                f"0..{self.channels - 1}."
-            )
+        kept = self.check_choice(choice)
         mask = np.zeros([self.channels], np.float32)
         mask[kept] = 1.0
         self.fixed_mask.assign(mask)

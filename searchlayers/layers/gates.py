@@ -32,7 +32,7 @@ Cost and derivation go through the shared machinery:
 import numpy as np
 import tensorflow as tf
 
-from searchlayers import relax
+from searchlayers import checks, relax
 from searchlayers._keras import keras, register
 from searchlayers.layers.base import SearchLayer
 
@@ -116,12 +116,7 @@ class _CategoricalGate(SearchLayer):
         )
 
     def set_choice(self, choice):
-        if choice is not None and not 0 <= int(choice) < self.num_choices:
-            raise ValueError(
-                f"{type(self).__name__} '{self.name}': choice {choice} out of range "
-                f"0..{self.num_choices - 1} ({', '.join(self.choice_names)})."
-            )
-        self.choice.assign(-1 if choice is None else int(choice))
+        self.choice.assign(-1 if choice is None else self.check_choice(choice))
 
     def derived_layer(self, choice):
         """None: ``searchlayers.derive`` removes a gate (slices channels / routes
@@ -165,12 +160,8 @@ class WidthGate(_CategoricalGate):
         super().__init__(mode=mode, arch_key=arch_key, temperature=temperature, seed=seed,
                          **kwargs)
         where = f"WidthGate '{self.name}'"
-        widths = [float(w) for w in widths]
-        if not widths or any(not 0 < w <= 1 for w in widths):
-            raise ValueError(f"{where}: widths must be numbers in (0, 1], got {widths}.")
-        self.widths, self.groups = widths, int(groups)
-        if self.groups < 1:
-            raise ValueError(f"{where}: groups must be >= 1, got {groups}.")
+        widths = checks.numbers(where, "widths", widths, low=0, low_open=True, high=1)
+        self.widths, self.groups = widths, checks.integer(where, "groups", groups, low=1)
 
     @property
     def choice_names(self):

@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from searchlayers import relax
+from searchlayers import checks, relax
 from searchlayers._keras import keras, register
 from searchlayers.layers.base import ZERO, SearchLayer
 from searchlayers.layers.ops import Zeroise, check_op_name, get_op
@@ -68,12 +68,12 @@ class MixedOp(SearchLayer):
             raise ValueError(
                 f"MixedOp '{self.name}': unknown mode {mode!r}; allowed: {', '.join(relax.MODES)}."
             )
-        candidates = list(candidates)
-        if len(candidates) < 1:
-            raise ValueError(f"MixedOp '{self.name}': needs at least one candidate, got none.")
+        where = f"MixedOp '{self.name}'"
+        candidates = checks.sequence(where, "candidates", candidates,
+                                     what="a list of op names or Keras layers")
         self.mode = mode
-        self.channels = None if channels is None else int(channels)
-        self.strides = int(strides)
+        self.channels = checks.integer(where, "channels", channels, low=1, none_ok=True)
+        self.strides = checks.integer(where, "strides", strides, low=1)
         self.candidate_specs = [self._spec(c) for c in candidates]
         self.ops = [c if isinstance(c, keras.layers.Layer) else None for c in self.candidate_specs]
         for spec in self.candidate_specs:  # unknown names fail now, not at build
@@ -256,11 +256,7 @@ class MixedOp(SearchLayer):
         )
 
     def set_choice(self, choice):
-        if choice is not None and not 0 <= int(choice) < self.num_choices:
-            raise ValueError(
-                f"MixedOp '{self.name}': choice {choice} out of range 0..{self.num_choices - 1}."
-            )
-        self.choice.assign(-1 if choice is None else int(choice))
+        self.choice.assign(-1 if choice is None else self.check_choice(choice))
 
     def derived_layer(self, choice):
         op = self.ops[int(choice)]

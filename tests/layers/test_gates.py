@@ -263,7 +263,7 @@ def test_bad_input_names_the_layer_and_the_value(make, match):
 def test_bad_choice_and_strategy():
     gate = GumbelDepthGate(name="d")
     gate([tf.ones([1, 2])] * 3)
-    with pytest.raises(ValueError, match=r"GumbelDepthGate 'd': choice 3 out of range 0..2"):
+    with pytest.raises(ValueError, match=r"GumbelDepthGate 'd': choice must be an integer index in 0..2 .*got 3"):
         gate.set_choice(3)
     with pytest.raises(ValueError, match=r"unknown strategy 'best'; allowed: 'argmax'"):
         gate.sample_choice("best")

@@ -153,7 +153,7 @@ def test_bad_arguments():
         sl.MixedOp([3])
     op = sl.MixedOp(["skip_connect", "none"])
     op(tf.ones([1, 2, 2, 1]))
-    with pytest.raises(ValueError, match=r"choice 5 out of range 0..1"):
+    with pytest.raises(ValueError, match=r"choice must be an integer index in 0..1 .*got 5"):
         op.set_choice(5)
 
 

@@ -1,0 +1,394 @@
+"""Bad input never passes silently: one table of bad calls across the public API.
+
+Each row is a call a careless user could make, the exception it must raise and
+a pattern its one-line message must match: the function or layer, the argument
+(or the value) and what is allowed. The rows marked "Why" are the examples of
+issue 13 (silent or cryptic before). Larger cases (a NaN search, int8 export,
+the relaxations at extreme temperatures) have their own modules
+``test_bad_input_*.py``.
+"""
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+import searchlayers as sl
+from searchlayers import (
+    checks, datasets, evolution, export, regularizers, relax, transforms,
+    tuning,
+)
+from searchlayers.architecture import Architecture
+from searchlayers.derive import best_of_k
+from searchlayers.callbacks import (
+    ArchWarmup, BNScoreEvaluator, EntropyRegularizer, FLOPsRegularizer, TemperatureScheduler,
+)
+from searchlayers.search import NonFiniteGuard, SearchModel
+
+K = sl.keras
+NAN = float("nan")
+OPS = ["conv_3x3", "skip_connect", "none"]
+X = np.zeros((4, 8, 8, 1), np.float32)
+Y = np.zeros(4, np.int32)
+
+
+@pytest.fixture(scope="module")
+def m():
+    """Tiny built models shared by the rows (no row changes them)."""
+    net = K.Sequential([
+        K.Input((8, 8, 1)),
+        K.layers.Conv2D(4, 3, padding="same"),
+        sl.MixedOp(OPS, name="edge"),
+        K.layers.GlobalAveragePooling2D(),
+        K.layers.Dense(10),
+    ], name="net")
+    net.compile("sgd", K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    mask = sl.FiGSMask(name="mask")
+    mask.build([None, 4])
+    no_affine = K.Sequential([K.Input((4,)), K.layers.Dense(3),
+                              K.layers.BatchNormalization(center=False, scale=False)])
+    search = SearchModel(net)
+    search.compile("sgd", K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return dict(net=net, edge=net.get_layer("edge"), mask=mask, no_affine=no_affine,
+                search=search)
+
+
+def _bad_hp():
+    import keras_tuner as kt
+
+    hp = kt.HyperParameters()
+    hp.Choice("method", ["darts"])
+    hp.Choice("budget", [1.0, 0.0])
+    return hp
+
+
+def _fit_bn_evaluator(m):
+    net = m["net"]
+    net.fit(X, Y, epochs=1, verbose=0, callbacks=[BNScoreEvaluator()])
+
+
+# (id, call(m), exception type, pattern of the message)
+CASES = [
+    # -- checks: the helper itself ------------------------------------------------------
+    ("checks-str-number", lambda m: checks.number("f", "x", "1"), TypeError,
+     r"f: x must be a finite number, got '1' \(str\)"),
+    ("checks-bool-number", lambda m: checks.number("f", "x", True), TypeError,
+     r"f: x must be a finite number, got True \(bool\)"),
+    ("checks-choice", lambda m: checks.choice("f", "x", "c", ("a", "b")), ValueError,
+     r"f: unknown x 'c'; allowed: 'a', 'b'"),
+    ("checks-finite-array", lambda m: checks.finite_array("f", "x", [1.0, NAN]), ValueError,
+     r"f: x must be finite, but 1 of its 2 entries are NaN or inf"),
+    ("checks-sequence-str", lambda m: checks.sequence("f", "x", "abc"), TypeError,
+     r"f: x must be a list, got 'abc' \(str\)"),
+    ("checks-integer-float", lambda m: checks.integer("f", "k", 2.5, low=1), ValueError,
+     r"f: k must be an integer >= 1, got 2.5"),
+    # -- relax -----------------------------------------------------------------------------
+    ("relax-underflow (Why)", lambda m: relax.check_temperature(1e-30, "MixedOp 'op'"),
+     ValueError, r"MixedOp 'op': temperature must be a finite number >= 1e-06, got 1e-30"),
+    ("relax-zero", lambda m: relax.check_temperature(0.0, "w"), ValueError,
+     r"w: temperature must be a finite number >= 1e-06, got 0.0"),
+    ("relax-inf", lambda m: relax.check_temperature(float("inf"), "w"), ValueError,
+     r"temperature must be a finite number >= 1e-06, got inf"),
+    ("relax-string (Why)", lambda m: relax.check_temperature("hot", "w"), TypeError,
+     r"w: temperature must be a finite number >= 1e-06, got 'hot' \(str\)"),
+    # -- MixedOp ---------------------------------------------------------------------------
+    ("mixedop-string-candidates (Why)", lambda m: sl.MixedOp("skip_connect", name="a"),
+     TypeError, r"MixedOp 'a': candidates must be a list of op names or Keras layers, got "
+     r"'skip_connect' \(str\)"),
+    ("mixedop-no-candidates", lambda m: sl.MixedOp([], name="a"), ValueError,
+     r"MixedOp 'a': candidates must be a list of op names or Keras layers with at least one"),
+    ("mixedop-unknown-op", lambda m: sl.MixedOp(["sep_conv_9x9"], name="a"), ValueError,
+     r"MixedOp 'a': unknown candidate op 'sep_conv_9x9'. Registered ops:.*skip_connect"),
+    ("mixedop-number-candidate", lambda m: sl.MixedOp([3], name="a"), TypeError,
+     r"MixedOp 'a': a candidate must be an op name or a Keras layer, got int"),
+    ("mixedop-channels-0 (Why)", lambda m: sl.MixedOp(OPS, channels=0, name="a"), ValueError,
+     r"MixedOp 'a': channels must be an integer >= 1 or None, got 0"),
+    ("mixedop-channels-float", lambda m: sl.MixedOp(OPS, channels=2.5, name="a"), ValueError,
+     r"MixedOp 'a': channels must be an integer >= 1 or None, got 2.5"),
+    ("mixedop-strides-0", lambda m: sl.MixedOp(OPS, strides=0, name="a"), ValueError,
+     r"MixedOp 'a': strides must be an integer >= 1, got 0"),
+    ("mixedop-mode", lambda m: sl.MixedOp(OPS, mode="argmax", name="a"), ValueError,
+     r"MixedOp 'a': unknown mode 'argmax'; allowed: softmax, gumbel"),
+    ("mixedop-temperature-1e-30 (Why)", lambda m: sl.MixedOp(OPS, temperature=1e-30, name="a"),
+     ValueError, r"MixedOp 'a': temperature must be a finite number >= 1e-06, got 1e-30"),
+    ("mixedop-temperature-str", lambda m: sl.MixedOp(OPS, temperature="1", name="a"),
+     TypeError, r"MixedOp 'a': temperature must be a finite number >= 1e-06, got '1' \(str\)"),
+    ("mixedop-set-choice-range", lambda m: m["edge"].set_choice(7), ValueError,
+     r"MixedOp 'edge': choice must be an integer index in 0..2 \(0: conv_3x3, 1: "
+     r"skip_connect, 2: none\), got 7"),
+    ("mixedop-set-choice-2.7", lambda m: m["edge"].set_choice(2.7), ValueError,
+     r"MixedOp 'edge': choice must be an integer index in 0..2 .*got 2.7"),
+    ("mixedop-set-choice-list", lambda m: m["edge"].set_choice([]), TypeError,
+     r"MixedOp 'edge': choice must be an integer index in 0..2 .*got \[\] \(list\)"),
+    ("mixedop-set-choice-name", lambda m: m["edge"].set_choice("conv_3x3"), TypeError,
+     r"MixedOp 'edge': choice must be an integer index .*got 'conv_3x3' \(str\)"),
+    # -- FiGSMask --------------------------------------------------------------------------
+    ("figs-initial-logit-nan (Why)", lambda m: sl.FiGSMask(initial_logit=NAN, name="f"),
+     ValueError, r"FiGSMask 'f': initial_logit must be a finite number, got nan"),
+    ("figs-initial-logit-str", lambda m: sl.FiGSMask(initial_logit="2", name="f"), TypeError,
+     r"FiGSMask 'f': initial_logit must be a finite number, got '2' \(str\)"),
+    ("figs-hard-str", lambda m: sl.FiGSMask(hard="yes", name="f"), TypeError,
+     r"FiGSMask 'f': hard must be True or False, got 'yes' \(str\)"),
+    ("figs-temperature-0", lambda m: sl.FiGSMask(temperature=0, name="f"), ValueError,
+     r"FiGSMask 'f': temperature must be a finite number >= 1e-06, got 0"),
+    ("figs-set-choice-empty (Why)", lambda m: m["mask"].set_choice([]), ValueError,
+     r"FiGSMask 'mask': choice must be a non-empty list of distinct channel indices in "
+     r"0..3, got \[\]"),
+    ("figs-set-choice-duplicates", lambda m: m["mask"].set_choice([1, 1]), ValueError,
+     r"FiGSMask 'mask': choice must be a non-empty list of distinct channel indices"),
+    ("figs-set-choice-range", lambda m: m["mask"].set_choice([9]), ValueError,
+     r"FiGSMask 'mask': choice must be a non-empty list .* in 0..3, got 9"),
+    ("figs-set-choice-int", lambda m: m["mask"].set_choice(2), TypeError,
+     r"FiGSMask 'mask': choice must be a non-empty list .*, got 2 \(int\)"),
+    # -- gates -----------------------------------------------------------------------------
+    ("widthgate-scalar (Why)", lambda m: sl.WidthGate(widths=0.5, name="w"), TypeError,
+     r"WidthGate 'w': widths must be a list of numbers, got 0.5 \(float\)"),
+    ("widthgate-empty", lambda m: sl.WidthGate(widths=[], name="w"), ValueError,
+     r"WidthGate 'w': widths must be a list of numbers with at least one entry"),
+    ("widthgate-zero", lambda m: sl.WidthGate(widths=[0.0, 1.0], name="w"), ValueError,
+     r"WidthGate 'w': widths\[0\] must be a finite number in \(0, 1\], got 0.0"),
+    ("widthgate-over-one", lambda m: sl.WidthGate(widths=[1.5], name="w"), ValueError,
+     r"WidthGate 'w': widths\[0\] must be a finite number in \(0, 1\], got 1.5"),
+    ("widthgate-string-width", lambda m: sl.WidthGate(widths=["half"], name="w"), TypeError,
+     r"WidthGate 'w': widths\[0\] must be a finite number in \(0, 1\], got 'half'"),
+    ("widthgate-groups-0", lambda m: sl.WidthGate(groups=0, name="w"), ValueError,
+     r"WidthGate 'w': groups must be an integer >= 1, got 0"),
+    ("widthgate-mode", lambda m: sl.WidthGate(mode="hard", name="w"), ValueError,
+     r"WidthGate 'w': unknown mode 'hard'; allowed:"),
+    # -- EnTranCell ------------------------------------------------------------------------
+    ("entran-string-candidates", lambda m: sl.EnTranCell("skip_connect", name="c"), TypeError,
+     r"EnTranCell 'c': candidates must be a list of op names, got 'skip_connect' \(str\)"),
+    ("entran-steps-0", lambda m: sl.EnTranCell(["skip_connect", "none"], steps=0, name="c"),
+     ValueError, r"EnTranCell 'c': steps must be an integer >= 1, got 0"),
+    ("entran-top-k-0", lambda m: sl.EnTranCell(["skip_connect", "none"], top_k=0, name="c"),
+     ValueError, r"EnTranCell 'c': top_k must be an integer >= 1, got 0"),
+    ("entran-dst-lambda", lambda m: sl.EnTranCell(["skip_connect"], dst_lambda=-1, name="c"),
+     ValueError, r"EnTranCell 'c': dst_lambda must be a finite number >= 0, got -1"),
+    ("entran-beta-nan", lambda m: sl.EnTranCell(["skip_connect"], beta_init=NAN, name="c"),
+     ValueError, r"EnTranCell 'c': beta_init must be a finite number, got nan"),
+    # -- Architecture (record) ---------------------------------------------------------------
+    ("arch-negative (Why)", lambda m: Architecture({"edge": -1}), ValueError,
+     r"Architecture: choices\['edge'\] must be an integer index >= 0 or a list"),
+    ("arch-2.7 (Why)", lambda m: Architecture({"edge": 2.7}), ValueError,
+     r"Architecture: choices\['edge'\] must be an integer index >= 0 .*got 2.7"),
+    ("arch-bool", lambda m: Architecture({"edge": True}), TypeError,
+     r"Architecture: choices\['edge'\] must be an integer index >= 0 .*got True \(bool\)"),
+    ("arch-choices-list", lambda m: Architecture([1, 2]), TypeError,
+     r"Architecture: choices must be a dict of layer name -> value, got \[1, 2\] \(list\)"),
+    ("arch-key-int", lambda m: Architecture({1: 0}), ValueError,
+     r"Architecture: choices keys must be layer names \(strings\), got \[1\]"),
+    ("arch-names-extra", lambda m: Architecture({"edge": 1}, {"other": "x"}), ValueError,
+     r"Architecture: names must be names of layers that have a choice, got \['other'\]"),
+    ("arch-from-json-list (Why)", lambda m: Architecture.from_json("[1, 2]"), TypeError,
+     r"Architecture.from_json: the JSON must be an object with keys 'choices', 'names', "
+     r"'meta', got \[1, 2\] \(list\)"),
+    ("arch-from-json-garbage", lambda m: Architecture.from_json("choices: 1"), ValueError,
+     r"Architecture.from_json: text is not JSON"),
+    ("arch-from-json-extra-key",
+     lambda m: Architecture.from_json(json.dumps({"choices": {}, "code": "import os"})),
+     ValueError, r"Architecture.from_json: the JSON must be an object with keys 'choices', "
+     r"'names', 'meta' \('choices' required\), got \['choices', 'code'\]"),
+    ("arch-from-json-bytes", lambda m: Architecture.from_json(None), TypeError,
+     r"Architecture.from_json: text must be a string, got None"),
+    # -- derive / apply_architecture -------------------------------------------------------
+    ("derive-out-of-range (Why)", lambda m: sl.derive(m["net"], architecture=Architecture(
+        {"edge": 5})), ValueError, r"Architecture does not fit model 'net' \(1 mismatch\): "
+     r"MixedOp 'edge': choice must be an integer index in 0..2 .*got 5"),
+    ("derive-names-disagree (Why)", lambda m: sl.derive(m["net"], architecture=Architecture(
+        {"edge": 1}, {"edge": "conv_3x3"})), ValueError,
+     r"'edge': choice 1 is 'skip_connect' but names says 'conv_3x3'"),
+    ("derive-extra-entry (Why)", lambda m: sl.derive(m["net"], architecture=Architecture(
+        {"edge": 1, "other": 0})), ValueError,
+     r"layers the model does not have: \['other'\] \(strict=False ignores them\)"),
+    ("derive-other-model", lambda m: sl.derive(m["net"], architecture=Architecture(
+        {"cell_0": 1, "cell_1": 0})), ValueError,
+     r"\(2 mismatches\): no choice for search layer 'edge'; layers the model does not have: "
+     r"\['cell_0', 'cell_1'\]"),
+    ("derive-architecture-type", lambda m: sl.derive(m["net"], architecture="arch.json"),
+     TypeError, r"derive\(\): architecture must be an Architecture \(or a dict of layer name "
+     r"-> choice\), got 'arch.json' \(str\)"),
+    ("apply-architecture-range", lambda m: sl.apply_architecture(m["net"], {"edge": 9}),
+     ValueError, r"MixedOp 'edge': choice must be an integer index in 0..2 .*got 9"),
+    ("derive-strategy", lambda m: sl.derive(m["net"], "best"), ValueError,
+     r"derive\(\): unknown strategy 'best'; allowed: argmax, sample, expected, best_of_k"),
+    ("choose-strategy", lambda m: sl.choose(m["net"], "best"), ValueError,
+     r"choose\(\): unknown strategy 'best'; allowed: 'argmax', 'sample', 'expected'"),
+    ("best-of-k-no-labels (Why)", lambda m: best_of_k(m["net"], X, k=2), ValueError,
+     r"best_of_k: validation_data must be labelled data: an \(x, y\) pair of arrays or a "
+     r"tf.data.Dataset of \(x, y\) batches, got ndarray of shape \(4, 8, 8, 1\)"),
+    ("best-of-k-k-0 (Why)", lambda m: best_of_k(m["net"], (X, Y), k=0), ValueError,
+     r"best_of_k: k must be an integer >= 1, got 0"),
+    ("best-of-k-k-str", lambda m: best_of_k(m["net"], (X, Y), k="8"), TypeError,
+     r"best_of_k: k must be an integer >= 1, got '8' \(str\)"),
+    # -- SearchModel -----------------------------------------------------------------------
+    ("searchmodel-fit-xy (Why)", lambda m: m["search"].fit(X, Y, verbose=0), ValueError,
+     r"SearchModel\(bilevel=True\).fit needs elements \(\(x_train, y_train\), \(x_val, "
+     r"y_val\)\), e.g. from searchlayers.datasets.search_pairs.*got ndarray x and ndarray y"),
+    ("searchmodel-fit-dataset-of-xy", lambda m: m["search"].fit(
+        datasets.load("digits", "validation", batch_size=8).take(1), verbose=0), ValueError,
+     r"SearchModel\(bilevel=True\).fit needs elements \(\(x_train, y_train\), \(x_val, "
+     r"y_val\)\).*got a dataset of"),
+    ("searchmodel-bilevel-str", lambda m: SearchModel(m["net"], bilevel="no"), TypeError,
+     r"SearchModel: bilevel must be True or False, got 'no' \(str\)"),
+    ("searchmodel-decay", lambda m: SearchModel(m["net"], arch_weight_decay=-1.0), ValueError,
+     r"SearchModel: arch_weight_decay must be a finite number >= 0, got -1.0"),
+    ("nonfinite-guard-policy", lambda m: NonFiniteGuard("ignore"), ValueError,
+     r"NonFiniteGuard: unknown on_nonfinite 'ignore'; allowed: 'raise', 'stop'"),
+    # -- callbacks -------------------------------------------------------------------------
+    ("flops-strength-nan (Why)", lambda m: FLOPsRegularizer(strength=NAN), ValueError,
+     r"FLOPsRegularizer: strength must be a finite number >= 0, got nan"),
+    ("flops-strength-str", lambda m: FLOPsRegularizer(strength="1"), TypeError,
+     r"FLOPsRegularizer: strength must be a finite number >= 0, got '1' \(str\)"),
+    ("flops-mode", lambda m: FLOPsRegularizer(mode="hard"), ValueError,
+     r"FLOPsRegularizer: unknown mode 'hard'; allowed: 'additive', 'multiplicative'"),
+    ("flops-metric", lambda m: FLOPsRegularizer(metric="latency"), ValueError,
+     r"FLOPsRegularizer: unknown cost metric 'latency'; allowed:"),
+    ("flops-budget-missing", lambda m: FLOPsRegularizer(mode="multiplicative"), TypeError,
+     r"FLOPsRegularizer\(mode='multiplicative'\): budget must be a finite number > 0, got None"),
+    ("flops-search-only-str", lambda m: FLOPsRegularizer(search_only="yes"), TypeError,
+     r"FLOPsRegularizer: search_only must be True or False, got 'yes'"),
+    ("scheduler-underflow (Why)", lambda m: TemperatureScheduler(start=1e-30), ValueError,
+     r"TemperatureScheduler start: temperature must be a finite number >= 1e-06, got 1e-30"),
+    ("scheduler-end-zero (Why)", lambda m: TemperatureScheduler("linear", 1.0, 0.0, total=5),
+     ValueError, r"TemperatureScheduler end: temperature must be a finite number >= 1e-06, "
+     r"got 0.0"),
+    ("scheduler-per", lambda m: TemperatureScheduler(per="batch"), ValueError,
+     r"TemperatureScheduler: unknown per 'batch'; allowed: 'epoch', 'step'"),
+    ("scheduler-rate-0", lambda m: TemperatureScheduler(rate=0), ValueError,
+     r"TemperatureScheduler: rate must be a finite number > 0, got 0"),
+    ("entropy-reduction", lambda m: EntropyRegularizer(reduction="max"), ValueError,
+     r"EntropyRegularizer: unknown reduction 'max'; allowed:"),
+    ("warmup-negative", lambda m: ArchWarmup(-1), ValueError,
+     r"ArchWarmup: epochs must be an integer >= 0, got -1"),
+    ("bn-evaluator-patience", lambda m: BNScoreEvaluator(patience=0), ValueError,
+     r"BNScoreEvaluator: patience must be an integer >= 1 or None, got 0"),
+    ("bn-evaluator-no-bn (Why)", _fit_bn_evaluator, ValueError,
+     r"BNScoreEvaluator: no search layer of model 'net' has two candidates with a BatchNorm "
+     r"score .*Allowed: MixedOps whose candidate ops end with an affine BatchNormalization"),
+    # -- regularizers ----------------------------------------------------------------------
+    ("expected-cost-metric", lambda m: regularizers.expected_cost(m["net"], "latency"),
+     ValueError, r"expected_cost: unknown cost metric 'latency'; allowed:"),
+    ("expected-cost-form", lambda m: regularizers.expected_cost(m["net"], form="l1"),
+     ValueError, r"expected_cost: unknown form 'l1'; allowed: 'expected'"),
+    ("budget-multiplier-0", lambda m: regularizers.budget_multiplier(1.0, 0), ValueError,
+     r"budget_multiplier: budget must be a finite number > 0, got 0"),
+    ("budget-multiplier-str", lambda m: regularizers.budget_multiplier(1.0, "1e6"), TypeError,
+     r"budget_multiplier: budget must be a finite number > 0, got '1e6' \(str\)"),
+    # -- transforms ------------------------------------------------------------------------
+    ("train-only-bn-no-bn (Why)", lambda m: transforms.train_only_batchnorm(m["net"]),
+     ValueError, r"train_only_batchnorm: model 'net' has no BatchNormalization with gamma or "
+     r"beta .*allowed: a model with at least one affine BatchNormalization"),
+    ("train-only-bn-no-affine (Why)", lambda m: transforms.train_only_batchnorm(
+        m["no_affine"]), ValueError, r"train_only_batchnorm: .* would train 0 variables"),
+    ("train-only-bn-which", lambda m: transforms.train_only_batchnorm(m["net"], "first"),
+     ValueError, r"train_only_batchnorm: unknown which='first'; allowed: 'all'"),
+    # -- evolution -------------------------------------------------------------------------
+    ("evolution-limit-nan (Why)", lambda m: evolution.evolutionary_search(m["net"], NAN),
+     ValueError, r"evolutionary_search: limit must be a finite number > 0 or None, got nan"),
+    ("evolution-limit-negative", lambda m: evolution.evolutionary_search(m["net"], -1.0),
+     ValueError, r"evolutionary_search: limit must be a finite number > 0 or None, got -1.0"),
+    ("evolution-population-0", lambda m: evolution.evolutionary_search(m["net"],
+                                                                       population=0),
+     ValueError, r"evolutionary_search: population must be an integer >= 1, got 0"),
+    ("evolution-generations-float", lambda m: evolution.evolutionary_search(
+        m["net"], generations=2.5), ValueError,
+     r"evolutionary_search: generations must be an integer >= 0, got 2.5"),
+    ("evolution-mutation-prob", lambda m: evolution.evolutionary_search(
+        m["net"], mutation_prob=1.5), ValueError,
+     r"evolutionary_search: mutation_prob must be a finite number in \[0, 1\], got 1.5"),
+    ("evolution-top-k-0", lambda m: evolution.evolutionary_search(m["net"], top_k=0),
+     ValueError, r"evolutionary_search: top_k must be an integer >= 1, got 0"),
+    # -- tuning ----------------------------------------------------------------------------
+    ("sweep-budget-0 (Why)", lambda m: tuning.search_space(["darts"], budgets=[0.0]),
+     ValueError, r"search_space: budgets\[0\] must be a finite number > 0, got 0.0"),
+    ("sweep-lams-scalar", lambda m: tuning.search_space(["darts"], lams=1.0), TypeError,
+     r"search_space: lams must be a list of numbers, got 1.0 \(float\)"),
+    ("sweep-tuner-space (Why)", lambda m: tuning.SweepTuner("grid", _bad_hp(), max_trials=1),
+     ValueError, r"SweepTuner: hyperparameter 'budget' values\[1\] must be a finite number > "
+     r"0, got 0.0"),
+    ("trialspec-budget-0", lambda m: tuning.TrialSpec(method="darts", budget=0), ValueError,
+     r"TrialSpec: budget must be a finite number > 0, got 0"),
+    # -- datasets --------------------------------------------------------------------------
+    ("arrays-limit-negative (Why)", lambda m: datasets.arrays("digits", limit=-5), ValueError,
+     r"datasets.arrays: limit must be an integer >= 1 or None, got -5"),
+    ("load-batch-size-0 (Why)", lambda m: datasets.load("digits", batch_size=0), ValueError,
+     r"datasets.load: batch_size must be an integer >= 1, got 0"),
+    ("load-batch-size-float", lambda m: datasets.load("digits", batch_size=2.5), ValueError,
+     r"datasets.load: batch_size must be an integer >= 1, got 2.5"),
+    ("load-batch-size-str", lambda m: datasets.load("digits", batch_size="32"), TypeError,
+     r"datasets.load: batch_size must be an integer >= 1, got '32' \(str\)"),
+    ("load-image-size-0", lambda m: datasets.load("digits", image_size=0), ValueError,
+     r"datasets.load: image_size must be None, an integer >= 1 or a \(height, width\) pair"),
+    ("load-image-size-triple", lambda m: datasets.load("digits", image_size=(8, 8, 1)),
+     ValueError, r"datasets.load: image_size must be None, an integer >= 1 or a \(height, "
+     r"width\) pair of them, got \(8, 8, 1\)"),
+    ("load-split", lambda m: datasets.load("digits", split="dev"), ValueError,
+     r"datasets: unknown split 'dev'; allowed: 'train', 'validation', 'test'"),
+    ("pairs-batch-size-0", lambda m: datasets.search_pairs("digits", batch_size=0), ValueError,
+     r"datasets.load: batch_size must be an integer >= 1, got 0"),
+    # -- export ----------------------------------------------------------------------------
+    ("tflite-quantize", lambda m: export.to_tflite(m["net"], quantize="int4"), ValueError,
+     r"to_tflite: quantize must be None or 'int8', got 'int4'"),
+    ("tflite-int8-empty (Why)", lambda m: export.to_tflite(
+        m["net"], quantize="int8", representative_data=[]), ValueError,
+     r"to_tflite\(quantize='int8'\): representative_data must be a non-empty array"),
+    ("tflite-int8-zero-rows (Why)", lambda m: export.to_tflite(
+        m["net"], quantize="int8", representative_data=np.zeros((0, 8, 8, 1))), ValueError,
+     r"to_tflite\(quantize='int8'\): representative_data must be a non-empty array"),
+    ("tflite-int8-nan (Why)", lambda m: export.to_tflite(
+        m["net"], quantize="int8", representative_data=np.full((3, 8, 8, 1), NAN)), ValueError,
+     r"to_tflite\(quantize='int8'\): representative_data must be finite, but 192 of its 192"),
+    ("tflite-int8-shape (Why)", lambda m: export.to_tflite(
+        m["net"], quantize="int8", representative_data=np.zeros((3, 9, 9, 1))), ValueError,
+     r"to_tflite\(quantize='int8'\): the shape of each representative_data example must be "
+     r"the model's input shape \(8, 8, 1\), got \(9, 9, 1\)"),
+    ("tflite-num-calibration", lambda m: export.to_tflite(
+        m["net"], quantize="int8", representative_data=X, num_calibration=0), ValueError,
+     r"to_tflite: num_calibration must be an integer >= 1, got 0"),
+    ("tflite-int8-io", lambda m: export.to_tflite(m["net"], int8_io="yes"), TypeError,
+     r"to_tflite: int8_io must be True or False, got 'yes'"),
+    ("parity-garbage (Why)", lambda m: export.parity(m["net"], b"not a model at all", X),
+     ValueError, r"export: flatbuffer is not a TFLite flatbuffer \(no 'TFL3' identifier in 18 "
+     r"bytes\)"),
+    ("predict-number", lambda m: export.predict(3, X), TypeError,
+     r"export: flatbuffer must be bytes or a file path, got 3"),
+]
+
+
+def test_at_least_80_distinct_bad_inputs():
+    ids = [case[0] for case in CASES]
+    assert len(set(ids)) == len(ids) >= 80
+
+
+@pytest.mark.parametrize("name,call,error,pattern", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_clear_line(m, name, call, error, pattern):
+    import examples.methods  # noqa: F401  (registers the sweep methods, e.g. "darts")
+
+    with pytest.raises(error) as info:
+        call(m)
+    message = str(info.value)
+    assert re.search(pattern, message), message
+    assert "\n" not in message.strip(), message  # one line
+
+
+def test_architecture_strict_false_warns_by_name(m):
+    arch = Architecture({"edge": 1, "ghost": 0}, {"edge": "skip_connect"})
+    with pytest.warns(UserWarning, match=r"ignoring choices for layers model 'net' does not "
+                      r"have: \['ghost'\]"):
+        fitted = arch.validate(m["net"], strict=False)
+    assert fitted.choices == {"edge": 1}
+    # and a valid record derives the layer it names
+    child = sl.derive(m["net"], architecture=fitted)
+    assert [layer.name for layer in child.layers if "edge" in layer.name] == ["edge_skip_connect"]
+
+
+def test_architecture_round_trips_and_never_evaluates(tmp_path, m):
+    arch = sl.choose(m["net"])
+    path = tmp_path / "arch.json"
+    arch.save(path)
+    assert Architecture.load(path) == arch
+    assert Architecture.load(path).validate(m["net"]) == arch
+    # a string that would be code is only ever a (wrong) value, never run
+    with pytest.raises(ValueError, match=r"choice must be an integer index .*__import__"):
+        Architecture({"edge": ["__import__('os').system('false')"]}).validate(m["net"])

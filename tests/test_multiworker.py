@@ -1,0 +1,177 @@
+"""Multi-worker search across processes: ``MultiWorkerMirroredStrategy`` on
+loopback, started by ``searchlayers.launch``.
+
+Reference: the same searches in one process without a strategy, on the same
+global batches (``tests/multiworker_worker.py``: DARTS, FiGS, BARS and a
+BatchNorm-only single-path supernet, synchronized BatchNorm). The workers must
+agree bit for bit after every epoch (arch variables, temperatures, sample
+steps, probabilities, BN-NAS scores, a digest of every weight), and match the
+single process to 1e-5. A worker killed mid-search is restarted by the
+launcher and the search resumes from ``BackupAndRestore`` to the state of the
+uninterrupted run. Every process has a timeout; the launcher kills process
+groups, so the suite cannot hang.
+"""
+
+import io
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from searchlayers import launch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKER = os.path.join(ROOT, "tests", "multiworker_worker.py")
+MODELS = ("darts", "figs", "bars", "bnnas")
+TIMEOUT = 420
+
+
+def _env():
+    return dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2",
+                MPLBACKEND="Agg", PYTHONPATH=ROOT)
+
+
+def _run(out, workers, *args, restarts=0):
+    """Runs the worker script; returns (status, output, {task: states})."""
+    os.makedirs(out, exist_ok=True)
+    log = io.StringIO()
+    command = [sys.executable, WORKER, f"--out={out}", *args]
+    status = launch.launch(command, workers=workers, timeout=TIMEOUT, restarts=restarts,
+                           env=_env(), output=log)
+    states = {}
+    for name in sorted(os.listdir(out)):
+        if name.startswith("state_"):
+            with open(os.path.join(out, name)) as f:
+                states[name[len("state_"):-len(".json")]] = json.load(f)
+    return status, log.getvalue(), states
+
+
+def _flat(state):
+    """Every number of one epoch's state, by name."""
+    out = {}
+    for part in ("arch", "temperature", "sample_step", "probabilities", "bn_scores"):
+        for key, value in state.get(part, {}).items():
+            out[f"{part}/{key}"] = np.asarray(value, dtype=np.float64)
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One 2-worker launch and one single-process reference (all four supernets)."""
+    root = tmp_path_factory.mktemp("multiworker")
+    multi = _run(str(root / "multi"), 2)
+    single = _run(str(root / "single"), None)
+    return root, multi, single
+
+
+def test_launcher_starts_workers_with_loopback_tf_config(capsys):
+    code = ("import json, os; c = json.loads(os.environ['TF_CONFIG']); "
+            "print(c['task']['index'], *c['cluster']['worker'])")
+    log = io.StringIO()
+    assert launch.launch([sys.executable, "-c", code], workers=2, timeout=60, output=log) == 0
+    lines = sorted(log.getvalue().splitlines())
+    assert [line.split()[:3] for line in lines] == [["[worker", "0]", "0"],
+                                                    ["[worker", "1]", "1"]]
+    addresses = lines[0].split()[3:]
+    assert addresses == lines[1].split()[3:] and len(set(addresses)) == 2
+    assert all(a.startswith("127.0.0.1:") for a in addresses)
+
+
+def test_launcher_kills_the_others_when_one_fails_and_times_out():
+    fail = ("import json, os, sys, time; i = json.loads(os.environ['TF_CONFIG'])['task']['index']; "
+            "sys.exit(3) if i == 1 else time.sleep(60)")
+    log = io.StringIO()
+    assert launch.launch([sys.executable, "-c", fail], workers=2, timeout=50, output=log) == 3
+    assert launch.launch([sys.executable, "-c", "import time; time.sleep(60)"], workers=2,
+                         timeout=1, output=log) == 124
+    assert "timeout after 1 s" in log.getvalue()
+    with pytest.raises(ValueError, match="launch: workers must be an integer >= 1, got 0"):
+        launch.launch(["true"], workers=0)
+
+
+def test_workers_agree_bit_for_bit_and_match_one_process(runs):
+    root, (status, log, states), (single_status, single_log, single) = runs
+    assert status == 0, log[-4000:]
+    assert single_status == 0, single_log[-4000:]
+    assert set(states) == {"task0", "task1"}
+    reference = single["single"]
+    for name in MODELS:
+        first, second = states["task0"][name], states["task1"][name]
+        assert len(first) == len(second) == len(reference[name]) == 3  # epochs
+        for epoch, (a, b, ref) in enumerate(zip(first, second, reference[name])):
+            assert a == b, f"{name} epoch {epoch}: workers differ"  # bit-identical
+            flat, expected = _flat(a), _flat(ref)
+            assert flat.keys() == expected.keys()
+            if name == "bnnas":  # per-worker BN statistics: only the path stream
+                expected = {k: v for k, v in expected.items()
+                            if k.split("/")[0] in ("sample_step", "temperature")}
+            for key, value in expected.items():
+                np.testing.assert_allclose(flat[key], value, atol=1e-5, rtol=0,
+                                           err_msg=f"{name} epoch {epoch} {key}")
+        moved = np.concatenate([np.ravel(v) for v in first[-1]["arch"].values()] or [[0.0]])
+        if name != "bnnas":  # single path: no logits
+            assert np.abs(moved).max() > 0.01, name  # the searches moved the architecture
+        steps = first[-1]["sample_step"]
+        assert steps and min(steps.values()) > 0, name  # noise was drawn every step
+
+
+def test_only_the_chief_writes_logs(runs):
+    root = runs[0]
+    logs = root / "multi" / "logs"
+    assert sorted(os.listdir(logs)) == ["task0"]  # worker 1 wrote nothing
+    for name in MODELS:
+        assert (logs / "task0" / name / "architecture.csv").exists()
+    assert (logs / "task0" / "bnnas" / "bn_scores.json").exists()
+
+
+def test_killed_worker_restarts_and_resumes_from_backup(runs, tmp_path):
+    root, (_, _, uninterrupted), _ = runs
+    status, log, states = _run(str(tmp_path), 2, "--models=darts", "--kill_epoch=1",
+                               restarts=1)
+    assert status == 0, log[-4000:]
+    assert "restarting all workers (1 of 1)" in log  # worker 1 was killed once
+    for task in ("task0", "task1"):
+        resumed = states[task]["darts"]
+        # Epoch 0 ran before the kill (in the first processes); the restarted
+        # ones resumed at epoch 1 and reached the uninterrupted run's state.
+        assert resumed[0] is None
+        assert resumed[1:] == uninterrupted[task]["darts"][1:]
+
+
+def test_sweep_trials_each_searched_by_two_workers_once(tmp_path):
+    """keras-tuner's gRPC Oracle on a chief; one tuner (``tuner0``) made of two
+    worker processes: its chief takes each trial, the other searches it too."""
+    import subprocess
+
+    from searchlayers import tuning
+
+    budgets = ["1.0", "0.5"]
+    tiny = {"network": {"stages": [[4, 1, 1]], "stem": 4}}
+    command = [sys.executable, "-m", "examples.sweep", f"--out={tmp_path}", "--methods=figs",
+               f"--budgets={','.join(budgets)}", "--epochs=1", "--steps_per_epoch=2",
+               "--retrain_epochs=0", "--batch_size=32", f"--options={json.dumps(tiny)}"]
+    env = dict(_env(), KERASTUNER_ORACLE_IP="127.0.0.1",
+               KERASTUNER_ORACLE_PORT=str(launch.free_ports(1)[0]))
+    chief = subprocess.Popen(command, cwd=ROOT, env={**env, "KERASTUNER_TUNER_ID": "chief"},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+    log = io.StringIO()
+    try:
+        status = launch.launch([*command, "--multiworker"], workers=2, timeout=TIMEOUT,
+                               env={**env, "KERASTUNER_TUNER_ID": "tuner0"}, output=log)
+        chief_log = chief.communicate(timeout=120)[0]
+    finally:
+        if chief.poll() is None:
+            os.killpg(chief.pid, 9)
+            chief.wait()
+    assert status == 0, log.getvalue()[-4000:]
+    assert chief.returncode == 0, chief_log[-3000:]
+    project = tmp_path / "sweep"
+    records = tuning.load_results(str(project))
+    assert sorted(r["budget"] for r in records) == [0.5, 1.0]
+    assert {r["tuner_id"] for r in records} == {"tuner0"}
+    assert {r["replicas"] for r in records} == {2}  # each trial searched by both workers
+    with open(project / "oracle.json") as f:
+        assert sorted(json.load(f)["run_times"].values()) == [1, 1]  # each trial once
