@@ -88,6 +88,7 @@ from searchlayers._keras import keras, require_built
 
 __all__ = [
     "Cost",
+    "CostGapWarning",
     "Profile",
     "collect_gaps",
     "compare",
@@ -138,6 +139,10 @@ _METRICS = {
     "memory_bytes": lambda c: c.memory_bytes,
     "elementwise": lambda c: c.elementwise,
 }
+
+
+class CostGapWarning(UserWarning):
+    """``profile`` met layers with weights whose cost it does not know."""
 
 
 @dataclass(frozen=True)
@@ -571,11 +576,12 @@ def collect_gaps():
 
     Example:
         >>> from searchlayers._keras import keras
-        >>> prelu, custom = keras.layers.PReLU(), keras.layers.Dense(2)
         >>> class Opaque(keras.layers.Layer):
         ...     def build(self, shape):
         ...         self.w = self.add_weight("w", shape=[3])
-        >>> layer = Opaque(name="opaque"); layer.build((None, 3))
+        ...     def call(self, x):
+        ...         return x * self.w
+        >>> layer = Opaque(name="opaque"); _ = layer(tf.ones([1, 3]))
         >>> with collect_gaps() as gaps:
         ...     _ = layer_cost(layer, (None, 3), (None, 3))
         >>> [g.name for g in gaps]
@@ -683,9 +689,12 @@ def _model_calls(model, input_shape=None):
 
 
 def _model_rows(model, input_shape=None, prefix=""):
-    """(name, class name, Cost, counted) per leaf layer call, nested models flattened.
+    """(name, class name, Cost, gaps) per leaf layer call, nested models flattened.
 
-    A layer called several times contributes its parameters once and MACs per call.
+    ``gaps`` lists the layers with weights that the call's count could not count (the
+    layer itself, or sub-layers met inside its ``cost()``); empty when all is counted.
+    A layer called several times contributes its parameters once and its operations
+    (MACs, elementwise) per call.
     """
     seen = set()
     for layer, in_shape, out_shape in _model_calls(model, input_shape):
@@ -694,11 +703,12 @@ def _model_rows(model, input_shape=None, prefix=""):
         if isinstance(layer, keras.Model) and not has_hook:
             yield from _model_rows(layer, in_shape, prefix=name + "/")
             continue
-        cost = layer_cost(layer, in_shape, out_shape)
+        with collect_gaps() as gaps:
+            cost = layer_cost(layer, in_shape, out_shape)
         if id(layer) in seen:
-            cost = Cost(float_macs=cost.float_macs, binary_macs=cost.binary_macs)
+            cost = cost.operations()
         seen.add(id(layer))
-        yield name, type(layer).__name__, cost, _is_counted(layer)
+        yield name, type(layer).__name__, cost, gaps
 
 
 def _to_number(x):
@@ -748,8 +758,11 @@ class Profile:
     """Per-layer and total costs of a model, as built by ``profile(model)``.
 
     ``rows`` is a list of ``(layer_name, layer_class, Cost)``; nested models appear as
-    their leaf layers named ``outer/inner``. ``uncounted`` names the layers with weights
-    whose MACs are unknown (counted with 0 MACs).
+    their leaf layers named ``outer/inner``. ``uncounted`` names the rows whose count
+    met a layer with weights of unknown cost (counted as its parameters and 0 MACs);
+    ``gaps`` maps each such row to ``[(layer name, parameters), ...]`` of those layers
+    (the row's layer itself, or sub-layers of a search or composite layer);
+    ``complete`` is True when there is none.
 
     Example:
         >>> from searchlayers._keras import keras
@@ -759,11 +772,48 @@ class Profile:
         (('dense', 'Dense'), 64, 68)
     """
 
-    def __init__(self, name, rows, uncounted=()):
+    def __init__(self, name, rows, uncounted=(), gaps=None):
         self.name = name
         self.rows = list(rows)
-        self.uncounted = set(uncounted)
+        self.gaps = dict(gaps or {})
+        self.uncounted = set(uncounted) | set(self.gaps)
         self.total = sum((cost for _, _, cost in self.rows), Cost.zero())
+
+    @property
+    def complete(self):
+        """True when every layer with weights was counted (no gap).
+
+        Example:
+            >>> from searchlayers._keras import keras
+            >>> m = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+            >>> profile(m).complete
+            True
+        """
+        return not self.uncounted
+
+    def gap_summary(self):
+        """One line naming the uncounted layers and their parameters ('' if none).
+
+        Example:
+            >>> Profile("m", [], gaps={"cell/op": [("scale", 8)]}).gap_summary()
+            "model 'm': 1 layer with weights has no known cost (counted as its parameters and 0 MACs): scale (8 params) in cell/op; give it a cost(input_shape) method returning a searchlayers.cost.Cost"
+        """
+        if not self.uncounted:
+            return ""
+        parts = []
+        for row in sorted(self.uncounted):
+            for layer, params in self.gaps.get(row, [(row, None)]):
+                where = "" if layer == row else f" in {row}"
+                count = "" if params is None else f" ({_fmt(params)} params)"
+                parts.append(f"{layer}{count}{where}")
+        n = len(parts)
+        return (
+            f"model '{self.name}': {n} layer{'s' if n > 1 else ''} with weights "
+            f"{'have' if n > 1 else 'has'} no known cost (counted as "
+            f"{'their' if n > 1 else 'its'} parameters and 0 MACs): {', '.join(parts)}; give "
+            f"{'them' if n > 1 else 'it'} a cost(input_shape) method returning a "
+            "searchlayers.cost.Cost"
+        )
 
     def table(self):
         """The per-layer table with a total line, as a string.
@@ -784,7 +834,7 @@ class Profile:
         title = f"{self.name} cost"
         text = _format_table(rows, headers, title=title, total=True, left=2)
         if self.uncounted:
-            text += "\n* has weights but its MACs are not counted"
+            text += "\n* " + self.gap_summary()
         return text
 
     def __str__(self):
@@ -809,14 +859,18 @@ class Profile:
              **numbers(cost)}
             for name, kind, cost in self.rows
         ]
-        return {"name": self.name, "layers": layers, "total": numbers(self.total)}
+        return {"name": self.name, "layers": layers, "total": numbers(self.total),
+                "complete": self.complete}
 
 
-def profile(model, print_fn=None):
+def profile(model, print_fn=None, warn=True):
     """Counts a built model layer by layer; returns a ``Profile``.
 
     The table is passed to ``print_fn`` (e.g. ``print``) when one is given; ``print``
     the returned profile to show it later. Raises ValueError for an unbuilt model.
+    When a layer with weights has no known cost, ``Profile.complete`` is False and a
+    ``CostGapWarning`` is issued with one line naming the layers and their parameter
+    counts (``warn=False`` leaves it out).
 
     Example:
         >>> from searchlayers._keras import keras
@@ -829,15 +883,22 @@ def profile(model, print_fn=None):
     from searchlayers.search import tie_arch_variables  # search layers share keys
 
     tie_arch_variables(model)
-    rows, uncounted = [], []
-    for name, kind, cost, counted in _model_rows(model):
+    rows, gaps = [], {}
+    for name, kind, cost, found in _model_rows(model):
         rows.append((name, kind, cost))
-        if not counted:
-            uncounted.append(name)
-    result = Profile(model.name, rows, uncounted)
+        if found:
+            gaps[name] = [(_gap_name(layer, name), layer.count_params()) for layer in found]
+    result = Profile(model.name, rows, gaps=gaps)
     if print_fn is not None:
         print_fn(result.table())
+    if warn and not result.complete:
+        warnings.warn(result.gap_summary(), CostGapWarning, stacklevel=2)
     return result
+
+
+def _gap_name(layer, row):
+    """The row's own name when the row is the gap, else the sub-layer's name."""
+    return row if row.split("/")[-1] == layer.name else layer.name
 
 
 def compare(*profiles, names=None):

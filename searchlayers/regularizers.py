@@ -316,7 +316,7 @@ def _figs_cost(net, form="expected", search_only=False):
         if id(node) in weights:
             c = weights[id(node)] * c
         if id(layer) in seen:
-            c = cost_lib.Cost(float_macs=c.float_macs, binary_macs=c.binary_macs)
+            c = c.operations()
         seen.add(id(layer))
         result = result + c
     return result

@@ -285,12 +285,28 @@ def test_cost_hook_is_used():
     assert p.total.float_macs == 306
 
 
+class _Opaque(L.Layer):
+    """A user layer with weights and no cost(): the cost model cannot count it."""
+
+    def build(self, input_shape):
+        self.w = self.add_weight("w", shape=input_shape[-1:])
+
+    def call(self, x):
+        return x * self.w
+
+
 def test_unknown_weighted_layer_is_flagged():
-    p = cost.profile(_model((4, 4, 2), L.PReLU(name="prelu")))
-    assert p.uncounted == {"prelu"}
-    assert p.total.float_params == 32 and p.total.float_macs == 0
-    assert "prelu *" in p.table() and "not counted" in p.table()
-    assert p.to_dict()["layers"][0]["counted"] is False
+    with pytest.warns(cost.CostGapWarning) as record:
+        p = cost.profile(_model((4, 4, 2), _Opaque(name="opaque"), L.Dense(3, name="d")))
+    assert p.uncounted == {"opaque"} and p.complete is False
+    assert p.gaps == {"opaque": [("opaque", 2)]}
+    assert p.total.float_params == 2 + 9 and p.total.float_macs == 4 * 4 * 2 * 3
+    message = str(record[0].message)
+    assert "\n" not in message and "opaque (2 params)" in message and "'d'" not in message
+    assert "opaque *" in p.table() and "no known cost" in p.table()
+    layers = p.to_dict()["layers"]
+    assert layers[0]["counted"] is False and layers[1]["counted"] is True
+    assert p.to_dict()["complete"] is False
 
 
 def test_unbuilt_model_raises():
