@@ -21,13 +21,14 @@ Example:
     0.693
 """
 
+import warnings
 import weakref
 
 import tensorflow as tf
 
 from searchlayers import checks
 from searchlayers import cost as cost_lib
-from searchlayers.layers.base import search_layers
+from searchlayers.layers.base import SearchLayer, search_layers
 from searchlayers.layers.figs import figs_masks
 from searchlayers.search import SearchModel, tie_arch_variables
 
@@ -167,6 +168,11 @@ def expected_cost(model, metric="macs", search_only=False, form="expected"):
     is counted by the same graph walk, at the expected widths and weighted by
     the probability that each cell is kept (``searchlayers.layers.gates``).
 
+    Gaps (``searchlayers.cost``: a layer with weights whose cost is unknown): one
+    inside a search layer's candidates, or whose width or depth is searched, is a
+    ValueError naming it, since the search would see it as free; one elsewhere
+    is a constant, counted as its parameters and 0 MACs, with a ``CostGapWarning``.
+
     Example:
         >>> import searchlayers as sl
         >>> m = sl.keras.Sequential([sl.keras.Input((3,)), sl.keras.layers.Dense(2)])
@@ -183,7 +189,10 @@ def expected_cost(model, metric="macs", search_only=False, form="expected"):
                 f"expected_cost: form={form!r} is a FiGS cost form, but model '{net.name}' "
                 "has width / depth gates and no FiGSMask; use form='expected'."
             )
-        return _as_float(_figs_cost(net, form, search_only).metric(name))
+        with cost_lib.collect_gaps() as found:
+            result = _figs_cost(net, form, search_only)
+        _warn_gaps(net, found)
+        return _as_float(result.metric(name))
     if figs_masks(net):
         if search_only:
             raise ValueError(
@@ -196,12 +205,29 @@ def expected_cost(model, metric="macs", search_only=False, form="expected"):
             f"expected_cost: form={form!r} is a FiGS cost form, but model '{net.name}' "
             "has no FiGSMask layers; use form='expected'."
         )
-    rows = cost_lib.profile(net).rows
+    profile = cost_lib.profile(net, warn=False)
+    names = {layer.name for layer in search_layers(net)}
+    _check_searched_gaps(profile, names, "expected_cost")
+    rows = profile.rows
     if search_only:
-        names = {layer.name for layer in search_layers(net)}
         rows = [row for row in rows if row[0].split("/")[-1] in names]
+    elif not profile.complete:  # outside the searched layers: a constant, but say so
+        warnings.warn(profile.gap_summary(), cost_lib.CostGapWarning, stacklevel=2)
     total = sum((c for _, _, c in rows), cost_lib.Cost.zero())
     return _as_float(total.metric(name))
+
+
+def _check_searched_gaps(profile, searched, where):
+    """ValueError when a search layer's expected cost met a layer of unknown cost:
+    it would be counted as free, biasing the search toward it."""
+    gaps = {row: found for row, found in profile.gaps.items()
+            if row.split("/")[-1] in searched}
+    if gaps:
+        summary = cost_lib.Profile(profile.name, [], gaps=gaps).gap_summary()
+        raise ValueError(
+            f"{where}: the expected cost of the search layers is incomplete, so the "
+            f"search would see these layers as free; {summary}."
+        )
 
 
 def _gated(net):
@@ -260,7 +286,10 @@ def figs_expected_cost(model, metric="params", form="expected"):
     _check_form(form, "figs_expected_cost")
     net = unwrap(model)
     tie_arch_variables(net)
-    return _as_float(_figs_cost(net, form).metric(name))
+    with cost_lib.collect_gaps() as found:
+        result = _figs_cost(net, form)
+    _warn_gaps(net, found)
+    return _as_float(result.metric(name))
 
 
 def _figs_cost(net, form="expected", search_only=False):
@@ -298,19 +327,24 @@ def _figs_cost(net, form="expected", search_only=False):
         elif kind == "channelwise" and layer.weights:
             cin = total(q[outs[0]])
             cin = total(p[ins[0]]) if cin is None else cin
-        if getattr(layer, "_is_graph_network", False) and (figs_masks(layer) or _gated(layer)):
-            c = _figs_cost(layer, form, search_only)
-        elif cin is None and cout is None:
-            c = cost_lib.layer_cost(layer, in_shape, out_shape)
-        elif kind == "reduce" and form == "morphnet":
-            n_in, n_out = alive(p[ins[0]]), alive(q[outs[0]])
+        with cost_lib.collect_gaps() as found:
+            if getattr(layer, "_is_graph_network", False) and (
+                    figs_masks(layer) or _gated(layer)):
+                c = _figs_cost(layer, form, search_only)
+            elif cin is None and cout is None:
+                c = cost_lib.layer_cost(layer, in_shape, out_shape)
+            elif kind == "reduce" and form == "morphnet":
+                n_in, n_out = alive(p[ins[0]]), alive(q[outs[0]])
 
-            def f(a, b):
-                return cost_lib.layer_cost(layer, in_shape, out_shape, cin=a, cout=b)
+                def f(a, b):
+                    return cost_lib.layer_cost(layer, in_shape, out_shape, cin=a, cout=b)
 
-            c = f(n_in, cout) + f(cin, n_out) + (-1.0) * f(n_in, n_out)
-        else:
-            c = cost_lib.layer_cost(layer, in_shape, out_shape, cin=cin, cout=cout)
+                c = f(n_in, cout) + f(cin, n_out) + (-1.0) * f(n_in, n_out)
+            else:
+                c = cost_lib.layer_cost(layer, in_shape, out_shape, cin=cin, cout=cout)
+        if found and (cin is not None or cout is not None or id(node) in weights
+                      or isinstance(layer, SearchLayer)):
+            _refuse_gaps(net, found, "expected_cost")  # its op, width or depth is searched
         if kind != "mask" and ins and outs:
             c = width_cost(c, layer, kind, in_shape, out_shape, p[ins[0]], q[outs[0]])
         if id(node) in weights:
@@ -320,6 +354,19 @@ def _figs_cost(net, form="expected", search_only=False):
         seen.add(id(layer))
         result = result + c
     return result
+
+
+def _refuse_gaps(net, found, where):
+    gaps = {g.name: [(g.name, g.count_params())] for g in found}
+    _check_searched_gaps(cost_lib.Profile(net.name, [], gaps=gaps), set(gaps), where)
+
+
+def _warn_gaps(net, found):
+    """A layer of unknown cost outside the searched part: a constant, but said."""
+    if found:
+        gaps = {g.name: [(g.name, g.count_params())] for g in found}
+        summary = cost_lib.Profile(net.name, [], gaps=gaps).gap_summary()
+        warnings.warn(summary, cost_lib.CostGapWarning, stacklevel=3)
 
 
 def check_positive(value, what, where):

@@ -108,3 +108,36 @@ def test_attach_loss_once_per_key_and_multiplier_needs_search_model():
     assert reg.attach_loss_multiplier(search, "m", lambda: 2.0)
     assert reg.attach_loss_multiplier(search, "m", lambda: 3.0)
     assert len(search._multipliers) == 1 and search._multipliers[0]() == 3.0
+
+
+class _Opaque(K.layers.Layer):
+    """A user layer with weights and no cost(): a gap in the cost model."""
+
+    def build(self, input_shape):
+        self.w = self.add_weight("w", shape=input_shape[-1:])
+
+    def call(self, x):
+        return x * self.w
+
+
+def test_expected_cost_refuses_a_gap_inside_a_search_layer():
+    x = K.Input((4, 4, 3))
+    op = sl.MixedOp([_Opaque(name="scale_op"), "max_pool_3x3"], name="edge")
+    model = K.Model(x, op(x))
+    with pytest.raises(ValueError, match=r"expected_cost: .*incomplete.*scale_op \(3 params\) "
+                                         r"in edge.*cost\(input_shape\)"):
+        reg.expected_cost(model)
+
+
+def test_expected_cost_counts_a_gap_outside_search_layers_as_a_constant():
+    x = K.Input((4, 4, 3))
+    h = _Opaque(name="fixed_scale")(x)
+    op = sl.MixedOp(["conv_3x3", "max_pool_3x3"], name="edge")
+    model = K.Model(x, op(h))
+    op.arch("logits").assign([0.0, 0.0])
+    with pytest.warns(cost.CostGapWarning, match=r"fixed_scale \(3 params\)"):
+        macs = float(reg.expected_cost(model, "macs"))
+    # p = 1/2 on a 3x3 conv of 3 -> 3 channels over 4x4 (the pool counts nothing)
+    assert macs == pytest.approx(0.5 * 4 * 4 * 3 * 3 * 9)
+    assert float(reg.expected_cost(model, "params", search_only=True)) == pytest.approx(
+        0.5 * (3 * 3 * 9 + 2 * 3) + 0.5 * 2 * 3)  # conv kernel + BN statistics; pool's BN

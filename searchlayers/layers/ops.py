@@ -171,6 +171,23 @@ class FactorizedReduce(L.Layer):
         shape[-1] = self.channels
         return tf.TensorShape(shape)
 
+    def cost(self, input_shape):
+        """Its parts: the two strided 1x1 convs (on the input and on its one-pixel
+        shift, same shape) and the BatchNorm; ReLU, shift and concat count nothing.
+
+        Example:
+            >>> fr = FactorizedReduce(8); _ = fr(tf.ones([1, 4, 4, 8]))
+            >>> c = fr.cost((None, 4, 4, 8))   # 2 convs: 2*2 positions * 8 in * 4 out
+            >>> c.float_macs, c.float_params    # 2 * 8 * 4 kernels + 2 * 8 BN stats
+            (256, 80)
+        """
+        from searchlayers import cost as cost_lib  # cost imports layers lazily too
+
+        out = self.compute_output_shape(input_shape)
+        return (cost_lib.layer_cost(self.conv_a, input_shape)
+                + cost_lib.layer_cost(self.conv_b, input_shape)
+                + cost_lib.layer_cost(self.bn, out, out))
+
     def get_config(self):
         return {**super().get_config(), "channels": self.channels}
 
