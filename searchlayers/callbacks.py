@@ -677,7 +677,7 @@ class ArchitectureLogger(keras.callbacks.Callback):
         epochs = sorted(self.history)
         keys = list(self.history[epochs[-1]])
         cols = max(min(len(keys), 3), 1)  # no groups (single path): an empty figure
-        rows = math.ceil(len(keys) / cols)
+        rows = max(math.ceil(len(keys) / cols), 1)  # an empty figure has a size too
         fig = Figure(figsize=(4.5 * cols, 3.2 * rows))
         FigureCanvasAgg(fig)
         for i, key in enumerate(keys):
