@@ -77,10 +77,12 @@ def test_warmup_schedule_values():
 # -- bad input -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("make, pattern", [
-    (lambda: TemperatureScheduler(start=0.0), r"TemperatureScheduler start.*> 0, got 0.0"),
+    (lambda: TemperatureScheduler(start=0.0),
+     r"TemperatureScheduler start: temperature must be a finite number >= 1e-06, got 0.0"),
     (lambda: TemperatureScheduler("linear", start=1, end=-1, total=3),
-     r"TemperatureScheduler end.*> 0, got -1"),
-    (lambda: TemperatureScheduler(floor=0), r"TemperatureScheduler floor.*> 0, got 0"),
+     r"TemperatureScheduler end: temperature must be a finite number >= 1e-06, got -1"),
+    (lambda: TemperatureScheduler(floor=0),
+     r"TemperatureScheduler floor: temperature must be a finite number >= 1e-06, got 0"),
     (lambda: TemperatureScheduler("step"), r"TemperatureScheduler: unknown schedule 'step'; "
                                            r"allowed: 'constant', 'exponential'"),
     (lambda: TemperatureScheduler(rate=-0.5), r"TemperatureScheduler: rate .*got -0.5"),

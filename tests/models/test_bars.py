@@ -198,11 +198,22 @@ def test_search_then_best_of_k_derive():
 
 
 def test_readers():
-    arch = sl.Architecture({}, {
+    from models.bars import WIDTHS
+
+    names = {
         "s0c1_e0": "bin_shortcut", "s0c2_e0": "bin_shortcut", "s0c1_e1": "zeroise",
         "s1r_e0": "bin_conv_3x3_shortcut", "s0_depth": "2", "stem_width": "0.5",
         "s0c1_width": "0.5", "s1c1_width": "0.75", "s1_depth": "1",
-    })
+    }
+
+    def index(layer, name):  # the record a search writes: a choice for every named layer
+        if layer.endswith("_depth"):
+            return int(name)
+        if layer.endswith("_width"):
+            return list(WIDTHS).index(float(name))
+        return list(BARS_OPS).index(name)
+
+    arch = sl.Architecture({k: index(k, v) for k, v in names.items()}, names)
     assert op_mix(arch) == {"normal": {"bin_shortcut": 1, "zeroise": 1},
                             "reduce": {"bin_conv_3x3_shortcut": 1}}
     assert layout(arch) == {0: {"depth": 2, "width": 0.5}, 1: {"depth": 1, "width": 0.75}}
