@@ -412,14 +412,19 @@ def _replay_sliced(node, args, kwargs, architecture, copies, plan, present):
         new = target.sliced(keep_in, keep_out, name or layer.name)
         return finish(new.inline(x, new.name), keep_out, out_id)
     if kind == "mask":
-        return finish(xs[0], held(xs[0], ins[0]), out_id, allowed=plan.kept[layer.name])
+        src = held(xs[0], ins[0])
+        if layer.name in plan.pinned:  # an opaque consumer reads its dropped channels
+            y = slicing.fixed_mask(xs[0], plan.kept[layer.name][src], name=f"{layer.name}_fixed")
+            return finish(y, src, out_id)
+        return finish(xs[0], src, out_id, allowed=plan.kept[layer.name])
     if kind == "reduce":
         src, want = held(xs[0], ins[0]), plan.present[out_id]
-        key = (id(layer), tuple(src), tuple(want))
+        fold = plan.fold(target, ins[0], src)
+        key = (id(layer), tuple(src), tuple(want), tuple(fold[0]), tuple(fold[1]))
         if key in copies:
             y = copies[key](xs[0])
         else:
-            y = slicing.slice_reduce(target, xs[0], src, want, name=name)
+            y = slicing.slice_reduce(target, xs[0], src, want, name=name, fold=fold)
             copies[key] = y._keras_history.layer
         present[id(y)] = want
         return y
@@ -427,9 +432,12 @@ def _replay_sliced(node, args, kwargs, architecture, copies, plan, present):
         src = held(xs[0], ins[0])
         key = (id(layer), tuple(src))
         if key in copies:
-            y = copies[key](xs[0])
+            y = copies[key](xs[0]) if target is not layer else slicing._run_node(
+                node, xs, copies[key])
         else:
-            y = slicing.slice_channelwise(target, xs[0], src, graph.channels(ins[0]), name=name)
+            call = {} if target is not layer else {"node": node, "args": xs}
+            y = slicing.slice_channelwise(target, xs[0], src, graph.channels(ins[0]),
+                                          name=name, **call)
             copies[key] = y._keras_history.layer
         return finish(y, src, out_id)
     new = copies.get(id(layer))
@@ -440,10 +448,11 @@ def _replay_sliced(node, args, kwargs, architecture, copies, plan, present):
         if not live:
             return xs[0]
         want = plan.present[out_id]
-        parts = [finish(x, held(x, i), out_id) for x, i in live]
+        parts = [x if graph.channels(i) == 1 < len(want) else finish(x, held(x, i), out_id)
+                 for x, i in live]  # a 1-channel input broadcasts as it is
         if len(parts) == 1:
             return parts[0]
-        y = new(parts)
+        y = new(parts) if len(parts) < len(xs) else slicing._run_node(node, parts, new)
         present[id(y)] = want
         return y
     if kind == "concat":

@@ -49,7 +49,7 @@ _SHAPE_ONLY = (
     _L.ZeroPadding1D, _L.ZeroPadding2D, _L.ZeroPadding3D,
     _L.Cropping1D, _L.Cropping2D, _L.Cropping3D,
     _L.UpSampling1D, _L.UpSampling2D, _L.UpSampling3D,
-    _L.Dropout, _L.SpatialDropout1D, _L.SpatialDropout2D, _L.SpatialDropout3D,
+    _L.SpatialDropout1D, _L.SpatialDropout2D, _L.SpatialDropout3D,
     _L.GaussianNoise, _L.GaussianDropout, _L.ActivityRegularization,
 )
 _ZERO_ACT = (_L.ReLU, _L.LeakyReLU, _L.ELU, _L.ThresholdedReLU)
@@ -57,6 +57,10 @@ _MERGE = (_L.Add, _L.Subtract, _L.Average, _L.Maximum, _L.Minimum, _L.Multiply)
 # Activations with f(0) == 0: a zero channel stays zero.
 _ZERO_FN = {"linear", "relu", "relu6", "elu", "selu", "tanh", "swish", "silu", "gelu",
             "softsign", "leaky_relu", "hard_silu", "hard_swish", "mish", None}
+# Activations that mix channels (never channel-wise).
+_ACROSS_FN = {"softmax", "log_softmax"}
+KINDS = ("mask", "reduce", "channelwise", "merge", "concat", "flatten", "pick",
+         "sliceable", "opaque")
 
 
 def _act_name(activation):
@@ -65,12 +69,75 @@ def _act_name(activation):
     return getattr(activation, "__name__", str(activation))
 
 
+# -- the channel-rule registry ---------------------------------------------------------
+_RULES = {}  # layer class -> (rule, resize)
+
+
+def register_channel_rule(cls, rule, resize=None):
+    """Declares how channels flow through the layers of class ``cls`` (and its
+    subclasses without a rule of their own), like tfmot's prune registry.
+
+    Args:
+        cls: a Keras layer class.
+        rule: one of ``"reduce"`` (sums over input channels: Conv, Dense; its
+            ``kernel`` is ``[..., in, out]``, its ``bias`` ``[out]``),
+            ``"channelwise"`` (output channel ``c`` depends on input channel ``c``
+            only; weights whose last axis is the channel axis are sliced),
+            ``"merge"`` (element-wise over inputs of one channel count, or a
+            1-channel input broadcast), ``"concat"`` (last-axis concatenation),
+            ``"flatten"`` (channels-last flatten) or ``"opaque"`` (every channel
+            is kept); or a callable ``rule(layer) -> one of these`` deciding per
+            layer.
+        resize: for a ``"channelwise"`` layer whose config names its channel
+            count: ``resize(config, kept_indices) -> config`` of the narrower copy
+            (e.g. a ``Reshape`` to ``(1, 1, C)``).
+
+    Dispatch (``kind``): the layer's own protocol (a class attribute
+    ``channel_kind``, FiGS masks, search layers), then this registry (the
+    nearest class of the layer's MRO), then ``"opaque"``.
+
+    Example:
+        >>> class Twice(keras.layers.Layer):
+        ...     def call(self, x):
+        ...         return 2.0 * x
+        >>> kind(Twice())
+        'opaque'
+        >>> register_channel_rule(Twice, "channelwise")
+        >>> kind(Twice())
+        'channelwise'
+        >>> del _RULES[Twice]
+    """
+    if not isinstance(cls, type) or not issubclass(cls, keras.layers.Layer):
+        raise TypeError(
+            f"register_channel_rule: cls={cls!r} is not a Keras layer class; allowed: a "
+            "subclass of keras.layers.Layer.")
+    if not callable(rule) and rule not in KINDS[1:]:
+        raise ValueError(
+            f"register_channel_rule: rule={rule!r} for {cls.__name__}; allowed: "
+            f"{', '.join(map(repr, KINDS[1:]))} or a callable layer -> rule.")
+    if resize is not None and not callable(resize):
+        raise TypeError(
+            f"register_channel_rule: resize={resize!r} for {cls.__name__}; allowed: None or "
+            "a callable (config, kept_indices) -> config.")
+    _RULES[cls] = (rule, resize)
+
+
+def _registered(layer):
+    for klass in type(layer).__mro__:
+        if klass in _RULES:
+            return _RULES[klass]
+    return None
+
+
 def kind(layer):
-    """The channel rule of ``layer`` (see the module docstring).
+    """The channel rule of ``layer`` (see the module docstring and
+    ``register_channel_rule``).
 
     Example:
         >>> kind(keras.layers.BatchNormalization())
         'channelwise'
+        >>> kind(keras.layers.Softmax())
+        'opaque'
     """
     own = getattr(type(layer), "channel_kind", None)  # gates, binary composites
     if isinstance(own, str):
@@ -79,37 +146,247 @@ def kind(layer):
         return "mask"
     if isinstance(layer, (SearchLayer, keras.Model)):
         return "opaque"
-    if isinstance(layer, _DEPTHWISE):
-        return "channelwise" if layer.depth_multiplier == 1 else "opaque"
-    if isinstance(layer, _REDUCE):
-        return "reduce" if getattr(layer, "groups", 1) == 1 else "opaque"
-    if isinstance(layer, _L.BatchNormalization):
-        axes = list(layer.axis) if isinstance(layer.axis, (list, tuple)) else [layer.axis]
-        last = axes == [-1] or axes == [_last_axis(layer)]
-        return "channelwise" if last else "opaque"
-    if isinstance(layer, _POOL + _SHAPE_ONLY + _ZERO_ACT + (_L.Activation, _L.PReLU)):
-        last = getattr(layer, "data_format", None) in (None, "channels_last")
-        return "channelwise" if last else "opaque"
-    if isinstance(layer, _MERGE):
-        return "merge"
-    if isinstance(layer, _L.Concatenate):
-        return "concat" if layer.axis == -1 else "opaque"
-    if isinstance(layer, _L.Flatten):
-        last = getattr(layer, "data_format", None) in (None, "channels_last")
-        return "flatten" if last else "opaque"
-    return "opaque"
+    found = _registered(layer)
+    if found is None:
+        return "opaque"
+    rule = found[0]
+    result = rule(layer) if callable(rule) else rule
+    return result if result in KINDS else "opaque"
+
+
+def resize_config(layer, config, idx):
+    """The config of a narrower copy of a channel-wise ``layer`` keeping ``idx``."""
+    found = _registered(layer)
+    if found is None or found[1] is None:
+        return config
+    return found[1](dict(config), np.asarray(idx, int))
 
 
 def _last_axis(layer):
     shape = getattr(layer, "_build_input_shape", None)
     if shape is None:
         return -1
-    return len(tf.TensorShape(shape)) - 1
+    if isinstance(shape, (list, tuple)) and shape and not isinstance(shape[0], (int, type(None))):
+        shape = shape[0]  # a layer of several inputs (Concatenate)
+    try:
+        return len(tf.TensorShape(shape)) - 1
+    except (TypeError, ValueError):
+        return -1
+
+
+def _is_last(layer, axes):
+    axes = list(axes) if isinstance(axes, (list, tuple)) else [axes]
+    return axes == [-1] or axes == [_last_axis(layer)]
+
+
+def _channels_last(layer):
+    return getattr(layer, "data_format", None) in (None, "channels_last")
+
+
+def _call_node(layer):
+    nodes = getattr(layer, "_inbound_nodes", [])
+    return nodes[0] if len(nodes) == 1 else None
+
+
+def _rule_reduce(layer):
+    return "reduce" if getattr(layer, "groups", 1) == 1 and _channels_last(layer) else "opaque"
+
+
+def _rule_depthwise(layer):
+    ok = layer.depth_multiplier == 1 and _channels_last(layer)
+    return "channelwise" if ok else "opaque"
+
+
+def _rule_batchnorm(layer):
+    return "channelwise" if _is_last(layer, layer.axis) else "opaque"
+
+
+def _rule_layer_norm(layer):
+    """Exact only when the channel axis is not normalized over (per-channel statistics)
+    and gamma / beta do not run along the channel axis."""
+    axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+    last = _last_axis(layer)
+    if last < 0 or any(a in (-1, last) for a in axes):
+        return "opaque"
+    return "channelwise"
+
+
+def _rule_last(layer):
+    return "channelwise" if _channels_last(layer) else "opaque"
+
+
+def _rule_activation(layer):
+    return "opaque" if _act_name(layer.activation) in _ACROSS_FN else "channelwise"
+
+
+def _rule_dropout(layer):
+    shape = getattr(layer, "noise_shape", None)
+    ok = shape is None or shape[-1] in (None, 1)
+    return "channelwise" if ok else "opaque"
+
+
+def _rule_concat(layer):
+    return "concat" if _is_last(layer, layer.axis) else "opaque"
+
+
+def _per_channel(value):
+    return value is not None and np.size(value) > 1
+
+
+def _rule_rescaling(layer):
+    for value in (layer.scale, layer.offset):
+        if _per_channel(value) and np.ndim(value) != 1:
+            return "opaque"
+    return "channelwise"
+
+
+def _resize_rescaling(config, idx):
+    for key in ("scale", "offset"):
+        if _per_channel(config.get(key)):
+            config[key] = np.asarray(config[key])[idx].tolist()
+    return config
+
+
+def _rule_reshape(layer):
+    """A ``Reshape`` between two shapes with one position and the same channels
+    (a squeeze-excite ``(C,) -> (1, 1, C)``) is channel-wise."""
+    node = _call_node(layer)
+    if node is None:
+        return "opaque"
+    a, b = node.keras_inputs[0], tf.nest.flatten(node.outputs)[0]
+    if _channels(a) is None or _channels(a) != _channels(b):
+        return "opaque"
+    return "channelwise" if _positions(a) == 1 and _positions(b) == 1 else "opaque"
+
+
+def _resize_reshape(config, idx):
+    config["target_shape"] = tuple(config["target_shape"][:-1]) + (len(idx),)
+    return config
+
+
+# TF ops of two tensors that act element-wise (with broadcasting).
+_BINARY_OPS = {"__operators__.add", "math.add", "math.multiply", "math.subtract",
+               "math.truediv", "math.divide", "math.maximum", "math.minimum",
+               "__operators__.sub", "math.add_v2"}
+_PROBE = {}  # id(layer) -> (weakref, rule): the probe runs once per layer
+
+
+def _rule_op(layer):
+    """A ``TFOpLambda`` / ``Lambda`` call: channel-wise when, on random inputs,
+    slicing the channels before the op equals slicing after it (``h + 3``,
+    ``relu6``, ``x / 6``, hard-swish); a listed element-wise op of two tensors of
+    one channel count is a merge; anything else opaque."""
+    import weakref
+
+    cached = _PROBE.get(id(layer))
+    if cached is not None and cached[0]() is layer:
+        return cached[1]
+    rule = _probe_op(layer)
+    _PROBE[id(layer)] = (weakref.ref(layer), rule)
+    return rule
+
+
+def _probe_op(layer):
+    node = _call_node(layer)
+    if node is None or layer.weights:
+        return "opaque"
+    ins = tf.nest.flatten(node.keras_inputs)
+    outs = tf.nest.flatten(node.outputs)
+    if len(outs) != 1 or not ins or any(_channels(t) is None for t in ins + outs):
+        return "opaque"
+    if len(ins) == 2:
+        symbol = getattr(layer, "symbol", None)
+        sizes = {_channels(t) for t in ins}
+        if symbol in _BINARY_OPS and len(sizes) == 1 and _channels(outs[0]) in sizes:
+            return "merge"
+        return "opaque"
+    if len(ins) != 1 or ins[0].shape.rank != outs[0].shape.rank:
+        return "opaque"
+    if _channels(ins[0]) != _channels(outs[0]) or _channels(ins[0]) < 2:
+        return "opaque"
+    shape = [2] + [3 if d is None else d for d in ins[0].shape.as_list()[1:]]
+    x = np.random.default_rng(0).normal(size=shape).astype(np.float32) * 3.0
+    c = shape[-1]
+    try:
+        full = _run_node(node, [tf.constant(x)]).numpy()
+        for idx in (np.arange(0, c, 2), np.arange(c // 2, c)):
+            part = _run_node(node, [tf.constant(x[..., idx])]).numpy()
+            if part.shape != full[..., idx].shape or not np.allclose(
+                    part, full[..., idx], rtol=1e-5, atol=1e-6, equal_nan=True):
+                return "opaque"
+    except Exception:  # noqa: BLE001 (an op that cannot take fewer channels)
+        return "opaque"
+    return "channelwise"
+
+
+def _run_node(node, tensors, layer=None):
+    """Calls ``layer`` (default: the node's own) as ``node`` was called, with
+    ``tensors`` in place of its inputs (constants and keyword arguments kept)."""
+    layer = node.layer if layer is None else layer
+    values = {}
+    for kt, t in zip(tf.nest.flatten(node.keras_inputs), tensors):
+        values.setdefault(str(id(kt)), []).append(t)
+    values = {k: v[::-1] for k, v in values.items()}
+    args, kwargs = node.map_arguments(values)
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("training", "mask")}
+    return layer(*args, **kwargs)
+
+
+for _cls in _REDUCE:
+    register_channel_rule(_cls, _rule_reduce)
+for _cls in _DEPTHWISE:
+    register_channel_rule(_cls, _rule_depthwise)
+register_channel_rule(_L.BatchNormalization, _rule_batchnorm)
+register_channel_rule(_L.LayerNormalization, _rule_layer_norm)
+for _cls in _POOL + _SHAPE_ONLY + _ZERO_ACT + (_L.PReLU,):
+    register_channel_rule(_cls, _rule_last)
+register_channel_rule(_L.Activation, _rule_activation)
+register_channel_rule(_L.Dropout, _rule_dropout)
+register_channel_rule(_L.AlphaDropout, _rule_dropout)
+for _cls in _MERGE:
+    register_channel_rule(_cls, "merge")
+register_channel_rule(_L.Concatenate, _rule_concat)
+register_channel_rule(_L.Flatten, lambda layer: "flatten" if _channels_last(layer) else "opaque")
+register_channel_rule(_L.Reshape, _rule_reshape, _resize_reshape)
+register_channel_rule(_L.Rescaling, _rule_rescaling, _resize_rescaling)
+register_channel_rule(_L.Normalization, "channelwise")
+register_channel_rule(_L.Lambda, _rule_op)
+if hasattr(_L, "Identity"):
+    register_channel_rule(_L.Identity, "channelwise")
+try:
+    from tf_keras.src.layers.core.tf_op_layer import TFOpLambda as _TFOpLambda
+except ImportError:  # pragma: no cover
+    _TFOpLambda = None
+if _TFOpLambda is not None:
+    register_channel_rule(_TFOpLambda, _rule_op)
+
+
+def _register_larq():
+    """larq's Quant* layers: the rules of the float layers they extend (their input
+    quantizer is handled by ``slice_reduce``)."""
+    try:
+        import larq as lq
+    except ImportError:  # pragma: no cover
+        return
+    for name in ("QuantConv1D", "QuantConv2D", "QuantConv3D", "QuantDense",
+                 "QuantSeparableConv1D", "QuantSeparableConv2D"):
+        cls = getattr(lq.layers, name, None)
+        if cls is not None:
+            register_channel_rule(cls, _rule_reduce)
+    for name in ("QuantDepthwiseConv2D",):
+        cls = getattr(lq.layers, name, None)
+        if cls is not None:
+            register_channel_rule(cls, _rule_depthwise)
+
+
+_register_larq()
 
 
 def zero_preserving(layer):
     """True when a zero input channel gives a zero output channel."""
     if isinstance(layer, FiGSMask) or isinstance(layer, _POOL + _SHAPE_ONLY + _ZERO_ACT):
+        return True
+    if isinstance(layer, (_L.Dropout, _L.Reshape)):
         return True
     if isinstance(layer, _L.Activation):
         return _act_name(layer.activation) in _ZERO_FN
@@ -291,10 +568,17 @@ class ChannelPlan:
     ``choices``: ``{layer_name: choice}`` (a FiGS mask: kept channel indices; a width
     gate, depth gate or MixedOp: the index of its choice). ``present[tid]`` is a sorted
     index array (into the supernet tensor's channels) or ``None`` for a tensor
-    without a known channel axis. Invariant: every channel of a supernet tensor
-    outside ``present`` is zero or read by no consumer. ``live`` holds the ids of
-    the nodes the derived model keeps (depth gates drop the cells after their
-    choice); the others are neither planned nor replayed.
+    without a known channel axis. ``const[tid]``: per channel, the value the channel
+    has at every position of every input when it is a known constant (a dropped
+    channel is 0; BatchNorm, activations and ``h + 3`` map constants to
+    constants), NaN otherwise. Invariant: every channel of a supernet tensor
+    outside ``present`` is a known constant or read by no consumer; a Conv / Dense
+    reading a constant channel it does not keep adds the channel's contribution to
+    its bias (``slice_reduce(fold=...)``). ``pinned``: the masks whose dropped
+    channels an opaque layer still reads: derived as a fixed 0/1 ``Rescaling``
+    (no weights) after their producer, which keeps its channels. ``live`` holds the
+    ids of the nodes the derived model keeps (depth gates drop the cells after
+    their choice); the others are neither planned nor replayed.
     """
 
     def __init__(self, model, choices):
@@ -311,16 +595,34 @@ class ChannelPlan:
                 self.kept[layer.name] = keep
             elif kind(layer) == "mask":
                 self.kept[layer.name] = layer.channel_keep(choices[layer.name])
-        nz = {tid: (_all(graph.channels(tid)) if graph.channels(tid) else None)
-              for tid in graph.tensors}
+        const = {tid: (_unknown(graph.channels(tid)) if graph.channels(tid) else None)
+                 for tid in graph.tensors}
         for layer, node, ins, outs in graph.calls:
             if id(node) not in self.live:
                 continue
-            value = self._nonzero(layer, ins, outs, nz)
+            value = self._constant(layer, node, ins, outs, const)
             for o in outs:
-                nz[o] = value if value is not None else (
-                    _all(graph.channels(o)) if graph.channels(o) else None)
-        self.nz = nz
+                n = graph.channels(o)
+                ok = value is not None and n is not None and len(value) == n
+                const[o] = value if ok else (_unknown(n) if n else None)
+        self.const = const
+        self.nz = {tid: None if v is None else ~(v == 0.0) for tid, v in const.items()}
+        self.pinned = set()
+        while True:
+            needed = self._needed()
+            pins = {layer.name for layer, node, ins, outs in graph.calls
+                    if layer.name in self.kept and layer.name not in self.pinned
+                    and id(node) in self.live and needed.get(outs[0]) is not None
+                    and (needed[outs[0]] & ~self.kept[layer.name]).any()}
+            if not pins:
+                break
+            self.pinned |= pins
+        self.present = {
+            tid: None if v is None else np.flatnonzero(v) for tid, v in needed.items()
+        }
+
+    def _needed(self):
+        graph = self.graph
         needed = {}
         for tid in graph.tensors:
             needed[tid] = None if graph.channels(tid) is None else np.zeros(
@@ -330,10 +632,8 @@ class ChannelPlan:
                 needed[tid][:] = True
         for layer, node, ins, outs in reversed(graph.calls):
             if id(node) in self.live:
-                self._need(layer, ins, outs, needed, nz)
-        self.present = {
-            tid: None if v is None else np.flatnonzero(v) for tid, v in needed.items()
-        }
+                self._need(layer, ins, outs, needed, self.nz)
+        return needed
 
     def target(self, layer):
         """The layer whose channel rule applies: a ``MixedOp``'s chosen candidate."""
@@ -354,25 +654,31 @@ class ChannelPlan:
         """The input index a depth gate passes."""
         return int(self.choices[layer.name])
 
-    def _nonzero(self, layer, ins, outs, nz):
+    def fold(self, layer, tid, held):
+        """``(indices, values)``: the constant non-zero channels of tensor ``tid``
+        that a reduce ``layer`` reads but the derived input does not hold."""
+        value = self.const[tid]
+        idx = np.setdiff1d(np.flatnonzero(~np.isnan(value) & (value != 0.0)), held)
+        return idx, value[idx]
+
+    def _constant(self, layer, node, ins, outs, const):
         g = self.graph
         k = self.kind_of(layer)
         if k == "zero" and g.channels(outs[0]):
-            return np.zeros([g.channels(outs[0])], bool)
-        if any(nz.get(i) is None for i in ins):
+            return np.zeros([g.channels(outs[0])])
+        if any(const.get(i) is None for i in ins):
             return None
         if k == "pick":
-            return nz[ins[self.pick(layer)]].copy()
+            return const[ins[self.pick(layer)]].copy()
         if k == "mask":
-            return nz[ins[0]] & self.kept[layer.name]
-        if k == "channelwise" and zero_preserving(self.target(layer)):
-            return nz[ins[0]].copy()
-        if k == "merge":
-            return np.logical_or.reduce([nz[i] for i in ins])
+            return np.where(self.kept[layer.name], const[ins[0]], 0.0)
         if k == "concat":
-            return np.concatenate([nz[i] for i in ins])
+            return np.concatenate([const[i] for i in ins])
         if k == "flatten" and g.positions(ins[0]):
-            return np.tile(nz[ins[0]], g.positions(ins[0]))
+            return np.tile(const[ins[0]], g.positions(ins[0]))
+        if k in ("channelwise", "merge") and len(outs) == 1 and g.channels(outs[0]):
+            return _evaluate_constant(self.target(layer), node, [const[i] for i in ins],
+                                      g.channels(outs[0]), merge=k == "merge")
         return None
 
     def _need(self, layer, ins, outs, needed, nz):
@@ -392,15 +698,15 @@ class ChannelPlan:
         elif k == "sliceable":  # see binary._Composite
             needed[ins[0]][self.target(layer).input_channels(nz[ins[0]])] = True
         elif k == "mask":
-            needed[ins[0]] |= out & self.kept[layer.name]
+            needed[ins[0]] |= out if layer.name in self.pinned else out & self.kept[layer.name]
         elif k == "channelwise":
             needed[ins[0]] |= out
         elif k == "merge":
             for i in ins:
-                if g.channels(i) != len(out):
-                    needed[i][:] = True  # broadcasting: keep it whole
-                else:
+                if g.channels(i) == len(out):
                     needed[i] |= out
+                else:
+                    needed[i][:] = True  # broadcasting: keep it whole
         elif k == "concat":
             start = 0
             for i in ins:
@@ -410,10 +716,69 @@ class ChannelPlan:
         elif k == "flatten" and g.positions(ins[0]):
             needed[ins[0]] |= out.reshape([-1, g.channels(ins[0])]).any(axis=0)
         elif k == "reduce" and _folds(self.target(layer)):
-            needed[ins[0]] |= nz[ins[0]]
+            if _folds_constants(self.target(layer)):
+                needed[ins[0]] |= np.isnan(self.const[ins[0]])
+            else:
+                needed[ins[0]] |= nz[ins[0]]
         else:
             for i in ins:
                 needed[i][:] = True
+
+
+def _unknown(n):
+    return np.full([n], np.nan)
+
+
+def _evaluate_constant(layer, node, consts, channels, merge=False):
+    """Per output channel, the constant a channel-wise or element-wise call gives
+    when its inputs' channels are the constants ``consts`` (NaN: not constant).
+
+    The layer runs (inference) on inputs of the call's shape (batch 1) filled with
+    the constants; an output channel counts as constant when it is equal at every
+    position (so padding and convolution borders are caught).
+    """
+    known = [~np.isnan(c) for c in consts]
+    if not any(k.any() for k in known):
+        return None
+    tensors = []
+    for kt, c in zip(tf.nest.flatten(node.keras_inputs), consts):
+        shape = [1] + [4 if d is None else d for d in kt.shape.as_list()[1:]]
+        if int(np.prod(shape)) > 4_000_000:
+            return None
+        tensors.append(tf.constant(np.broadcast_to(np.nan_to_num(c).astype(np.float32),
+                                                   shape)))
+    try:
+        y = _run_node(node, tensors, layer)
+        y = tf.nest.flatten(y)[0].numpy().astype(np.float64)
+    except Exception:  # noqa: BLE001 (a layer that cannot run on its own)
+        return None
+    y = y.reshape([-1, y.shape[-1]])
+    if y.shape[-1] != channels:
+        return None
+    flat = np.abs(y - y[:1]) <= 1e-6 * (1.0 + np.abs(y[:1]))
+    value = np.where(flat.all(axis=0), y[0], np.nan)
+    ok = np.ones([channels], bool)
+    for k in known:
+        ok &= k if len(k) == channels else np.broadcast_to(k, [channels])
+    if merge and isinstance(layer, _L.Multiply):  # a zero factor zeroes the product
+        for c in consts:
+            zero = (c == 0.0) if len(c) == channels else np.broadcast_to(c == 0.0, [channels])
+            value = np.where(zero, 0.0, value)
+            ok |= zero
+    return np.where(ok, value, np.nan)
+
+
+def _folds_constants(layer):
+    """A float Conv / Dense whose every output position sees the whole kernel (a
+    Dense, a 1x1 or a 'valid' convolution): a constant input channel adds a
+    constant to each output, which the bias takes."""
+    if hasattr(layer, "input_quantizer") or isinstance(layer, (_L.SeparableConv1D,
+                                                                _L.SeparableConv2D)):
+        return False
+    if isinstance(layer, _L.Dense):
+        return True
+    size = np.atleast_1d(getattr(layer, "kernel_size", ()))
+    return getattr(layer, "padding", "valid") == "valid" or bool(np.all(size == 1))
 
 
 def _folds(layer):
@@ -472,10 +837,14 @@ def _expand(idx, multiplier):
     return (idx[:, None] * multiplier + np.arange(multiplier)[None, :]).reshape(-1)
 
 
-def slice_reduce(layer, x, in_idx, out_idx, name=None):
+def slice_reduce(layer, x, in_idx, out_idx, name=None, fold=None):
     """A Conv / Dense / SeparableConv whose kernel keeps input channels ``in_idx``
     (of the old input) and output channels ``out_idx``; applied to ``x``.
 
+    ``fold``: ``(indices, values)`` of input channels that are the constants
+    ``values`` everywhere and are not kept: their contribution (``sum`` over the
+    kernel window of ``kernel[..., j, o] * value_j``) goes into the bias (only for a
+    layer whose every output sees the whole window, see ``_folds_constants``).
     A larq layer's kernel keeps its XNOR scale, and what its cut (zero) inputs add
     through the input quantizer (``ste_sign(0) = +1``) becomes a bias
     (``binary.slice_quant_kernel``)."""
@@ -488,8 +857,14 @@ def slice_reduce(layer, x, in_idx, out_idx, name=None):
 
         kernel, offset = slice_quant_kernel(layer, in_idx, out_idx)
         offset = offset if np.any(offset) else None
-        if offset is not None:
-            changes["use_bias"] = True
+    if fold is not None and len(fold[0]):
+        full = layer.kernel.numpy()
+        per_channel = full.reshape([-1, full.shape[-2], full.shape[-1]]).sum(axis=0)
+        extra = (np.asarray(fold[1], np.float64)[:, None]
+                 * per_channel[np.asarray(fold[0], int)]).sum(axis=0)[out_idx]
+        offset = extra.astype(np.float32) + (0.0 if offset is None else offset)
+    if offset is not None:
+        changes["use_bias"] = True
     new = _from_config(layer, **changes)
     y = new(x)
     sliced = []
@@ -516,11 +891,19 @@ def slice_reduce(layer, x, in_idx, out_idx, name=None):
     return y
 
 
-def slice_channelwise(layer, x, idx, channels, name=None):
-    """A channel-wise layer (BN, depthwise conv, PReLU, ...) keeping channels ``idx``."""
+def slice_channelwise(layer, x, idx, channels, name=None, node=None, args=None):
+    """A channel-wise layer (BN, depthwise conv, PReLU, an element-wise TF op,
+    ...) keeping channels ``idx``: weights whose last axis runs over the channels
+    are sliced, the config narrowed by the layer's registered ``resize``.
+
+    ``node`` / ``args``: the supernet call and its derived inputs (``x`` first),
+    so a TF op keeps its constant arguments."""
     idx = np.asarray(idx, int)
-    new = _from_config(layer, **({"name": name} if name else {}))
-    y = new(x)
+    config = resize_config(layer, layer.get_config(), idx)
+    if name:
+        config["name"] = name
+    new = type(layer).from_config(config)
+    y = new(x) if node is None else _run_node(node, args, new)
     sliced = []
     for w in layer.weights:
         value = w.numpy()
@@ -533,8 +916,21 @@ def slice_channelwise(layer, x, idx, channels, name=None):
     return y
 
 
+def fixed_mask(x, scale, name=None):
+    """``x`` times a fixed per-channel 0/1 vector: a ``Rescaling`` (no weights, plain
+    Keras), for a mask whose dropped channels an opaque layer still reads."""
+    scale = np.asarray(scale, np.float32)
+    if scale.all():
+        return x
+    return _L.Rescaling(scale=scale.tolist(), offset=0.0, name=name)(x)
+
+
 __all__ = [
+    "KINDS",
     "ChannelPlan",
+    "fixed_mask",
+    "register_channel_rule",
+    "resize_config",
     "Graph",
     "expected_channels",
     "kind",

@@ -12,6 +12,8 @@ Example:
     ['beta', 'gamma']
 """
 
+import tensorflow as tf
+
 from searchlayers._keras import input_like, keras
 from searchlayers.layers.base import SearchLayer, search_layers
 
@@ -186,9 +188,9 @@ def _mask_sites(graph, skip_output):
             if len(users) != 1 or not isinstance(users[0][0], _POST):
                 break
             tid = list(users[0][1].flat_output_ids)[0]
-        if skip_output and tid in graph.output_ids:
+        if skip_output and _reaches_output(graph, tid):
             continue
-        if graph.channels(tid) is None:
+        if graph.channels(tid) is None or _is_gate(graph, tid):
             continue
         sites[tid] = layer
     groups = _Groups()
@@ -207,19 +209,97 @@ def _mask_sites(graph, skip_output):
             kind = slicing.kind(layer)
             if kind == "channelwise" and not isinstance(layer, slicing._DEPTHWISE):
                 found = site_of(ins[0])
-            elif kind == "merge" and isinstance(layer, keras.layers.Add):
-                found = _join([site_of(i) for i in ins], groups)
+            elif kind == "merge":
+                found = _join([site_of(i) for i in _same_width(graph, ins, tid)], groups)
         governing[tid] = found
         return found
 
     for layer, node, ins, outs in graph.calls:
-        if isinstance(layer, keras.layers.Add):
-            _join([site_of(i) for i in ins], groups)
+        if slicing.kind(layer) == "merge" and len(outs) == 1:
+            _join([site_of(i) for i in _same_width(graph, ins, outs[0])], groups)
         elif isinstance(layer, slicing._DEPTHWISE):
             own = [t for t, l in sites.items() if l is layer]
             if own:
                 _join([own[0], site_of(ins[0])], groups)
     return sites, groups
+
+
+def _same_width(graph, ins, out):
+    """The inputs of an element-wise merge with the output's channels (not the
+    broadcast ones): their channels are one set, so their masks are one group."""
+    return [i for i in ins if graph.channels(i) == graph.channels(out)]
+
+
+def _passes_channels(layer):
+    """Layers a classifier's channels reach the output through unchanged in meaning
+    (``Flatten``, ``Reshape``, ``Activation``, ``Dropout``, ``Softmax``, ...)."""
+    from searchlayers import slicing
+
+    if isinstance(layer, (keras.layers.Softmax, keras.layers.Activation, keras.layers.Reshape,
+                          keras.layers.Flatten)):
+        return True
+    return slicing.kind(layer) in ("channelwise", "flatten") and not isinstance(
+        layer, slicing._DEPTHWISE)
+
+
+def _reaches_output(graph, tid, seen=None):
+    """True when ``tid`` is a model output or reaches one through single-input layers
+    that pass its channels on (a classifier head: ``Logits`` conv -> ``Flatten`` ->
+    ``Softmax``): a mask there could drop a class."""
+    seen = set() if seen is None else seen
+    if tid in graph.output_ids:
+        return True
+    if tid in seen:
+        return False
+    seen.add(tid)
+    for layer, node, _ in graph.consumers.get(tid, []):
+        outs = list(node.flat_output_ids)
+        if len(tf.nest.flatten(node.keras_inputs)) == 1 and len(outs) == 1 and \
+                _passes_channels(layer) and _reaches_output(graph, outs[0], seen):
+            return True
+    return False
+
+
+def _is_gate(graph, tid):
+    """True for a squeeze-excite gate: a tensor of one position that, through
+    channel-wise layers only, multiplies a feature map it does not come from
+    (``GAP -> conv -> conv -> sigmoid -> Multiply``; not hard-swish's
+    ``x * relu6(x + 3) / 6``). Its channels are the feature map's, pruned by the
+    feature map's mask; a mask of its own would only pin them."""
+    from searchlayers import slicing
+
+    if graph.positions(tid) != 1 or tid in graph.output_ids:
+        return False
+    reach, todo, ends = {tid}, [tid], []
+    while todo:
+        t = todo.pop()
+        users = graph.consumers.get(t, [])
+        if not users or t in graph.output_ids:
+            return False
+        for layer, node, _ in users:
+            outs = list(node.flat_output_ids)
+            if len(outs) != 1:
+                return False
+            k = slicing.kind(layer)
+            if k == "merge" and _is_multiply(layer):
+                ends.append(node)
+            elif k == "channelwise" and not isinstance(layer, slicing._DEPTHWISE) and \
+                    graph.positions(outs[0]) == 1:
+                if outs[0] not in reach:
+                    reach.add(outs[0])
+                    todo.append(outs[0])
+            else:
+                return False
+    for node in ends:
+        ins = [str(id(t)) for t in tf.nest.flatten(node.keras_inputs)]
+        if all(i in reach for i in ins):
+            return False  # x * f(x): an activation, not a gate
+    return bool(ends)
+
+
+def _is_multiply(layer):
+    return isinstance(layer, keras.layers.Multiply) or getattr(layer, "symbol", None) == \
+        "math.multiply"
 
 
 def _producer(graph, tid):

@@ -132,8 +132,10 @@ def test_concatenate_and_mask_before_batchnorm_stay_exact():
     model.get_layer("bn").set_weights([w + 1.0 for w in model.get_layer("bn").get_weights()])
     child = _check_parity(model)
     kept = child.architecture.choices
-    selects = [layer for layer in child.layers if "_select_" in layer.name]  # zero-fill
-    assert selects and not any(layer.trainable_weights for layer in selects)
+    # BN turns mc's dropped zeros into constants; the 1x1 "out" conv folds them into
+    # its bias, so no 0/1 select layer refills them
+    assert not [layer for layer in child.layers if "_select_" in layer.name]
+    assert child.get_layer("out").get_weights()[0].shape == (1, 1, len(kept["mc"]), 2)
     assert child.get_layer("cc").get_weights()[0].shape == (
         1, 1, len(kept["ma"]) + len(kept["mb"]), len(kept["mc"]))
 
