@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-from searchlayers import cost, decision, evolution
+from searchlayers import checks, cost, decision, evolution
 from searchlayers import regularizers as reg
 from searchlayers.derive import apply_architecture, choose, derive
 
@@ -172,6 +172,15 @@ def random_baseline(supernet, child, train, n=5, seeds=(0,), metric="macs",
     Example:
         >>> r = random_baseline(supernet, child, lambda c, s: retrain(c, seed=s)[1])  # doctest: +SKIP
     """
+    where = "random_baseline"
+    if not callable(train):
+        raise checks.ArgumentTypeError(f"{where}: train must be a callable train(child, seed) "
+                                       f"-> accuracy, got {checks.show(train)}.")
+    seeds = [checks.integer(where, f"seeds[{i}]", s) for i, s in
+             enumerate(checks.sequence(where, "seeds", seeds, what="a list of integer seeds"))]
+    if getattr(child, "architecture", None) is None:
+        raise ValueError(f"{where}: child must be a derived model carrying .architecture "
+                         f"(searchlayers.derive's output), got model '{child.name}' without one.")
     target = child_cost(child, metric)
     found = sample_architectures(supernet, child.architecture, n, metric, tolerance, target,
                                  seed, max_tries)

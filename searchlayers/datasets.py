@@ -262,9 +262,9 @@ def _check_split(split):
 
 def _unknown_name_error(name):
     return ValueError(
-        f"Unknown dataset {name!r}. Known: {BUILTIN} (bundled, offline), or any "
-        "TensorFlow Datasets image-classification name such as 'cifar10' or "
-        "'mnist' (see tfds.list_builders())."
+        f"datasets: unknown dataset name {name!r}; allowed: {', '.join(map(repr, BUILTIN))} "
+        "(bundled, offline) or any TensorFlow Datasets image-classification name such as "
+        "'cifar10' or 'mnist' (see tfds.list_builders())."
     )
 
 

@@ -276,6 +276,22 @@ def _fits(shape, want):
     return len(shape) == len(want) and all(w is None or s == w for s, w in zip(shape, want))
 
 
+def _input_shape(flatbuffer):
+    """The first input's shape without the batch axis (None: any size), or None
+    when the file does not say."""
+    schema = _schema()
+    subgraph = schema.Model.GetRootAsModel(flatbuffer, 0).Subgraphs(0)
+    if subgraph is None or not subgraph.InputsLength():
+        return None
+    tensor = subgraph.Tensors(subgraph.Inputs(0))
+    signature = tensor.ShapeSignatureAsNumpy() if tensor.ShapeSignatureLength() else None
+    shape = tensor.ShapeAsNumpy() if tensor.ShapeLength() else None
+    dims = signature if signature is not None else shape
+    if dims is None or len(dims) < 1:
+        return None
+    return tuple(None if d < 0 else int(d) for d in list(dims)[1:])
+
+
 def _has_int8_tensors(flatbuffer):
     schema = _schema()
     fb = schema.Model.GetRootAsModel(flatbuffer, 0)
@@ -345,7 +361,17 @@ def parity(model, flatbuffer, inputs, lce=None):
         True
     """
     flatbuffer = _read(flatbuffer)
-    inputs = np.asarray(inputs, dtype=np.float32)
+    try:
+        inputs = np.asarray(inputs, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise checks.ArgumentTypeError(
+            f"export.predict: inputs must be an array of numbers (N, ...), got "
+            f"{checks.show(inputs)} ({error})."
+        ) from None
+    want = _input_shape(flatbuffer)
+    if want is not None and not _fits(inputs.shape[1:], want):
+        checks.fail("export.predict", "the shape of each input example", inputs.shape[1:],
+                    f"the file's input shape {tuple(w for w in want)}")
     if lce is None:
         lce = any(op.startswith("Lce") for op in op_names(flatbuffer))
     got = predict(flatbuffer, inputs, lce).reshape(len(inputs), -1)
@@ -373,7 +399,17 @@ def predict(flatbuffer, inputs, lce=None):
         >>> accuracy = (logits.argmax(-1) == y).mean()  # doctest: +SKIP
     """
     flatbuffer = _read(flatbuffer)
-    inputs = np.asarray(inputs, dtype=np.float32)
+    try:
+        inputs = np.asarray(inputs, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise checks.ArgumentTypeError(
+            f"export.predict: inputs must be an array of numbers (N, ...), got "
+            f"{checks.show(inputs)} ({error})."
+        ) from None
+    want = _input_shape(flatbuffer)
+    if want is not None and not _fits(inputs.shape[1:], want):
+        checks.fail("export.predict", "the shape of each input example", inputs.shape[1:],
+                    f"the file's input shape {tuple(w for w in want)}")
     if lce is None:
         lce = any(op.startswith("Lce") for op in op_names(flatbuffer))
     return (_run_lce if lce else _run_tflite)(flatbuffer, inputs)

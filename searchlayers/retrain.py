@@ -30,7 +30,7 @@ Example:
 import numpy as np
 import tensorflow as tf
 
-from searchlayers import datasets
+from searchlayers import checks, datasets
 from searchlayers._keras import keras
 
 OPTIMIZERS = ("sgd", "adam")
@@ -45,7 +45,10 @@ def sgd(lr, steps, alpha=0.01):
         >>> round(float(opt.learning_rate), 4), opt.momentum
         (0.05, 0.9)
     """
-    schedule = keras.optimizers.schedules.CosineDecay(lr, max(int(steps), 1), alpha=alpha)
+    lr = checks.positive("retrain.sgd", "lr", lr)
+    steps = checks.integer("retrain.sgd", "steps", steps, low=0)
+    alpha = checks.number("retrain.sgd", "alpha", alpha, low=0, high=1)
+    schedule = keras.optimizers.schedules.CosineDecay(lr, max(steps, 1), alpha=alpha)
     return keras.optimizers.SGD(schedule, momentum=0.9)
 
 
@@ -134,10 +137,15 @@ def retrain(child, data="digits", epochs=2, batch_size=64, optimizer="sgd", lr=0
     where = "retrain"
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"{where}: optimizer must be 'sgd' or 'adam', got {optimizer!r}.")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"{where}: epochs must be an integer >= 0, got {epochs!r}.")
-    if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0):
-        raise ValueError(f"{where}: lr must be a number > 0, got {lr!r}.")
+    if not isinstance(child, keras.Model):
+        raise checks.ArgumentTypeError(
+            f"{where}: child must be a built keras.Model (e.g. searchlayers.derive's "
+            f"output), got {checks.show(child)} ({type(child).__name__}).")
+    epochs = checks.integer(where, "epochs", epochs, low=0)
+    lr = checks.positive(where, "lr", lr)
+    checks.number(where, "alpha", alpha, low=0, high=1)
+    batch_size = checks.positive(where, "batch_size", batch_size, integer=True)
+    checks.integer(where, "seed", seed, none_ok=True)
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
     train, (x_test, y_test) = _split(data, batch_size, seed)

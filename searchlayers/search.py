@@ -200,13 +200,42 @@ def joint_optimizer(weights_optimizer=None, arch_optimizer=None):
         >>> type(opt).__name__
         'CaseOptimizer'
     """
-    import larq as lq
-
     weights_optimizer = weights_optimizer or keras.optimizers.legacy.Adam()
     arch_optimizer = arch_optimizer or default_arch_optimizer(legacy=True)
-    return lq.optimizers.CaseOptimizer(
+    return _joint_class()(
         (is_arch_variable, arch_optimizer), default_optimizer=weights_optimizer
     )
+
+
+_JOINT = []
+
+
+def _joint_class():
+    """larq's ``CaseOptimizer`` that also trains a model with no architecture
+    variables (a single-path SPOS supernet): the weights optimizer alone, with a
+    warning, instead of larq's "Optimizer ... did not claim any variables" raised
+    from inside the traced ``fit``."""
+    if _JOINT:
+        return _JOINT[0]
+    import warnings
+
+    import larq as lq
+
+    class CaseOptimizer(lq.optimizers.CaseOptimizer):
+        def _compute_var_opt_mapping(self, grads_and_vars):
+            if any(is_arch_variable(var) for _, var in grads_and_vars):
+                return super()._compute_var_opt_mapping(grads_and_vars)
+            warnings.warn(
+                "joint_optimizer: the model has no trainable architecture variables "
+                "(arch_*), so only the weights optimizer runs (fine for a single-path "
+                "supernet; compile with the weights optimizer alone to silence this).",
+                stacklevel=2,
+            )
+            self.var_opt_mapping = {lq.optimizers._var_key(var): self.DEFAULT_OPT_INDEX
+                                    for _, var in grads_and_vars}
+
+    _JOINT.append(CaseOptimizer)
+    return CaseOptimizer
 
 
 @register
@@ -248,6 +277,13 @@ class SearchModel(keras.Model):
                  arch_weight_decay=ARCH_WEIGHT_DECAY, **kwargs):
         super().__init__(**kwargs)
         _check_built(model)
+        if not arch_variables(model):
+            raise ValueError(
+                f"SearchModel: model '{model.name}' has no architecture variables (no "
+                "search layer with arch_* logits: MixedOp, FiGSMask, gates, EnTranCell); "
+                "allowed: a supernet with at least one. Train a single-path or fixed "
+                "model with its own fit."
+            )
         self.model = model
         self.bilevel = checks.boolean("SearchModel", "bilevel", bilevel)
         self.arch_weight_decay = checks.number("SearchModel", "arch_weight_decay",

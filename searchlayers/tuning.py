@@ -126,6 +126,13 @@ class TrialSpec:
             )
         regularizers.check_positive(self.budget, "budget", "TrialSpec")
         regularizers.check_positive(self.lam, "lam", "TrialSpec")
+        checks.string("TrialSpec", "method", self.method)
+        for name in ("epochs", "retrain_epochs", "random_baseline"):
+            checks.integer("TrialSpec", name, getattr(self, name), low=0)
+        checks.positive("TrialSpec", "batch_size", self.batch_size, integer=True)
+        checks.positive("TrialSpec", "steps_per_epoch", self.steps_per_epoch, integer=True,
+                        none_ok=True)
+        checks.integer("TrialSpec", "seed", self.seed)
 
     def temperature_scheduler(self):
         """The ``TemperatureScheduler`` of ``temperature`` (None for "default").
@@ -224,6 +231,15 @@ def register_method(name, search, retrain=None, uses=("budget", "lam"), metric="
         >>> "mine" in method_names()
         True
     """
+    checks.string("register_method", "name", name)
+    for arg, fn in (("search", search), ("retrain", retrain)):
+        if not (callable(fn) or (arg == "retrain" and fn is None)):
+            raise checks.ArgumentTypeError(
+                f"register_method({name!r}): {arg} must be a callable taking a TrialSpec"
+                f"{' or None' if arg == 'retrain' else ''}, got {checks.show(fn)} "
+                f"({type(fn).__name__}).")
+    uses = checks.sequence(f"register_method({name!r})", "uses", uses, nonempty=False,
+                           what="a list of hyperparameter names")
     unknown = set(uses) - set(HYPERPARAMETERS[1:])
     if unknown:
         raise ValueError(
@@ -408,7 +424,7 @@ def search_space(methods, budgets=(1.0,), lams=(1.0,), temperatures=("default",)
         >>> [p.name for p in hp.space]  # doctest: +SKIP
         ['method', 'budget', 'lam', 'temperature']
     """
-    methods = list(methods)
+    methods = checks.sequence("search_space", "methods", methods, what="a list of method names")
     for name in methods:
         get_method(name)
     hp = kt.HyperParameters()

@@ -16,8 +16,8 @@ import pytest
 
 import searchlayers as sl
 from searchlayers import (
-    checks, datasets, evolution, export, regularizers, relax, transforms,
-    tuning,
+    baselines, budget, checks, cost, datasets, evolution, export, regularizers, relax,
+    retrain, transforms, tuning,
 )
 from searchlayers.architecture import Architecture
 from searchlayers.derive import best_of_k
@@ -31,6 +31,7 @@ NAN = float("nan")
 OPS = ["conv_3x3", "skip_connect", "none"]
 X = np.zeros((4, 8, 8, 1), np.float32)
 Y = np.zeros(4, np.int32)
+DATA = ((X, Y), (X, Y))  # (train, test) arrays for retrain
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +51,13 @@ def m():
                               K.layers.BatchNormalization(center=False, scale=False)])
     search = SearchModel(net)
     search.compile("sgd", K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    plain = K.Sequential([K.Input((8, 8, 1)), K.layers.Flatten(), K.layers.Dense(10)],
+                         name="plain")
+    arch = Architecture({"edge": 0})
+    child = sl.derive(net, architecture=arch)
     return dict(net=net, edge=net.get_layer("edge"), mask=mask, no_affine=no_affine,
-                search=search)
+                search=search, plain=plain, arch=arch, child=child,
+                flatbuffer=export.to_tflite(child))
 
 
 def _bad_hp():
@@ -353,6 +359,116 @@ CASES = [
      r"bytes\)"),
     ("predict-number", lambda m: export.predict(3, X), TypeError,
      r"export: flatbuffer must be bytes or a file path, got 3"),
+    ("predict-wrong-shape", lambda m: export.predict(m["flatbuffer"], np.zeros((2, 9, 9, 1))),
+     ValueError, r"export.predict: the shape of each input example must be the file's input "
+     r"shape \(8, 8, 1\), got \(9, 9, 1\)"),
+    ("predict-inputs-str", lambda m: export.predict(m["flatbuffer"], "x.npy"), TypeError,
+     r"export.predict: inputs must be an array of numbers \(N, \.\.\.\), got 'x.npy'"),
+    ("parity-wrong-shape", lambda m: export.parity(m["child"], m["flatbuffer"],
+                                                   np.zeros((2, 8, 8))), ValueError,
+     r"the shape of each input example must be the file's input shape \(8, 8, 1\), got "
+     r"\(8, 8\)"),
+    ("tflite-int8-string-data", lambda m: export.to_tflite(
+        m["child"], quantize="int8", representative_data="calib.npy"), TypeError,
+     r"to_tflite\(quantize='int8'\): representative_data must be an array \(N, \.\.\.\) or "
+     r"an iterable / dataset of input batches, got 'calib.npy'"),
+    # -- more layers -----------------------------------------------------------------------
+    ("mixedop-temperature-1e-45 (Why)", lambda m: sl.MixedOp(OPS, temperature=1e-45,
+                                                             name="a"),
+     ValueError, r"MixedOp 'a': temperature must be a finite number >= 1e-06, got 1e-45"),
+    ("mixedop-seed-str", lambda m: sl.MixedOp(OPS, mode="gumbel", seed="a", name="a"),
+     TypeError, r"MixedOp 'a': seed must be an integer >= 0 or None, got 'a' \(str\)"),
+    ("mixedop-set-choice-nan", lambda m: m["edge"].set_choice(NAN), ValueError,
+     r"MixedOp 'edge': choice must be an integer index in 0..2 .*got nan"),
+    ("gumbel-depth-temperature-nan", lambda m: sl.GumbelDepthGate(3, temperature=NAN,
+                                                                  name="g"),
+     ValueError, r"GumbelDepthGate 'g': temperature must be a finite number >= 1e-06, got nan"),
+    ("widthgate-width-nan", lambda m: sl.WidthGate([NAN, 1.0], name="w"), ValueError,
+     r"WidthGate 'w': widths\[0\] must be a finite number in \(0, 1\], got nan"),
+    ("entran-unknown-op", lambda m: sl.EnTranCell(["nope_op"], name="c"), ValueError,
+     r"EnTranCell 'c': unknown candidate op 'nope_op'. Registered ops:.*skip_connect"),
+    # -- SearchModel / joint training --------------------------------------------------------
+    ("searchmodel-no-arch-variables", lambda m: SearchModel(m["plain"]), ValueError,
+     r"SearchModel: model 'plain' has no architecture variables .*allowed: a supernet with "
+     r"at least one"),
+    # -- retrain ---------------------------------------------------------------------------
+    ("retrain-lr-inf", lambda m: retrain.retrain(m["child"], DATA, epochs=0, lr=float("inf")),
+     ValueError, r"retrain: lr must be a finite number > 0, got inf"),
+    ("retrain-batch-size-0", lambda m: retrain.retrain(m["child"], DATA, epochs=0,
+                                                       batch_size=0),
+     ValueError, r"retrain: batch_size must be an integer >= 1, got 0"),
+    ("retrain-alpha-negative", lambda m: retrain.retrain(m["child"], DATA, epochs=0, alpha=-1),
+     ValueError, r"retrain: alpha must be a finite number in \[0, 1\], got -1"),
+    ("retrain-epochs-float", lambda m: retrain.retrain(m["child"], DATA, epochs=2.5),
+     ValueError, r"retrain: epochs must be an integer >= 0, got 2.5"),
+    ("retrain-optimizer", lambda m: retrain.retrain(m["child"], DATA, optimizer="rmsprop"),
+     ValueError, r"retrain: optimizer must be 'sgd' or 'adam', got 'rmsprop'"),
+    ("retrain-child-str", lambda m: retrain.retrain("child.h5", DATA), TypeError,
+     r"retrain: child must be a built keras.Model .*got 'child.h5' \(str\)"),
+    ("retrain-data-array", lambda m: retrain.retrain(m["child"], X, epochs=0), ValueError,
+     r"retrain: data must be a dataset name \(e.g. 'digits'\) or \(train, test\), got "
+     r"ndarray"),
+    ("retrain-sgd-lr-0", lambda m: retrain.sgd(0, 10), ValueError,
+     r"retrain.sgd: lr must be a finite number > 0, got 0"),
+    # -- baselines -------------------------------------------------------------------------
+    ("baselines-n-0", lambda m: baselines.sample_architectures(m["net"], m["arch"], n=0),
+     ValueError, r"sample_architectures: n must be an integer >= 1, got 0"),
+    ("baselines-tolerance-nan", lambda m: baselines.sample_architectures(
+        m["net"], m["arch"], tolerance=NAN), ValueError,
+     r"sample_architectures: tolerance must be a number in \(0, 1\), got nan"),
+    ("baselines-seeds-empty", lambda m: baselines.random_baseline(
+        m["net"], m["child"], lambda c, s: 1.0, seeds=[]), ValueError,
+     r"random_baseline: seeds must be a list of integer seeds with at least one entry"),
+    ("baselines-train-not-callable", lambda m: baselines.random_baseline(
+        m["net"], m["child"], "retrain"), TypeError,
+     r"random_baseline: train must be a callable train\(child, seed\) -> accuracy, got "
+     r"'retrain'"),
+    ("baselines-child-without-architecture", lambda m: baselines.random_baseline(
+        m["net"], m["plain"], lambda c, s: 1.0), ValueError,
+     r"random_baseline: child must be a derived model carrying .architecture"),
+    ("baselines-metric", lambda m: baselines.child_cost(m["child"], "latency"), ValueError,
+     r"nknown cost metric 'latency'; allowed: .*macs"),
+    # -- budget / cost ---------------------------------------------------------------------
+    ("budget-fit-nan", lambda m: budget.fit(m["net"], NAN), ValueError,
+     r"budget.fit: target must be a finite number > 0, got nan"),
+    ("budget-fit-negative", lambda m: budget.fit(m["net"], -5), ValueError,
+     r"budget.fit: target must be a finite number > 0, got -5"),
+    ("budget-fit-metric", lambda m: budget.fit(m["net"], 1e5, "latency"), ValueError,
+     r"budget.fit: unknown cost metric 'latency'; allowed: .*macs"),
+    ("budget-fit-no-search-layers", lambda m: budget.fit(m["plain"], 1e5), ValueError,
+     r"budget.fit: model 'plain' has search layers \['none'\]; fit handles networks of "
+     r"FiGSMask layers only, or of categorical layers \(MixedOp\) only"),
+    ("cost-metric", lambda m: cost.Cost().metric("latency"), ValueError,
+     r"nknown cost metric 'latency'; allowed: .*macs"),
+    ("cost-compare-names", lambda m: cost.compare(cost.profile(m["child"]), names=["a", "b"]),
+     ValueError, r"compare got 1 profiles but 2 names"),
+    # -- tuning / datasets -----------------------------------------------------------------
+    ("tuning-unknown-method", lambda m: tuning.get_method("dartz"), ValueError,
+     r"Unknown search method 'dartz'; registered: .*darts"),
+    ("tuning-space-no-methods", lambda m: tuning.search_space([]), ValueError,
+     r"search_space: methods must be a list of method names with at least one entry"),
+    ("tuning-space-method-str", lambda m: tuning.search_space("darts"), TypeError,
+     r"search_space: methods must be a list of method names, got 'darts' \(str\)"),
+    ("tuning-register-search-str", lambda m: tuning.register_method("x", "my_search"),
+     TypeError, r"register_method\('x'\): search must be a callable taking a TrialSpec, got "
+     r"'my_search'"),
+    ("trialspec-epochs-negative", lambda m: tuning.TrialSpec("darts", epochs=-1), ValueError,
+     r"TrialSpec: epochs must be an integer >= 0, got -1"),
+    ("trialspec-batch-size-0", lambda m: tuning.TrialSpec("darts", batch_size=0), ValueError,
+     r"TrialSpec: batch_size must be an integer >= 1, got 0"),
+    ("trialspec-method-int", lambda m: tuning.TrialSpec(3), TypeError,
+     r"TrialSpec: method must be a string, got 3 \(int\)"),
+    ("datasets-unknown-name", lambda m: datasets.load("digitz"), ValueError,
+     r"datasets: unknown dataset name 'digitz'; allowed: 'digits' \(bundled, offline\) or "
+     r"any TensorFlow Datasets image-classification name"),
+    ("datasets-seed-str", lambda m: datasets.search_pairs("digits", seed="a"), TypeError,
+     r"datasets.search_pairs: seed must be an integer, got 'a' \(str\)"),
+    # -- evolution -------------------------------------------------------------------------
+    ("evolution-scorer", lambda m: evolution.evolutionary_search(m["net"], scorer="acc"),
+     ValueError, r"evolutionary_search: unknown scorer 'acc'; allowed: bn, accuracy or a "
+     r"callable"),
+    ("evolution-no-search-layers", lambda m: evolution.evolutionary_search(m["plain"]),
+     ValueError, r"model 'plain' has no search layers"),
 ]
 
 

@@ -66,7 +66,9 @@ class SearchLayer(keras.layers.Layer):
         self.initial_temperature = relax.check_temperature(
             temperature, f"{type(self).__name__} '{self.name}'"
         )
-        self.seed = int(seed) if seed is not None else zlib.crc32(self.name.encode()) % (2**31)
+        seed = checks.integer(f"{type(self).__name__} '{self.name}'", "seed", seed, low=0,
+                              none_ok=True)
+        self.seed = seed if seed is not None else zlib.crc32(self.name.encode()) % (2**31)
         self._arch = {}
 
     # -- state ---------------------------------------------------------------
