@@ -316,7 +316,24 @@ def search_spec(spec):
     keras.utils.set_random_seed(spec.seed)
     scope = spec.strategy.scope() if spec.strategy is not None else contextlib.nullcontext()
     with scope:
-        return get_method(spec.method).search(spec)
+        searched = get_method(spec.method).search(spec)
+    if _multiworker(spec.strategy):  # the chief alone retrains and measures the child
+        searched = dataclasses.replace(searched, child=_local_copy(searched.child))
+    return searched
+
+
+def _local_copy(child):
+    """``child`` rebuilt outside any strategy, with its weights, trainable flags
+    and ``architecture``: a model of a multi-worker strategy cannot be compiled
+    or fit by one worker alone (its new variables are broadcast from the chief,
+    its BatchNorm statistics read by an all-reduce), so every worker calls this
+    right after the search, in step."""
+    weights = child.get_weights()  # collective reads: every worker at once
+    copy = keras.models.clone_model(child)  # called outside the strategy's scope
+    copy.set_weights(weights)
+    if hasattr(child, "architecture"):
+        copy.architecture = child.architecture
+    return copy
 
 
 def run_spec(spec):
