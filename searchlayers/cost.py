@@ -254,6 +254,14 @@ class Cost:
         return Cost(*[v / scalar for v in self._values()])
 
 
+class _UnknownSizeError(ValueError):
+    """A shape with an unknown (None) size where the cost needs it."""
+
+    def __init__(self, message, layer=None):
+        super().__init__(message)
+        self.layer = layer
+
+
 def _is_zero(x):
     return isinstance(x, (int, float)) and x == 0
 
@@ -263,7 +271,7 @@ def _prod(values):
     if isinstance(values, (int, np.integer)):
         return int(values) ** 2
     if any(v is None for v in values):
-        raise ValueError(f"Cannot count cost over an unknown spatial size {values}.")
+        raise _UnknownSizeError(f"Cannot count cost over an unknown spatial size {values}.")
     return math.prod(int(v) for v in values)
 
 
@@ -704,7 +712,16 @@ def _model_rows(model, input_shape=None, prefix=""):
             yield from _model_rows(layer, in_shape, prefix=name + "/")
             continue
         with collect_gaps() as gaps:
-            cost = layer_cost(layer, in_shape, out_shape)
+            try:
+                cost = layer_cost(layer, in_shape, out_shape)
+            except _UnknownSizeError as error:
+                if error.layer is not None:
+                    raise
+                error.layer = name
+                raise _UnknownSizeError(
+                    f"{error.args[0][:-1]} at layer '{name}' ({type(layer).__name__}); build "
+                    "the model on a fixed input size, e.g. keras.Input((224, 224, 3)).",
+                    layer=name) from None
         if id(layer) in seen:
             cost = cost.operations()
         seen.add(id(layer))
@@ -898,7 +915,7 @@ def profile(model, print_fn=None, warn=True):
 
 def _gap_name(layer, row):
     """The row's own name when the row is the gap, else the sub-layer's name."""
-    return row if row.split("/")[-1] == layer.name else layer.name
+    return row if row == layer.name or row.endswith("/" + layer.name) else layer.name
 
 
 def compare(*profiles, names=None):

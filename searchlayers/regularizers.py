@@ -210,18 +210,23 @@ def expected_cost(model, metric="macs", search_only=False, form="expected"):
     _check_searched_gaps(profile, names, "expected_cost")
     rows = profile.rows
     if search_only:
-        rows = [row for row in rows if row[0].split("/")[-1] in names]
+        rows = [row for row in rows if _is_row_of(row[0], names)]
     elif not profile.complete:  # outside the searched layers: a constant, but say so
         warnings.warn(profile.gap_summary(), cost_lib.CostGapWarning, stacklevel=2)
     total = sum((c for _, _, c in rows), cost_lib.Cost.zero())
     return _as_float(total.metric(name))
 
 
+def _is_row_of(row, names):
+    """Whether a profile row (``outer/inner`` for nested models) is a layer of ``names``."""
+    return row in names or row.split("/")[-1] in names
+
+
 def _check_searched_gaps(profile, searched, where):
     """ValueError when a search layer's expected cost met a layer of unknown cost:
     it would be counted as free, biasing the search toward it."""
     gaps = {row: found for row, found in profile.gaps.items()
-            if row.split("/")[-1] in searched}
+            if _is_row_of(row, searched)}
     if gaps:
         summary = cost_lib.Profile(profile.name, [], gaps=gaps).gap_summary()
         raise ValueError(

@@ -352,3 +352,11 @@ def test_table_dict_and_compare():
     assert "binary MACs" in side and "eq. ops" in side
     with pytest.raises(ValueError, match="2 profiles but 1 names"):
         cost.compare(p, p, names=["only"])
+
+
+def test_unknown_spatial_size_names_the_layer():
+    x = keras.Input((None, None, 3))
+    model = keras.Model(x, L.Conv2D(2, 3, name="conv")(L.Rescaling(0.5, name="scale")(x)))
+    with pytest.raises(ValueError, match=r"unknown spatial size \(None, None, 3\) at layer "
+                                         r"'scale' \(Rescaling\); build the model on a fixed"):
+        cost.profile(model)
