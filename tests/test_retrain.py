@@ -48,7 +48,7 @@ def test_arrays_as_data_and_zero_epochs():
 @pytest.mark.parametrize("kwargs, match", [
     (dict(optimizer="rmsprop"), "optimizer must be 'sgd' or 'adam'"),
     (dict(epochs=-1), "epochs must be an integer >= 0"),
-    (dict(lr=0), "lr must be a number > 0"),
+    (dict(lr=0), "lr must be a finite number > 0"),
     (dict(data=[1, 2, 3]), "data must be a dataset name"),
 ])
 def test_bad_arguments(kwargs, match):
