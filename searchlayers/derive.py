@@ -397,6 +397,12 @@ def _replay_sliced(node, args, kwargs, architecture, copies, plan, present):
         return dead[0] if len(dead) == 1 else dead
     if kind == "zero":
         return _zeros(copies, graph.tensors[out_id], plan.present[out_id], present)
+    if kind in ("reduce", "channelwise", "merge") and len(outs) == 1 and not np.isnan(
+            plan.const[out_id][plan.present[out_id]]).any():
+        # every kept channel is a known constant (its inputs come from a removed
+        # edge): a constant tensor, nothing upstream computed for it
+        return _constant(copies, graph.tensors[out_id], plan.present[out_id],
+                         plan.const[out_id], present, f"{layer.name}_constant")
     xs = [_materialize(x) if kind != "merge" else x for x in xs]
     if kind == "pick":
         d = plan.pick(layer)
@@ -469,6 +475,16 @@ def _replay_sliced(node, args, kwargs, architecture, copies, plan, present):
     return finish(new(xs[0]), natural, out_id)
 
 
+def _constant(copies, tensor, want, const, present, name):
+    """Like ``_zeros``, holding the constants ``const[want]`` (a ``Rescaling`` offset)."""
+    y = _zeros(copies, tensor, want, present).make()
+    values = np.asarray(const, np.float32)[np.asarray(want, int)]
+    if values.any():
+        y = keras.layers.Rescaling(scale=1.0, offset=values.tolist(), name=name)(y)
+    present[id(y)] = want
+    return y
+
+
 def _zeros(copies, tensor, want, present):
     """A removed value: when a consumer needs it, zeros shaped like the supernet's
     ``tensor`` holding channels ``want``, made from the derived input's batch size
@@ -477,6 +493,8 @@ def _zeros(copies, tensor, want, present):
     def make():
         x = copies["_inputs"][0]
         one = tf.zeros_like(x[(slice(None),) + (slice(0, 1),) * (len(x.shape) - 1)])
+        if len(x.shape) != len(tensor.shape):  # e.g. an image input, a vector value
+            one = tf.reshape(one, [-1] + [1] * (len(tensor.shape) - 1))
         y = tf.tile(one, [1, *tensor.shape[1:-1], len(want)])
         present[id(y)] = want
         return y

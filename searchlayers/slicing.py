@@ -679,6 +679,10 @@ class ChannelPlan:
         if k in ("channelwise", "merge") and len(outs) == 1 and g.channels(outs[0]):
             return _evaluate_constant(self.target(layer), node, [const[i] for i in ins],
                                       g.channels(outs[0]), merge=k == "merge")
+        if k == "reduce" and len(outs) == 1 and g.channels(outs[0]) and not any(
+                np.isnan(const[i]).any() for i in ins):  # e.g. after an edge chosen 'none'
+            return _evaluate_constant(self.target(layer), node, [const[i] for i in ins],
+                                      g.channels(outs[0]))
         return None
 
     def _need(self, layer, ins, outs, needed, nz):
@@ -759,7 +763,10 @@ def _evaluate_constant(layer, node, consts, channels, merge=False):
     value = np.where(flat.all(axis=0), y[0], np.nan)
     ok = np.ones([channels], bool)
     for k in known:
-        ok &= k if len(k) == channels else np.broadcast_to(k, [channels])
+        if len(k) == channels:
+            ok &= k
+        elif len(k) == 1 or not k.all():  # broadcast, or a reduce over channels
+            ok &= bool(k.all())
     if merge and isinstance(layer, _L.Multiply):  # a zero factor zeroes the product
         for c in consts:
             zero = (c == 0.0) if len(c) == channels else np.broadcast_to(c == 0.0, [channels])

@@ -316,6 +316,63 @@ def _join(sites, groups):
     return sites[0] if sites else None
 
 
+def _inline_nested(model):
+    """``model`` with every nested Functional / Sequential model replayed inline (its
+    layers copied with their weights, a layer name already taken gets the nested
+    model's name in front); ``model`` itself when nothing is nested. A subclassed
+    nested model is an error (its layer graph is unknown)."""
+    nested = [l for l in model._flatten_layers(include_self=False, recursive=True)
+              if isinstance(l, keras.Model)]
+    if not nested:
+        return model
+    for inner in nested:
+        if not getattr(inner, "_is_graph_network", False):
+            raise TypeError(
+                f"insert_masks: nested model '{inner.name}' ({type(inner).__name__}) has no "
+                "layer graph, so its layers cannot get masks; allowed: nested Functional or "
+                "Sequential models built on an Input (they are inlined).")
+    copies, names = {}, set()
+
+    def copy(layer, prefix):
+        new = copies.get(id(layer))
+        if new is None:
+            config = layer.get_config()
+            if prefix is not None and layer.name in names:
+                config["name"] = f"{prefix}_{layer.name}"
+            names.add(config["name"])
+            new = copies[id(layer)] = (type(layer).from_config(config), layer)
+        return new
+
+    def replay(net, tensors):
+        usage = net._tensor_usage_count
+        values = {str(id(x)): [y] * max(usage.get(str(id(x)), 1), 1)
+                  for x, y in zip(net.inputs, tensors)}
+        for depth in sorted(net._nodes_by_depth, reverse=True):
+            for node in net._nodes_by_depth[depth]:
+                if node.is_input:
+                    continue
+                args, kwargs = node.map_arguments(values)
+                kwargs = {k: v for k, v in kwargs.items() if k not in ("training", "mask")}
+                layer = node.layer
+                if isinstance(layer, keras.Model):
+                    out = replay(layer, tf.nest.flatten((args, kwargs)))
+                else:
+                    new, old = copy(layer, None if net is model else net.name)
+                    fresh = not new.built
+                    out = new(*args, **kwargs)
+                    if fresh and old.weights:
+                        new.set_weights(old.get_weights())
+                for x_id, y in zip(node.flat_output_ids, tf.nest.flatten(out)):
+                    values[x_id] = [y] * max(usage.get(x_id, 1), 1)
+        outs = [values[str(id(x))][-1] for x in net.outputs]
+        return tf.nest.pack_sequence_as(net._nested_outputs, outs)
+
+    names.update(l.name for l in model.layers if not isinstance(l, keras.Model))
+    inputs = [input_like(t) for t in model.inputs]
+    outputs = replay(model, inputs)
+    return keras.Model(inputs, outputs, name=model.name)
+
+
 def insert_masks(model, skip_output=True, temperature=0.001, hard=False, keep_one=False,
                  initial_logit=2.5):
     """A copy of ``model`` with a ``FiGSMask`` after every prunable layer (FiGS).
@@ -324,11 +381,22 @@ def insert_masks(model, skip_output=True, temperature=0.001, hard=False, keep_on
     their larq Quant* versions. The mask goes after the layer's BatchNorm and
     activation (when they follow it alone), so a masked channel is exactly zero
     for every consumer. ``skip_output``: no mask on a model output (the
-    classifier). Masks of tensors joined by a residual ``Add`` share one group
-    (one set of logits); a depthwise convolution's mask shares the group of its
-    input's mask; ``Concatenate`` inputs keep separate masks. Weights are
-    copied; the input model is left unchanged. Works on Functional and
-    Sequential models (a Sequential gives a Sequential).
+    classifier), nor on a layer whose output reaches a model output through
+    layers that pass its channels on (``Flatten``, ``Reshape``, ``Activation``,
+    ``Dropout``, ``Softmax``: MobileNetV3's ``Logits`` conv), so no class can be
+    dropped. No mask on a squeeze-excite gate (a one-position tensor multiplying
+    a feature map: its channels are the feature map's). Masks of tensors joined
+    by an element-wise merge (a residual ``Add``, hard-swish's ``Multiply``)
+    share one group (one set of logits); a depthwise convolution's mask shares
+    the group of its input's mask; ``Concatenate`` inputs keep separate masks.
+    Weights are copied; the input model is left unchanged. Works on Functional
+    and Sequential models (a Sequential gives a Sequential).
+
+    Nested models: a Functional or Sequential model used as a layer is inlined
+    (recursively): the masked model is flat, the nested model's layers get masks
+    like the others, keep their weights and their names (a name the outer model
+    already uses gets the nested model's name in front). A subclassed nested
+    model (no layer graph) is a TypeError naming it.
 
     Example:
         >>> import searchlayers as sl
@@ -345,6 +413,8 @@ def insert_masks(model, skip_output=True, temperature=0.001, hard=False, keep_on
 
     if not isinstance(model, keras.Model):
         raise TypeError(f"insert_masks expects a keras.Model, got {type(model).__name__}.")
+    sequential = isinstance(model, keras.Sequential)
+    model = _inline_nested(model)
     graph = slicing.Graph(model)
     sites, groups = _mask_sites(graph, skip_output)
     members = {}
@@ -380,7 +450,7 @@ def insert_masks(model, skip_output=True, temperature=0.001, hard=False, keep_on
     outputs = [values[str(id(x))].pop() for x in model.outputs]
     outputs = tf.nest.pack_sequence_as(model._nested_outputs, outputs)
     result = keras.Model(inputs, outputs, name=f"{model.name}_masked")
-    if isinstance(model, keras.Sequential):
+    if sequential:
         layers = [l for l in result.layers if not isinstance(l, keras.layers.InputLayer)]
         result = keras.Sequential([input_like(model.inputs[0]), *layers],
                                   name=f"{model.name}_masked")
