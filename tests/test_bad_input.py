@@ -10,6 +10,7 @@ the relaxations at extreme temperatures) have their own modules
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -201,6 +202,10 @@ CASES = [
     ("derive-out-of-range (Why)", lambda m: sl.derive(m["net"], architecture=Architecture(
         {"edge": 5})), ValueError, r"Architecture does not fit model 'net' \(1 mismatch\): "
      r"MixedOp 'edge': choice must be an integer index in 0..2 .*got 5"),
+    ("derive-dict-negative (Why)", lambda m: sl.derive(m["net"], architecture={"edge": -1}),
+     ValueError, r"Architecture: choices\['edge'\] must be an integer index >= 0 or a list"),
+    ("derive-dict-2.7 (Why)", lambda m: sl.derive(m["net"], architecture={"edge": 2.7}),
+     ValueError, r"Architecture: choices\['edge'\] must be an integer index >= 0 .*got 2.7"),
     ("derive-names-disagree (Why)", lambda m: sl.derive(m["net"], architecture=Architecture(
         {"edge": 1}, {"edge": "conv_3x3"})), ValueError,
      r"'edge': choice 1 is 'skip_connect' but names says 'conv_3x3'"),
@@ -470,6 +475,66 @@ CASES = [
     ("evolution-no-search-layers", lambda m: evolution.evolutionary_search(m["plain"]),
      ValueError, r"model 'plain' has no search layers"),
 ]
+
+
+# Every example of issue 13's "Why" list -> the row (or test) that checks it.
+_SEARCH_TESTS = "test_bad_input_search.py::"
+WHY = {
+    "to_tflite int8 representative_data=[]": "tflite-int8-empty (Why)",
+    "to_tflite int8 zero rows": "tflite-int8-zero-rows (Why)",
+    "to_tflite int8 all-NaN rows": "tflite-int8-nan (Why)",
+    "one NaN pixel in the data": _SEARCH_TESTS + "test_nan_in_the_training_split_stops_at_the_"
+                                 "first_step",
+    "FLOPsRegularizer(strength=nan)": "flops-strength-nan (Why)",
+    "derive returns an architecture from NaN": _SEARCH_TESTS + "test_nan_in_the_validation_"
+                                               "split_stops_and_derive_refuses",
+    "derive Architecture({'edge': -1})": "derive-dict-negative (Why)",
+    "Architecture({'edge': -1})": "arch-negative (Why)",
+    "choice 2.7 becomes 2": "derive-dict-2.7 (Why)",
+    "Architecture 2.7": "arch-2.7 (Why)",
+    "names that disagree with the index": "derive-names-disagree (Why)",
+    "extra entries are ignored": "derive-extra-entry (Why)",
+    "index out of range is an IndexError": "derive-out-of-range (Why)",
+    "best_of_k validation_data=x (no labels)": "best-of-k-no-labels (Why)",
+    "best_of_k k=0": "best-of-k-k-0 (Why)",
+    "MixedOp(temperature=1e-30)": "mixedop-temperature-1e-30 (Why)",
+    "MixedOp(temperature=1e-45)": "mixedop-temperature-1e-45 (Why)",
+    "relaxation at 1e-30": "relax-underflow (Why)",
+    "scheduler stores a temperature of 0.0": "scheduler-end-zero (Why)",
+    "scheduler start below the floor": "scheduler-underflow (Why)",
+    "BNScoreEvaluator without BatchNorm": "bn-evaluator-no-bn (Why)",
+    "train_only_batchnorm without BN": "train-only-bn-no-bn (Why)",
+    "train_only_batchnorm with affine=False BN": "train-only-bn-no-affine (Why)",
+    "evolutionary_search(limit=nan)": "evolution-limit-nan (Why)",
+    "sweep with budget 0 (search_space)": "sweep-budget-0 (Why)",
+    "sweep with budget 0 (SweepTuner)": "sweep-tuner-space (Why)",
+    "FiGSMask(initial_logit=nan)": "figs-initial-logit-nan (Why)",
+    "set_choice([])": "figs-set-choice-empty (Why)",
+    "MixedOp(channels=0)": "mixedop-channels-0 (Why)",
+    "datasets.arrays(limit=-5)": "arrays-limit-negative (Why)",
+    "SearchModel(net).fit(x, y) in bilevel mode": "searchmodel-fit-xy (Why)",
+    "MixedOp('skip_connect') (a string)": "mixedop-string-candidates (Why)",
+    "a string where a number belongs": "relax-string (Why)",
+    "batch size 0": "load-batch-size-0 (Why)",
+    "int8 calibration of the wrong shape": "tflite-int8-shape (Why)",
+    "parity on garbage bytes": "parity-garbage (Why)",
+    "WidthGate(widths=0.5)": "widthgate-scalar (Why)",
+    "Architecture.from_json on a list": "arch-from-json-list (Why)",
+    "joint_optimizer on a model without architecture variables":
+        _SEARCH_TESTS + "test_joint_optimizer_without_architecture_variables",
+}
+
+
+def test_every_why_example_is_checked():
+    ids = {case[0] for case in CASES}
+    search_tests = (Path(__file__).parent / "test_bad_input_search.py").read_text()
+    for example, where in WHY.items():
+        if where.startswith(_SEARCH_TESTS):
+            assert f"def {where[len(_SEARCH_TESTS):]}(" in search_tests, example
+        else:
+            assert where in ids, example
+    assert {i for i in ids if i.endswith("(Why)")} <= set(WHY.values())
+    assert len(WHY) == 39
 
 
 def test_at_least_80_distinct_bad_inputs():

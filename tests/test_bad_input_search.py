@@ -129,3 +129,17 @@ def test_successful_int8_export_holds_int8_tensors(child):
     with pytest.raises(ValueError, match=r"export.predict: the shape of each input example "
                        r"must be the file's input shape \(8, 8, 1\), got \(9, 9, 1\)"):
         export.predict(flatbuffer, np.zeros((2, 9, 9, 1), np.float32))
+
+
+def test_joint_optimizer_without_architecture_variables():
+    """A single-path supernet (no arch_* logits) compiled with joint_optimizer
+    used to fail inside fit with larq's "Optimizer ... did not claim any
+    variables"; it now trains its weights with the weights optimizer and warns."""
+    plain = K.Sequential([K.Input((8, 8, 1)), K.layers.Flatten(), K.layers.Dense(10)],
+                         name="single_path")
+    plain.compile(sl.joint_optimizer(K.optimizers.legacy.SGD(0.1)), LOSS)
+    before = plain.layers[-1].kernel.numpy().copy()
+    with pytest.warns(UserWarning, match=r"joint_optimizer: the model has no trainable "
+                      r"architecture variables \(arch_\*\), so only the weights optimizer runs"):
+        plain.fit(X, Y, epochs=1, batch_size=8, verbose=0)
+    assert not np.allclose(plain.layers[-1].kernel.numpy(), before)
