@@ -143,3 +143,12 @@ def test_joint_optimizer_without_architecture_variables():
                       r"architecture variables \(arch_\*\), so only the weights optimizer runs"):
         plain.fit(X, Y, epochs=1, batch_size=8, verbose=0)
     assert not np.allclose(plain.layers[-1].kernel.numpy(), before)
+
+
+def test_exporting_a_supernet_warns_and_points_to_derive():
+    net = _supernet("still_a_supernet")
+    with pytest.warns(UserWarning, match=r"to_tflite: model 'still_a_supernet' still holds "
+                      r"search layers \['edge'\]; the file computes the whole supernet\. "
+                      r"Export searchlayers.derive\(model\) instead"):
+        flatbuffer = export.to_tflite(net)
+    assert export.predict(flatbuffer, X[:2]).shape == (2, 10)
