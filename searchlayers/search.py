@@ -174,6 +174,68 @@ def _check_bilevel_data(args, kwargs):
         raise ValueError(f"{_PAIRS_HINT}; got {got}.")
 
 
+def _build_optimizer(optimizer, variables):
+    """Creates ``optimizer``'s slots for ``variables`` now, outside any trace."""
+    if isinstance(optimizer, keras.optimizers.Optimizer) and hasattr(optimizer, "build"):
+        optimizer.build(variables)
+    elif type(optimizer).__name__ != "CaseOptimizer" and hasattr(optimizer, "_create_all_weights"):
+        optimizer._create_all_weights(variables)  # a legacy optimizer
+
+
+def _example_target(x, y):
+    """One zero target of the shape and dtype of ``fit``'s labels, or None."""
+    if isinstance(x, tf.data.Dataset):
+        spec = x.element_spec
+        if _is_pair(spec) and _is_pair(spec[0]) and _is_pair(spec[1]):
+            spec = spec[0]  # bi-level pairs
+        y = spec[1] if isinstance(spec, tuple) and len(spec) > 1 else None
+        if not isinstance(y, tf.TensorSpec) or y.shape.rank is None:
+            return None
+        return tf.zeros([1] + [d or 1 for d in y.shape[1:]], y.dtype)
+    if y is None or not hasattr(y, "shape") or not len(y):
+        return None
+    return tf.convert_to_tensor(np.asarray(y[:1]))
+
+
+def prebuild(model, x=None, y=None, optimizers=None):
+    """Creates the optimizer slots and compiled metrics of ``model`` before ``fit``.
+
+    ``tf.function`` traces a function that creates variables twice (once
+    creating them, once more without), so a train step that builds its
+    optimizer slots or metrics inside its first trace pays the whole graph
+    build twice: about half of a supernet's time to the first step.
+    ``SearchModel.fit`` calls it; call it before a plain ``model.fit(x, y)``
+    (``x``: the data given to ``fit``, to learn the labels' shape).
+
+    Args:
+        model: a compiled Keras model.
+        x, y: ``fit``'s data (a dataset of ``(x, y)`` or bi-level pairs, or arrays).
+        optimizers: ``(optimizer, variables)`` pairs; default the model's
+            optimizer over its trainable variables.
+
+    Example:
+        >>> net = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+        ...                         keras.layers.Dense(10)])
+        >>> net.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        >>> prebuild(net, x, y)
+        >>> net.compiled_metrics.built, len(net.optimizer.variables) > 1
+        (True, True)
+    """
+    if optimizers is None:
+        optimizers = [(model.optimizer, model.trainable_variables)]
+    with model.distribute_strategy.scope():
+        for optimizer, variables in optimizers:
+            _build_optimizer(optimizer, variables)
+        target = _example_target(x, y)
+        inner = getattr(model, "model", model)  # a SearchModel's supernet
+        outputs = getattr(inner, "outputs", None)
+        metrics = getattr(model, "compiled_metrics", None)
+        if target is None or not outputs or metrics is None or metrics.built:
+            return
+        preds = [tf.zeros([1] + [d or 1 for d in o.shape[1:]], o.dtype) for o in outputs]
+        metrics.build(preds[0] if len(preds) == 1 else preds, target)
+
+
 def default_arch_optimizer(legacy=False):
     """Adam(3e-4, betas (0.5, 0.999)) — the DARTS/BARS architecture optimizer.
 
@@ -315,12 +377,19 @@ class SearchModel(keras.Model):
 
         if self.bilevel:
             _check_bilevel_data(args, kwargs)
+        self._prebuild(args, kwargs)
         callbacks = list(callbacks or [])
         if not any(isinstance(c, DecisionTracker) for c in callbacks):
             callbacks.append(DecisionTracker())
         if not any(isinstance(c, NonFiniteGuard) for c in callbacks):
             callbacks.append(NonFiniteGuard())
         return super().fit(*args, callbacks=callbacks, **kwargs)
+
+    def _prebuild(self, args, kwargs):
+        x = args[0] if args else kwargs.get("x")
+        y = args[1] if len(args) > 1 else kwargs.get("y")
+        prebuild(self, x, y, optimizers=[(self.optimizer, weight_variables(self.model)),
+                                         (self.arch_optimizer, arch_variables(self.model))])
 
     def add_loss_multiplier(self, fn):
         """Multiplies the data loss by ``fn()`` in every step (e.g. BARS eq. 7)."""
