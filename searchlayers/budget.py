@@ -14,10 +14,11 @@ one whose exact cost is closest to the target.
   bisected until the total (``evolution.cost_table``: a number per layer and
   choice plus the fixed layers) is closest to the target; ``mu = 0`` is the
   argmax architecture.
-- ``FiGSMask`` networks: each mask keeps the channels whose logit is at least
-  a global threshold (its most probable channel always); the threshold is
-  bisected over the logits on the derived model's exact cost (one
-  ``derive`` + ``cost.profile`` per step, about ``log2(channels)`` steps).
+- ``FiGSMask`` networks: the channels of all mask groups ranked by logit
+  (ties by group, then channel); the first ``k`` are kept (each mask keeps its
+  most probable channel always) and ``k`` is bisected on the derived model's
+  exact cost (one ``derive`` + ``cost.profile`` per step, about
+  ``log2(channels)`` steps).
 
 A target outside what the space can derive (below its cheapest or above its
 dearest architecture) is said once (a warning) and the closest achievable
@@ -144,7 +145,11 @@ def fit(model, target, metric="macs", rule=None):
 
 def _unreachable(asked, lowest, highest, metric, got):
     if lowest <= asked * (1 + TOLERANCE) and asked * (1 - TOLERANCE) <= highest:
-        return ""
+        if abs(got / asked - 1.0) <= TOLERANCE:
+            return ""
+        return (f"budget {asked:,.0f} {metric} not met within {TOLERANCE:.0%}: the closest "
+                f"architecture found derives {got:,.0f} {metric} ({got / asked:.0%} of the "
+                f"budget; this space derives {lowest:,.0f} to {highest:,.0f}).")
     side = "cheapest" if asked < lowest else "dearest"
     return (f"budget {asked:,.0f} {metric} cannot be met: the {side} architecture this "
             f"search space derives costs {lowest if asked < lowest else highest:,.0f}; "
@@ -172,42 +177,76 @@ def _fit_choices(model, target, metric, rule):
         score = np.where(np.isnan(table.values), -np.inf, logp - mu * values)
         return np.argmax(score, axis=1)
 
+    def solve(goal):  # the Lagrangian pick whose table total is closest to goal
+        best = pick(0.0)
+        low, high = -1.0, 1.0  # table.total(pick(mu)) falls as mu grows
+        while table.total(pick(high)) > goal and high < 1e9:
+            high *= 4.0
+        while table.total(pick(low)) < goal and low > -1e9:
+            low *= 4.0
+        for _ in range(60):
+            mid = 0.5 * (low + high)
+            candidate = pick(mid)
+            if abs(table.total(candidate) - goal) < abs(table.total(best) - goal):
+                best = candidate
+            if table.total(candidate) > goal:
+                low = mid
+            else:
+                high = mid
+        for candidate in (pick(low), pick(high)):
+            if abs(table.total(candidate) - goal) < abs(table.total(best) - goal):
+                best = candidate
+        return best
+
+    def repair(rows, goal):
+        # The Lagrangian picks only the corners of the cost / probability hull: when the
+        # distributions are near flat they jump by whole edges. Close the remaining gap
+        # greedily by single changes, each losing the least log probability per unit of
+        # cost it moves towards the goal.
+        rows = np.array(rows)
+        for _ in range(4 * len(rows)):
+            gap = table.total(rows) - goal
+            if abs(gap) <= TOLERANCE / 4 * target:
+                break
+            current = table.values[np.arange(len(rows)), rows]
+            moved = np.abs(gap) - np.abs(gap - (current[:, None] - table.values))
+            lost = logp[np.arange(len(rows)), rows][:, None] - logp
+            ratio = np.where(np.isnan(table.values) | ~(moved > 0), np.inf,
+                             np.maximum(lost, 0.0) / np.where(moved > 0, moved, 1.0))
+            if not np.isfinite(ratio).any():
+                break
+            r, c = np.unravel_index(np.argmin(ratio), ratio.shape)
+            rows[r] = c
+        return rows
+
     start = choose(model, "argmax", rule=rule)
     argmax_rows = table.encode(start)
-    argmax_exact = exact_cost(model, start, metric)
-    shift = argmax_exact - table.total(argmax_rows)  # what the table leaves out
-    lowest = table.minimum() + shift
-    highest = table.maximum() + shift
+    found = {tuple(argmax_rows): (start, exact_cost(model, start, metric))}
 
-    def total(rows):
-        return table.total(rows) + shift
+    def exact(rows):  # (architecture, exact cost of its derived model), cached
+        key = tuple(int(r) for r in rows)
+        if key not in found:
+            arch = table.decode(rows)
+            arch = choose(model, "argmax", rule=_rule_of(arch))
+            arch.meta.update(strategy="budget", target=target, metric=metric)
+            found[key] = (arch, exact_cost(model, arch, metric))
+        return found[key]
 
-    rows, best = argmax_rows, abs(argmax_exact - target)
-    low, high = -1.0, 1.0  # total(pick(mu)) falls as mu grows: bracket the target
-    while total(pick(high)) > target and high < 1e9:
-        high *= 4.0
-    while total(pick(low)) < target and low > -1e9:
-        low *= 4.0
-    for _ in range(80):
-        mid = 0.5 * (low + high)
-        candidate = pick(mid)
-        if abs(total(candidate) - target) < best:
-            rows, best = candidate, abs(total(candidate) - target)
-        if total(candidate) > target:
-            low = mid
-        else:
-            high = mid
-    for candidate in (pick(low), pick(high)):
-        if abs(total(candidate) - target) < best:
-            rows, best = candidate, abs(total(candidate) - target)
-    if np.array_equal(rows, argmax_rows):
-        architecture, got = start, argmax_exact
-    else:
-        architecture = table.decode(rows, {"strategy": "budget", "target": target,
-                                           "metric": metric})
-        architecture = choose(model, "argmax", rule=_rule_of(architecture))
-        architecture.meta.update(strategy="budget", target=target, metric=metric)
-        got = exact_cost(model, architecture, metric)
+    argmax_exact = found[tuple(argmax_rows)][1]
+    # The table leaves out what deriving changes beyond the chosen ops (edges of
+    # "none" dropped, nodes removed): correct the table's goal by the gap between
+    # the exact and the table cost of the last pick (a secant step), a few times.
+    shift = argmax_exact - table.total(argmax_rows)
+    rows = argmax_rows
+    for _ in range(6):
+        if abs(exact(rows)[1] / target - 1.0) <= TOLERANCE / 2:
+            break
+        rows = repair(solve(target - shift), target - shift)
+        shift = exact(rows)[1] - table.total(rows)
+    lowest = min(exact(pick(1e12))[1], exact(table.argmin())[1])
+    highest = max(exact(pick(-1e12))[1], exact(np.nanargmax(table.values, axis=1))[1])
+    architecture, got = min(found.values(), key=lambda item: abs(item[1] - target))
+    lowest, highest = min(lowest, got), max(highest, got)
     message = _unreachable(target, lowest, highest, metric, got)
     return Fit(architecture, metric, target, got, argmax_exact, lowest, highest, message)
 
@@ -222,14 +261,25 @@ def _rule_of(architecture):
 
 # -- FiGS masks -------------------------------------------------------------------------
 def _fit_channels(model, masks, target, metric):
-    logits = {mask.name: np.asarray(mask.arch("logits").numpy(), np.float64) for mask in masks}
-    thresholds = np.unique(np.concatenate(list(logits.values())))  # ascending
+    def key(mask):  # masks of one group share logits and keep the same channels
+        return mask.group if mask.group is not None else mask.name
 
-    def architecture(threshold):
+    logits = {}
+    for mask in masks:
+        logits.setdefault(key(mask), np.asarray(mask.arch("logits").numpy(), np.float64))
+    # every (group, channel) once, most probable first (ties: by group, then channel),
+    # so the k-th architecture keeps exactly k channels more than none, one at a time
+    entries = sorted(((-z, g, c) for g, values in logits.items()
+                      for c, z in enumerate(values)), key=lambda e: (e[0], str(e[1]), e[2]))
+    by_key = {mask.name: key(mask) for mask in masks}
+
+    def architecture(k):
+        kept = {g: {int(np.argmax(z))} for g, z in logits.items()}
+        for _, g, c in entries[:k]:
+            kept[g].add(c)
+
         def rule(layer):
-            z = logits[layer.name]
-            kept = set(np.flatnonzero(z >= threshold).tolist()) | {int(np.argmax(z))}
-            return sorted(int(i) for i in kept)
+            return sorted(kept[by_key[layer.name]])
 
         arch = choose(model, "expected", rule=rule)
         arch.meta.update(strategy="budget", target=target, metric=metric)
@@ -239,24 +289,24 @@ def _fit_channels(model, masks, target, metric):
     argmax_exact = exact_cost(model, start, metric)
     costs = {}
 
-    def cost_at(i):  # index into thresholds; cost falls as i grows
-        if i not in costs:
-            costs[i] = exact_cost(model, architecture(thresholds[i]), metric)
-        return costs[i]
+    def cost_at(k):  # cost grows with k
+        if k not in costs:
+            costs[k] = exact_cost(model, architecture(k), metric)
+        return costs[k]
 
-    lo, hi = 0, len(thresholds) - 1
-    highest, lowest = cost_at(lo), cost_at(hi)
+    lo, hi = 0, len(entries)
+    lowest, highest = cost_at(lo), cost_at(hi)
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if cost_at(mid) > target:
+        if cost_at(mid) < target:
             lo = mid
         else:
             hi = mid
-    best = min(costs, key=lambda i: abs(costs[i] - target))
+    best = min(costs, key=lambda k: abs(costs[k] - target))
     if abs(argmax_exact - target) <= abs(costs[best] - target):
         arch, got = start, argmax_exact
     else:
-        arch, got = architecture(thresholds[best]), costs[best]
+        arch, got = architecture(best), costs[best]
     message = _unreachable(target, lowest, highest, metric, got)
     return Fit(arch, metric, target, got, argmax_exact, lowest, highest, message)
 

@@ -116,6 +116,7 @@ class _Scheduled(keras.callbacks.Callback):
         return steps
 
     def on_train_begin(self, logs=None):
+        self._cost_fn = None
         tie_arch_variables(self.model)
         if self.per == "step":
             self._steps()
@@ -174,9 +175,12 @@ class TemperatureScheduler(_Scheduled):
         self.total = total
         self.floor = None if floor is None else check_temperature(floor, f"{where} floor")
         self.layers = None if layers is None else [
-            c if isinstance(c, str) else c.__name__ for c in layers
+            c if isinstance(c, str) else c.__name__
+            for c in checks.sequence(where, "layers", layers,
+                                     what="a list of search-layer classes or class names")
         ]
-        self.keys = None if keys is None else list(keys)
+        self.keys = None if keys is None else checks.sequence(
+            where, "keys", keys, what="a list of arch_key / layer names")
 
     @classmethod
     def entrannas(cls, start=5.0, rate=0.923):
@@ -272,7 +276,9 @@ class EntropyRegularizer(_Scheduled):
         super().__init__(per)
         _check_schedule("EntropyRegularizer", schedule, end, rate, total)
         _check_choice(reduction, reg.REDUCTIONS, "reduction", "EntropyRegularizer")
-        self.schedule, self.start, self.end = schedule, float(start), end
+        start = checks.number("EntropyRegularizer", "start", start)
+        end = checks.number("EntropyRegularizer", "end", end, none_ok=True)
+        self.schedule, self.start, self.end = schedule, start, end
         self.rate, self.total, self.reduction = rate, total, reduction
         self.coefficient = tf.Variable(self.value(0), trainable=False, dtype=tf.float32,
                                        name="entropy_coefficient")
@@ -353,24 +359,29 @@ class FLOPsRegularizer(keras.callbacks.Callback):
       with ``theta = over`` when ``cost >= budget`` and ``under`` otherwise;
       needs a ``searchlayers.SearchModel``.
     - ``mode="target"``: the additive term with ``strength`` as a Lagrange
-      multiplier of the constraint ``cost = budget``: after every epoch
-      ``strength += rate * (cost / budget - 1)`` (it grows while the expected
-      cost is over the budget, shrinks, even below 0, while it is under), so
-      the search settles on the budget whatever the starting strength. Derive
+      multiplier of the constraint ``cost = budget``:
+      ``integral += rate * (cost / budget - 1)`` per epoch (spread over its
+      steps, updated every ``every`` steps) and ``strength = integral +
+      damping * (cost / budget - 1)`` (it grows while the expected cost is over
+      the budget, shrinks, even below 0, while it is under), so the search
+      settles on the budget whatever the starting strength. Derive
       with ``searchlayers.budget.fit`` to land the exact cost on it too.
 
     Args:
         budget: cost budget (> 0), required for the multiplicative mode.
         metric: "macs" (alias "flops"), "binary_macs" ("binary_ops"), "params",
             "equivalent_ops", ... (``regularizers.METRICS``).
-        mode: "additive" or "multiplicative".
+        mode: "additive", "multiplicative" or "target".
         strength: additive coefficient (a variable: ``cb.strength.assign(...)``).
         under, over: exponents under / over budget (BARS code: 0 and 1).
         search_only: count only the search layers (BARS).
         form: for FiGS masks, "expected" (eq. 6) or "morphnet" (MorphNet's
             linearised form, ``regularizers.figs_expected_cost``).
-        rate: ``mode="target"``: the multiplier's step per unit of relative
-            violation per epoch.
+        rate: ``mode="target"``: the multiplier's integral step per unit of
+            relative violation per epoch (spread over the epoch's steps).
+        damping: ``mode="target"``: the proportional part of the multiplier
+            per unit of relative violation (a PI controller; 0: pure dual ascent).
+        every: ``mode="target"``: update the multiplier every this many steps.
 
     Example:
         >>> cb = FLOPsRegularizer(budget=2e6, metric="equivalent_ops", mode="multiplicative")
@@ -378,7 +389,7 @@ class FLOPsRegularizer(keras.callbacks.Callback):
     """
 
     def __init__(self, budget=None, metric="macs", mode="additive", strength=1.0,
-                 under=0.0, over=1.0, search_only=False, form="expected", rate=1.0):
+                 under=0.0, over=1.0, search_only=False, form="expected", rate=1.0, damping=2.0, every=5):
         super().__init__()
         where = "FLOPsRegularizer"
         reg.check_metric(metric, where)
@@ -392,9 +403,14 @@ class FLOPsRegularizer(keras.callbacks.Callback):
         self.under = checks.number(where, "under", under)
         self.over = checks.number(where, "over", over)
         self.search_only = checks.boolean(where, "search_only", search_only)
-        strength = checks.number(where, "strength", strength, low=0)
+        # the target mode's multiplier goes below 0 while the cost is under the budget
+        strength = checks.number(where, "strength", strength,
+                                 low=None if mode == "target" else 0)
         self.strength = tf.Variable(strength, trainable=False, dtype=tf.float32,
                                     name="flops_strength")
+        self.damping = checks.number(where, "damping", damping, low=0)
+        self.every = checks.integer(where, "every", every, low=1)
+        self._integral = strength
 
     def cost(self):
         """The model's expected cost (a differentiable scalar tensor).
@@ -426,6 +442,7 @@ class FLOPsRegularizer(keras.callbacks.Callback):
         return reg.budget_multiplier(self.cost(), self.budget, self.under, self.over)
 
     def on_train_begin(self, logs=None):
+        self._cost_fn = None
         tie_arch_variables(self.model)
         _check_model_has_search_layers(self.model, "FLOPsRegularizer")
         if self.mode != "multiplicative":
@@ -434,10 +451,22 @@ class FLOPsRegularizer(keras.callbacks.Callback):
             _attach(self.model, reg.attach_loss_multiplier, "FLOPsRegularizer",
                     self.multiplier, where=f"FLOPsRegularizer(mode={self.mode!r})")
 
+    def on_train_batch_end(self, batch, logs=None):
+        if self.mode != "target" or batch % self.every:
+            return
+        # PI update of the multiplier (Stooke et al. 2020, "Responsive safety in RL
+        # by PID Lagrangian methods"): the integral of the relative violation plus a
+        # proportional term that damps the overshoot a pure integral (dual ascent)
+        # shows on the logits, which integrate the penalty's gradient themselves.
+        if getattr(self, "_cost_fn", None) is None:  # one graph: eager costing is slow
+            self._cost_fn = tf.function(self.cost, autograph=False)
+        violation = float(self._cost_fn()) / self.budget - 1.0
+        steps = self.params.get("steps") if getattr(self, "params", None) else None
+        self._integral += self.rate * violation * self.every / float(steps or 100)
+        self.strength.assign(self._integral + self.damping * violation)
+
     def on_epoch_end(self, epoch, logs=None):
         expected = float(self.cost())
-        if self.mode == "target":  # the multiplier follows the constraint's violation
-            self.strength.assign_add(self.rate * (expected / self.budget - 1.0))
         if logs is not None:
             logs[f"expected_{self.metric}"] = expected
             if self.mode == "target":
@@ -446,7 +475,8 @@ class FLOPsRegularizer(keras.callbacks.Callback):
     def get_config(self):
         return dict(budget=self.budget, metric=self.metric, mode=self.mode,
                     strength=float(self.strength.numpy()), under=self.under, over=self.over,
-                    search_only=self.search_only, form=self.form, rate=self.rate)
+                    search_only=self.search_only, form=self.form, rate=self.rate,
+                    damping=self.damping, every=self.every)
 
     @classmethod
     def from_config(cls, config):
@@ -553,8 +583,13 @@ class ArchitectureLogger(keras.callbacks.Callback):
     def __init__(self, log_dir, csv_name="architecture.csv", png_name="architecture.png",
                  tensorboard=True, append=False, decision_name="decision.csv"):
         super().__init__()
+        if not isinstance(log_dir, (str, os.PathLike)) or not str(log_dir):
+            raise checks.ArgumentTypeError(
+                f"ArchitectureLogger: log_dir must be a folder path, got "
+                f"{checks.show(log_dir)} ({type(log_dir).__name__}).")
         self.log_dir, self.csv_name, self.png_name = str(log_dir), csv_name, png_name
-        self.tensorboard, self.append = bool(tensorboard), bool(append)
+        self.tensorboard = checks.boolean("ArchitectureLogger", "tensorboard", tensorboard)
+        self.append = checks.boolean("ArchitectureLogger", "append", append)
         self.decision_name = decision_name
         self.history, self.decisions = {}, {}
         self._writer = None
