@@ -106,6 +106,7 @@ def train_supernet(epochs, bn_only="all", mode="uniform", skip=False, batch_size
     train = datasets.load("digits", "train", batch_size=batch_size, drop_remainder=True, seed=seed)
     supernet.compile(optimizer=keras.optimizers.Adam(lr), loss=common.LOSS, metrics=["accuracy"])
     evaluator = sl.BNScoreEvaluator(log_dir, patience=patience)
+    sl.prebuild(supernet, train)  # the step is traced once, not twice
     supernet.fit(train, epochs=epochs, verbose=verbose, callbacks=[evaluator])
     return supernet, evaluator
 

@@ -84,6 +84,7 @@ def search(supernet, metric, target, strength, epochs, arch_lr, batch_size, seed
                                       strength=strength)
     train = datasets.load("digits", "train", batch_size=batch_size, seed=seed)
     val = datasets.load("digits", "validation", batch_size=256)
+    sl.prebuild(supernet, train)  # the step is traced once, not twice
     supernet.fit(train.repeat() if steps_per_epoch else train, validation_data=val,
                  epochs=epochs, verbose=verbose, steps_per_epoch=steps_per_epoch,
                  callbacks=[regularizer, StopAtTarget(regularizer, target),

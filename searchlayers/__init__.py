@@ -29,6 +29,7 @@ from searchlayers.search import (  # noqa: E402
     SearchModel,
     arch_variables,
     joint_optimizer,
+    prebuild,
     tie_arch_variables,
     weight_variables,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "QuantConv",
     "SearchLayer",
     "SearchModel",
+    "prebuild",
     "WidthGate",
     "Zeroise",
     "apply_architecture",

@@ -36,6 +36,10 @@ def tie_arch_variables(model):
         >>> [len(v) for v in groups.values()]
         [2]
     """
+    if not isinstance(model, keras.Model):
+        raise checks.ArgumentTypeError(
+            f"tie_arch_variables: model must be a keras.Model, got {checks.show(model)} "
+            f"({type(model).__name__}).")
     groups = {}
     for layer in search_layers(model):
         if layer.arch_key is None or not layer.built:
@@ -176,10 +180,20 @@ def _check_bilevel_data(args, kwargs):
 
 def _build_optimizer(optimizer, variables):
     """Creates ``optimizer``'s slots for ``variables`` now, outside any trace."""
-    if isinstance(optimizer, keras.optimizers.Optimizer) and hasattr(optimizer, "build"):
+    if hasattr(optimizer, "pred_opt_pairs"):  # larq's CaseOptimizer: each part, its variables
+        parts = [[] for _ in optimizer.optimizers]
+        for var in variables:
+            index = next((i for i, (claims, _) in enumerate(optimizer.pred_opt_pairs)
+                          if claims(var)), getattr(optimizer, "DEFAULT_OPT_INDEX", None))
+            if index is not None:
+                parts[index].append(var)
+        _ = optimizer.iterations
+        for part, part_variables in zip(optimizer.optimizers, parts):
+            _build_optimizer(part, part_variables)
+    elif isinstance(optimizer, keras.optimizers.Optimizer) and hasattr(optimizer, "build"):
         optimizer.build(variables)
-    elif type(optimizer).__name__ != "CaseOptimizer" and hasattr(optimizer, "_create_all_weights"):
-        optimizer._create_all_weights(variables)  # a legacy optimizer
+    elif hasattr(optimizer, "_create_all_weights"):  # a legacy optimizer
+        optimizer._create_all_weights(variables)
 
 
 def _example_target(x, y):

@@ -62,3 +62,16 @@ def test_prebuild_before_a_plain_fit(data):
     history = model.fit(x, y, batch_size=8, epochs=1, verbose=0)
     assert len(traces) == 1
     assert 0.0 <= history.history["accuracy"][0] <= 1.0
+
+
+def test_prebuild_a_joint_optimizer_before_a_plain_fit(data):
+    x, y = data
+    model = tiny_supernet()
+    model.compile(sl.joint_optimizer(K.optimizers.legacy.Adam(0.01)), LOSS,
+                  metrics=["accuracy"])
+    search.prebuild(model, x, y)
+    traces = _count_traces(model)
+    before = [v.numpy().copy() for v in sl.arch_variables(model)]
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert len(traces) == 1
+    assert all(np.abs(a - v.numpy()).max() > 0 for a, v in zip(before, sl.arch_variables(model)))
