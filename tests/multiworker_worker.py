@@ -19,9 +19,11 @@ agree with each other but normalize with their own half batch. Every search has 
 ``BackupAndRestore`` in ``--out/backup/<name>`` and an ``ArchitectureLogger`` in
 ``--out/logs/task<i>/<name>`` (only the chief's folder may appear).
 
-Writes ``--out/state_<task>.json``: ``{name: [state after epoch e, ...]}``.
-With ``--kill_epoch=E`` worker 1 kills itself (SIGKILL) in the middle of epoch
-E on the launcher's first attempt.
+Writes ``--out/state_<task>.json``: ``{name: [state after epoch e, ...]}``
+after every epoch (a restarted worker reads it back). With ``--kill_epoch=E``
+worker 1 kills itself (SIGKILL) in the middle of epoch E of the first model on
+the launcher's first attempt; the launcher restarts both workers and the first
+model resumes from its ``BackupAndRestore`` backup.
 """
 
 import argparse
@@ -30,6 +32,7 @@ import json
 import os
 import signal
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -136,14 +139,22 @@ def state(net):
 
 
 class Record(K.callbacks.Callback):
-    def __init__(self, net, states):
+    """Appends the state after each epoch to ``results[name]`` and rewrites the
+    task's state file, so a restarted worker keeps the epochs it recorded
+    before it was killed (each state names the launcher attempt that made it)."""
+
+    def __init__(self, net, name, results, path):
         super().__init__()
-        self.net, self.states = net, states
+        self.net, self.name, self.results, self.path = net, name, results, path
 
     def on_epoch_end(self, epoch, logs=None):
-        del self.states[epoch:]
-        self.states.extend([None] * (epoch - len(self.states)))  # resumed after a restart
-        self.states.append(state(self.net))
+        states = self.results.setdefault(self.name, [])
+        del states[epoch:]
+        states.extend([None] * (epoch - len(states)))
+        states.append({**state(self.net), "attempt": os.environ.get(launch.ATTEMPT)})
+        with open(self.path + ".tmp", "w") as f:
+            json.dump(self.results, f)
+        os.replace(self.path + ".tmp", self.path)
 
 
 class KillOnce(K.callbacks.Callback):
@@ -162,25 +173,30 @@ class KillOnce(K.callbacks.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def search(name, args):
+def task_name():
+    return "single" if task_index() is None else f"task{task_index()}"
+
+
+def search(name, args, results, kill_epoch=None):
     K.utils.set_random_seed(0)
     scope = STRATEGY.scope() if STRATEGY else tf.distribute.get_strategy().scope()
     with scope:
         net, bilevel, callbacks = BUILDERS[name]()
         sync_batchnorm(net)
-        model = sl.SearchModel(net, bilevel=bilevel, arch_optimizer=K.optimizers.Adam(0.05))
+        if sl.arch_variables(net):
+            model = sl.SearchModel(net, bilevel=bilevel, arch_optimizer=K.optimizers.Adam(0.05))
+        else:  # single path without logits: the model's own fit samples the paths
+            model = net
         model.compile(K.optimizers.SGD(0.05, momentum=0.9), LOSS)
-    states = []
-    task = "single" if task_index() is None else f"task{task_index()}"
-    logs = os.path.join(args.out, "logs", task, name)
-    callbacks = [*callbacks, Record(net, states), sl.ArchitectureLogger(logs),
+    logs = os.path.join(args.out, "logs", task_name(), name)
+    path = os.path.join(args.out, f"state_{task_name()}.json")
+    callbacks = [*callbacks, Record(net, name, results, path), sl.ArchitectureLogger(logs),
                  K.callbacks.BackupAndRestore(os.path.join(args.out, "backup", name))]
     if name == "bnnas":
         callbacks.append(sl.BNScoreEvaluator(logs))
-    if args.kill_epoch is not None:
-        callbacks.append(KillOnce(args.kill_epoch))
+    if kill_epoch is not None:
+        callbacks.append(KillOnce(kill_epoch))
     model.fit(data(bilevel), epochs=args.epochs, verbose=0, callbacks=callbacks)
-    return states
 
 
 def main():
@@ -188,13 +204,19 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--models", default="darts,figs,bars,bnnas")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--kill_epoch", type=int, default=None)
+    parser.add_argument("--kill_epoch", type=int, default=None,
+                        help="worker 1 dies in this epoch of the first model (first attempt)")
     args = parser.parse_args()
-    result = {name: search(name, args) for name in args.models.split(",")}
-    task = "single" if task_index() is None else f"task{task_index()}"
-    with open(os.path.join(args.out, f"state_{task}.json"), "w") as f:
-        json.dump(result, f)
-    print(f"{task} done")
+    path = os.path.join(args.out, f"state_{task_name()}.json")
+    results = {}
+    if os.path.exists(path):  # restarted: the epochs recorded before the kill
+        with open(path) as f:
+            results = json.load(f)
+    for i, name in enumerate(args.models.split(",")):
+        start = time.process_time()
+        search(name, args, results, args.kill_epoch if i == 0 else None)
+        print(f"{name}: {time.process_time() - start:.1f} s of CPU", flush=True)
+    print(f"{task_name()} done")
 
 
 if __name__ == "__main__":
