@@ -55,6 +55,11 @@ def choose(model, strategy="argmax", seed=0, rule=None):
         raise ValueError(
             f"choose(): unknown strategy {strategy!r}; allowed: 'argmax', 'sample', 'expected'."
         )
+    seed = checks.integer("choose()", "seed", seed)
+    if rule is not None and not callable(rule):
+        raise checks.ArgumentTypeError(
+            f"choose(): rule must be None or a callable rule(layer) -> choice or None, got "
+            f"{checks.show(rule)} ({type(rule).__name__}).")
     tie_arch_variables(model)
     check_finite_arch(model, "choose()")
     by_key, choices, names = {}, {}, {}

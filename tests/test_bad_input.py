@@ -18,13 +18,15 @@ import pytest
 import searchlayers as sl
 from searchlayers import (
     baselines, budget, checks, cost, datasets, evolution, export, regularizers, relax,
-    retrain, transforms, tuning,
+    retrain, schedules, transforms, tuning,
 )
 from searchlayers.architecture import Architecture
 from searchlayers.derive import best_of_k
 from searchlayers.callbacks import (
     ArchWarmup, BNScoreEvaluator, EntropyRegularizer, FLOPsRegularizer, TemperatureScheduler,
 )
+from searchlayers.decision import DecisionTracker
+from searchlayers.schedules import SearchSchedule
 from searchlayers.search import NonFiniteGuard, SearchModel
 
 K = sl.keras
@@ -468,6 +470,65 @@ CASES = [
      r"any TensorFlow Datasets image-classification name"),
     ("datasets-seed-str", lambda m: datasets.search_pairs("digits", seed="a"), TypeError,
      r"datasets.search_pairs: seed must be an integer, got 'a' \(str\)"),
+    # -- callbacks, schedules, decision, transforms (second pass) ----------------------------
+    ("entropy-start-nan", lambda m: EntropyRegularizer(start=NAN), ValueError,
+     r"EntropyRegularizer: start must be a finite number, got nan"),
+    ("entropy-start-str", lambda m: EntropyRegularizer(start="0.1"), TypeError,
+     r"EntropyRegularizer: start must be a finite number, got '0.1' \(str\)"),
+    ("entropy-total-0", lambda m: EntropyRegularizer("linear", 0.1, 0.0, total=0), ValueError,
+     r"EntropyRegularizer: total must be a finite number > 0, got 0"),
+    ("scheduler-keys-str", lambda m: TemperatureScheduler(keys="edge"), TypeError,
+     r"TemperatureScheduler: keys must be a list of arch_key / layer names, got 'edge'"),
+    ("scheduler-layers-str", lambda m: TemperatureScheduler(layers="MixedOp"), TypeError,
+     r"TemperatureScheduler: layers must be a list of search-layer classes or class names, "
+     r"got 'MixedOp'"),
+    ("arch-logger-log-dir-none", lambda m: sl.ArchitectureLogger(None), TypeError,
+     r"ArchitectureLogger: log_dir must be a folder path, got None"),
+    ("arch-logger-tensorboard-str", lambda m: sl.ArchitectureLogger("logs", tensorboard="no"),
+     TypeError, r"ArchitectureLogger: tensorboard must be True or False, got 'no' \(str\)"),
+    ("flops-under-nan", lambda m: FLOPsRegularizer(under=NAN), ValueError,
+     r"FLOPsRegularizer: under must be a finite number, got nan"),
+    ("flops-every-0", lambda m: FLOPsRegularizer(every=0), ValueError,
+     r"FLOPsRegularizer: every must be an integer >= 1, got 0"),
+    ("flops-form", lambda m: FLOPsRegularizer(form="l1"), ValueError,
+     r"FLOPsRegularizer: unknown form 'l1'; allowed: 'expected', 'morphnet'"),
+    ("bn-evaluator-tolerance-nan", lambda m: BNScoreEvaluator(tolerance=NAN), ValueError,
+     r"BNScoreEvaluator: tolerance must be a number in \[0, 1\], got nan"),
+    ("bn-evaluator-min-epochs", lambda m: BNScoreEvaluator(min_epochs=-1), ValueError,
+     r"BNScoreEvaluator: min_epochs must be an integer >= 0, got -1"),
+    ("bn-score-table-no-search-layers", lambda m: sl.bn_score.score_table(m["plain"]),
+     ValueError, r"bn_score: model 'plain' has no search layers"),
+    ("decision-window-0", lambda m: DecisionTracker(window=0), ValueError,
+     r"DecisionTracker: window must be an integer >= 1, got 0"),
+    ("schedule-method", lambda m: SearchSchedule("dartz"), ValueError,
+     r"SearchSchedule: unknown method 'dartz'; allowed: 'darts', "),
+    ("schedule-arch-lr-steps-0", lambda m: schedules.arch_lr(0), ValueError,
+     r"arch_lr: steps must be an integer >= 1 .*got 0"),
+    ("insert-masks-logit-nan", lambda m: transforms.insert_masks(m["net"], initial_logit=NAN),
+     ValueError, r"FiGSMask '.*': initial_logit must be a finite number, got nan"),
+    ("entropy-of-model-reduction", lambda m: regularizers.entropy(m["net"], "max"), ValueError,
+     r"entropy: unknown reduction 'max'; allowed: 'mean', 'sum'"),
+    # -- more layers and entry points (second pass) ----------------------------------------
+    ("zeroise-strides-str", lambda m: sl.Zeroise(strides="2", name="z"), TypeError,
+     r"Zeroise 'z': strides must be an integer >= 1, got '2' \(str\)"),
+    ("zeroise-strides-0", lambda m: sl.Zeroise(strides=0, name="z"), ValueError,
+     r"Zeroise 'z': strides must be an integer >= 1, got 0"),
+    ("register-op-empty-name", lambda m: sl.register_op("", lambda c, s: None), ValueError,
+     r"register_op: name must be a non-empty string, got ''"),
+    ("register-op-factory-int", lambda m: sl.register_op("my_op", 3), TypeError,
+     r"register_op\('my_op'\): factory must be a callable factory\(channels, strides\) -> "
+     r"layer, got 3 \(int\)"),
+    ("entran-role", lambda m: sl.EnTranCell(OPS, role="boss", name="c"), ValueError,
+     r"EnTranCell 'c': unknown role 'boss'; allowed: 'engine', 'transit'"),
+    ("quantconv-scaling", lambda m: sl.QuantConv(4, 3, scaling="layer", name="q"), ValueError,
+     r"QuantConv 'q': unknown scaling 'layer'; allowed: 'channel', 'scalar', None"),
+    ("tie-arch-variables-str", lambda m: sl.tie_arch_variables("net"), TypeError,
+     r"tie_arch_variables: model must be a keras.Model, got 'net' \(str\)"),
+    ("choose-seed-str", lambda m: sl.choose(m["net"], "sample", seed="a"), TypeError,
+     r"choose\(\): seed must be an integer, got 'a' \(str\)"),
+    ("choose-rule-str", lambda m: sl.choose(m["net"], rule="gamma"), TypeError,
+     r"choose\(\): rule must be None or a callable rule\(layer\) -> choice or None, got "
+     r"'gamma'"),
     # -- evolution -------------------------------------------------------------------------
     ("evolution-scorer", lambda m: evolution.evolutionary_search(m["net"], scorer="acc"),
      ValueError, r"evolutionary_search: unknown scorer 'acc'; allowed: bn, accuracy or a "

@@ -39,8 +39,13 @@ def register_op(name, factory=None):
         >>> "my_conv_1x1" in op_names()
         True
     """
+    checks.string("register_op", "name", name)
     if factory is None:
         return lambda f: register_op(name, f)
+    if not callable(factory):
+        raise checks.ArgumentTypeError(
+            f"register_op({name!r}): factory must be a callable factory(channels, strides) "
+            f"-> layer, got {checks.show(factory)} ({type(factory).__name__}).")
     _REGISTRY[name] = factory
     return factory
 
@@ -92,8 +97,9 @@ class Zeroise(L.Layer):
 
     def __init__(self, strides=1, channels=None, **kwargs):
         super().__init__(**kwargs)
-        self.strides = int(strides)
-        self.channels = channels
+        where = f"Zeroise '{self.name}'"
+        self.strides = checks.integer(where, "strides", strides, low=1)
+        self.channels = checks.integer(where, "channels", channels, low=1, none_ok=True)
 
     def call(self, x):
         x = x[:, :: self.strides, :: self.strides, :] if self.strides > 1 else x
