@@ -5,7 +5,8 @@ Importing this module registers:
 * ``darts``, ``gdas``, ``snas``: ``examples.darts_search`` (DARTS cell space;
   softmax bi-level, hard Gumbel bi-level, Gumbel joint) with the cost term
   ``lam * E[cost] / target`` (``budget_term``); ``temperature`` replaces the
-  method's schedule.
+  method's schedule. By default (``budget_mode="target"``) the term's strength
+  adapts to the budget and the child is derived to it (``searchlayers.budget``).
 * ``figs``: ``examples.figs_search`` (FiGS masks in ``models.figs``' ResNet or
   MobileNetV2): ``task + lam * E[cost] / target`` with target = budget times the
   unmasked network's cost; the search stops at the target.
@@ -16,7 +17,8 @@ The target is ``budget`` times the supernet's expected cost when the search
 starts (``searchlayers.tuning.budget_target``).
 
 ``TrialSpec.options`` sets the spaces' sizes: ``channels``, ``cells``,
-``steps`` (DARTS, BNAS), ``warmup`` (DARTS-space epochs that train only the
+``steps`` (DARTS, BNAS), ``budget_mode`` ("target" or "additive", DARTS and
+FiGS), ``warmup`` (DARTS-space epochs that train only the
 weights, ``ArchWarmup``), ``space`` and ``network`` (keyword arguments of the
 FiGS network), ``arch_lr``, ``rule`` (DARTS derivation), ``gamma`` (BNAS).
 
@@ -27,7 +29,7 @@ Example:
     ['bnas', 'darts', 'figs', 'gdas', 'snas']
 """
 
-from searchlayers import ArchWarmup, FLOPsRegularizer, datasets, derive, tuning
+from searchlayers import ArchWarmup, FLOPsRegularizer, budget, datasets, derive, tuning
 from searchlayers.transforms import insert_masks
 
 from examples import bnas_search, darts_search, figs_search
@@ -35,9 +37,11 @@ from models import bnas
 from models.figs import SPACES
 
 
-def budget_term(supernet, spec):
+def budget_term(supernet, spec, mode=None):
     """The cost term ``lam * E[cost] / target``, target = ``budget`` times the
     supernet's initial expected cost (FiGS' additive form, for every method).
+    ``mode`` (default ``budget_mode(spec)``): "target" makes ``lam`` the
+    starting value of a multiplier that settles the expected cost on the target.
 
     BARS' multiplicative ``CE * (cost / target)`` is no sweep axis here: over the
     target its gradient only scales with ``1 / target``, which Adam's
@@ -47,7 +51,40 @@ def budget_term(supernet, spec):
         >>> budget_term(supernet, tuning.TrialSpec("darts", budget=0.5))  # doctest: +SKIP
     """
     return FLOPsRegularizer(budget=tuning.budget_target(supernet, spec),
-                            metric=spec.cost_metric(), mode="additive", strength=spec.lam)
+                            metric=spec.cost_metric(), mode=mode or budget_mode(spec),
+                            strength=spec.lam)
+
+
+def budget_mode(spec):
+    """"target" (the default: the search settles on the budget and ``fitted``
+    derives the child whose exact cost is closest to it, ``searchlayers.budget``)
+    or "additive" (``options["budget_mode"]``: the fixed-strength term and the
+    plain derive rule).
+
+    Example:
+        >>> budget_mode(tuning.TrialSpec("darts", options={"budget_mode": "additive"}))
+        'additive'
+    """
+    mode = spec.options.get("budget_mode", "target")
+    if mode not in ("target", "additive"):
+        raise ValueError(f"examples.methods: options['budget_mode'] must be 'target' or "
+                         f"'additive', got {mode!r}.")
+    return mode
+
+
+def fitted(supernet, target, spec, fallback):
+    """The child derived to ``target`` (``budget.fit``) in the target mode, else
+    ``fallback()``; the fit's asked / got go to the child's architecture meta.
+
+    Example:
+        >>> child = fitted(supernet, 2e4, spec, lambda: derive(supernet))  # doctest: +SKIP
+    """
+    if budget_mode(spec) != "target":
+        return fallback()
+    fit = budget.fit(supernet, target, spec.cost_metric())
+    child = derive(supernet, architecture=fit.architecture)
+    child.architecture.meta.update(budget=fit.to_dict())
+    return child
 
 
 def _warmup(options):
@@ -66,12 +103,16 @@ def darts_family(name):
         o = spec.options
         supernet = darts_search.build(name, channels=o.get("channels", 8),
                                       cells=o.get("cells", 3), steps=o.get("steps", 2))
+        term = budget_term(supernet, spec)
         supernet, history = darts_search.search(
             name, spec.epochs, supernet=supernet, batch_size=spec.batch_size,
             arch_lr=o.get("arch_lr", 3e-3), verbose=spec.verbose,
-            extra_callbacks=[budget_term(supernet, spec), *_warmup(o), *spec.callbacks()],
+            extra_callbacks=[term, *_warmup(o), *spec.callbacks()],
             temperature=spec.temperature_scheduler(), steps_per_epoch=spec.steps_per_epoch)
-        child = darts_search.derive_child(supernet, o.get("rule", "argmax"))
+        rule = o.get("rule", "argmax")
+        child = (darts_search.derive_child(supernet, rule) if rule == "top2" else
+                 fitted(supernet, term.budget, spec,
+                        lambda: darts_search.derive_child(supernet, rule)))
         return tuning.Searched(supernet, child, history)
 
     return search
@@ -100,9 +141,11 @@ def figs(spec):
     supernet = insert_masks(base)
     figs_search.search(supernet, spec.cost_metric(), target, spec.lam, spec.epochs,
                        o.get("arch_lr", 0.05), spec.batch_size, spec.seed, spec.verbose,
-                       extra_callbacks=spec.callbacks(), steps_per_epoch=spec.steps_per_epoch)
+                       extra_callbacks=spec.callbacks(), steps_per_epoch=spec.steps_per_epoch,
+                       mode=budget_mode(spec))
     history = supernet.history.history if supernet.history is not None else {}
-    return tuning.Searched(supernet, derive(supernet, "expected"), history)
+    child = fitted(supernet, target, spec, lambda: derive(supernet, "expected"))
+    return tuning.Searched(supernet, child, history)
 
 
 def figs_retrain(child, spec):
@@ -126,7 +169,7 @@ def bnas_method(spec):
     supernet, history = bnas_search.search(
         spec.epochs, batch_size=spec.batch_size, arch_lr=o.get("arch_lr", 3e-3),
         verbose=spec.verbose, supernet=supernet,
-        extra_callbacks=[budget_term(supernet, spec), *spec.callbacks()],
+        extra_callbacks=[budget_term(supernet, spec, mode="additive"), *spec.callbacks()],
         steps_per_epoch=spec.steps_per_epoch)
     return tuning.Searched(supernet, bnas.derive_bnas(supernet, o.get("gamma", 1.0)), history)
 

@@ -389,7 +389,8 @@ class FLOPsRegularizer(keras.callbacks.Callback):
     """
 
     def __init__(self, budget=None, metric="macs", mode="additive", strength=1.0,
-                 under=0.0, over=1.0, search_only=False, form="expected", rate=1.0, damping=2.0, every=5):
+                 under=0.0, over=1.0, search_only=False, form="expected", rate=1.0,
+                 damping=2.0, every=5):
         super().__init__()
         where = "FLOPsRegularizer"
         reg.check_metric(metric, where)
@@ -469,6 +470,8 @@ class FLOPsRegularizer(keras.callbacks.Callback):
         expected = float(self.cost())
         if logs is not None:
             logs[f"expected_{self.metric}"] = expected
+            if self.budget is not None:  # the asked budget, for reports (asked / got)
+                logs[f"budget_{self.metric}"] = float(self.budget)
             if self.mode == "target":
                 logs["flops_strength"] = float(self.strength.numpy())
 

@@ -3,8 +3,11 @@
 ``report(project_dir)`` reads every finished trial's ``result.json`` and writes:
 
 * ``report.md``: a table with one row per trial (method, budget, lambda,
-  temperature, accuracy, float and binary MACs, parameters, equivalent ops,
-  TFLite / LCE size, search time) and the figures below;
+  temperature, the budget asked / got in absolute cost, accuracy, the random
+  baseline's mean ± std when run, how decided the search ended, float and
+  binary MACs, parameters, equivalent ops, TFLite / LCE size, search time), a
+  line per trial on decision, budget and random baseline, and the figures
+  below, each with a one-line caption saying how to read it;
 * ``pareto.png``: test accuracy against equivalent ops, one colour per method,
   each method's Pareto front (no other trial of the method is both cheaper
   and more accurate) drawn as a line;
@@ -28,7 +31,11 @@ COLUMNS = (  # (header, record -> text)
     ("budget", lambda r: _used(r, "budget", f"{r['budget']:g}")),
     ("lambda", lambda r: _used(r, "lam", f"{r['lam']:g}")),
     ("temperature", lambda r: _used(r, "temperature", r["temperature"])),
+    ("asked", lambda r: _budget_text(r)[0]),
+    ("got", lambda r: _budget_text(r)[1]),
     ("accuracy", lambda r: f"{r['accuracy']:.3f}"),
+    ("random ± std", lambda r: _random_text(r)),
+    ("decided", lambda r: _decision_text(r)),
     ("float MACs", lambda r: _si(r["float_macs"])),
     ("binary MACs", lambda r: _si(r["binary_macs"])),
     ("params", lambda r: _si(r["params"])),
@@ -37,7 +44,70 @@ COLUMNS = (  # (header, record -> text)
     ("search s", lambda r: f"{r['search_seconds']:.1f}"),
 )
 PARETO_PNG = "pareto.png"
+PARETO_CAPTION = ("How to read: one dot per trial's derived, retrained model; x: its cost "
+                  "(log scale), y: its test accuracy; the line joins each method's "
+                  "Pareto-optimal trials (no other trial of the method is cheaper and more "
+                  "accurate); b: the budget fraction asked.")
+ARCHITECTURE_CAPTION = ("How to read: one panel per architecture group; each line is a "
+                        "candidate's probability after each search epoch; a decided group "
+                        "ends with one line near 1 while the others fall to 0; flat lines "
+                        "near 1 / (number of candidates) mean the search did not choose.")
 REPORT_MD = "report.md"
+
+
+# the record's value of each cost metric (searchlayers.cost METRICS, from the totals)
+_METRIC_VALUE = {
+    "macs": lambda r: float(r["float_macs"]) + float(r["binary_macs"]),
+    "flops": lambda r: float(r["float_macs"]) + float(r["binary_macs"]),
+    "float_macs": lambda r: float(r["float_macs"]),
+    "binary_macs": lambda r: float(r["binary_macs"]),
+    "binary_ops": lambda r: float(r["binary_macs"]),
+    "params": lambda r: float(r["params"]),
+    "equivalent_ops": lambda r: float(r["equivalent_ops"]),
+    "memory_bytes": lambda r: float(r["memory_bytes"]),
+}
+
+
+def budget_asked_got(record):
+    """``(metric, asked, got)`` of a trial: the absolute budget its cost term
+    asked for (``FLOPsRegularizer`` logs it as ``budget_<metric>``) and the exact
+    cost of the derived, retrained model in that metric; ``None`` for a trial
+    with no budget term.
+
+    Example:
+        >>> budget_asked_got({"metric": "params", "params": 103.0,
+        ...                   "history": {"budget_params": [100.0]}})
+        ('params', 100.0, 103.0)
+    """
+    metric = record.get("metric", "equivalent_ops")
+    asked = (record.get("history") or {}).get(f"budget_{metric}")
+    if not asked or metric not in _METRIC_VALUE:
+        return None
+    return metric, float(asked[-1]), _METRIC_VALUE[metric](record)
+
+
+def _budget_text(record):
+    found = budget_asked_got(record)
+    if found is None:
+        return "-", "-"
+    _, asked, got = found
+    miss = "" if abs(got / asked - 1) <= 0.05 else " (missed)"
+    return _si(asked), f"{_si(got)} = {got / asked:.0%}{miss}"
+
+
+def _random_text(record):
+    if record.get("random_mean") is None:
+        return "-"
+    n = len(record.get("random_accuracies") or [])
+    return f"{record['random_mean']:.3f} ± {record.get('random_std') or 0.0:.3f} (n={n})"
+
+
+def _decision_text(record):
+    if record.get("decided") is None:
+        return "-"
+    total = record["decided"] + record.get("undecided", 0)
+    p = record.get("median_max_prob")
+    return f"{record['decided']}/{total}" + ("" if p is None else f", p {p:.2f}")
 
 
 def _used(record, name, text):
@@ -76,9 +146,33 @@ def summary_table(records):
 
     Example:
         >>> print(summary_table([]).splitlines()[0])  # doctest: +NORMALIZE_WHITESPACE
-        | trial | method | budget | lambda | temperature | accuracy | float MACs | binary MACs | params | eq. ops | size | search s |
+        | trial | method | budget | lambda | temperature | asked | got | accuracy | random ± std | decided | float MACs | binary MACs | params | eq. ops | size | search s |
     """
     return markdown_table([h for h, _ in COLUMNS], [[f(r) for _, f in COLUMNS] for r in records])
+
+
+def _decision_lines(records):
+    """One line per trial: how decided its search ended and searched vs random."""
+    lines = []
+    for r in records:
+        parts = []
+        if r.get("decided") is not None:
+            total = r["decided"] + r.get("undecided", 0)
+            state = "decided" if r.get("undecided", 0) == 0 else "UNDECIDED"
+            parts.append(f"{state}: {r['decided']} of {total} groups decided (median largest "
+                         f"probability {r.get('median_max_prob', float('nan')):.2f})")
+        if r.get("random_mean") is not None:
+            diff = r["accuracy"] - r["random_mean"]
+            parts.append(f"searched {r['accuracy']:.3f} vs random {r['random_mean']:.3f} ± "
+                         f"{r.get('random_std') or 0.0:.3f} ({diff:+.3f})")
+        found = budget_asked_got(r)
+        if found:
+            metric, asked, got = found
+            parts.append(f"budget asked {asked:,.0f} / got {got:,.0f} {metric} "
+                         f"({got / asked:.1%})")
+        if parts:
+            lines.append(f"- trial {r['trial_id']} ({r['method']}): " + "; ".join(parts))
+    return ["## Decision, budget and random baseline per trial", "", *lines, ""] if lines else []
 
 
 def pareto_front(points):
@@ -187,13 +281,23 @@ def report(project_dir, out_dir=None):
         f"{len(records)} trials, methods {', '.join(methods)}. Costs are those of the "
         "derived, retrained model (`searchlayers.cost.profile`; eq. ops = float MACs + "
         "binary MACs / 64); accuracy is on the test split; size is the TFLite flatbuffer "
-        "(LCE for binary methods); search time covers build, search and derive.",
+        "(LCE for binary methods); search time covers build, search and derive. "
+        "*asked*: the absolute budget of the trial's cost term (budget x the supernet's "
+        "expected cost when the search starts); *got*: the derived model's exact cost in "
+        "the same metric, as a share of asked (\"missed\" outside +-5 %). *random*: test "
+        "accuracy, mean +- std over n random architectures of the same space at the "
+        "searched child's cost (+-5 %), retrained alike (`random_baseline`). *decided*: "
+        "architecture groups that ended decided / all, and the median largest probability "
+        "(`searchlayers.decision`).",
         "",
         summary_table(records),
         "",
+        *_decision_lines(records),
         "## Accuracy vs cost",
         "",
         f"![Pareto fronts]({PARETO_PNG})",
+        "",
+        f"*{PARETO_CAPTION}*",
         "",
         "Pareto-optimal trials per method:",
         "",
@@ -207,6 +311,8 @@ def report(project_dir, out_dir=None):
         title = f"### Trial {record['trial_id']}: {record['method']}, budget {record['budget']:g}"
         lines += ["", title, ""]
         lines.append(f"![trial {record['trial_id']}]({name})" if png else "(no epochs logged)")
+        if png:
+            lines += ["", f"*{ARCHITECTURE_CAPTION}*"]
     path = os.path.join(out_dir, REPORT_MD)
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")

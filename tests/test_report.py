@@ -53,7 +53,20 @@ def test_report_renders_table_and_pngs(tmp_path):
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[:3] == [r["trial_id"], r["method"], "0.5"]
         assert cells[4] == ("default" if r["method"] == "darts" else "-")  # figs: no temperature
-        assert cells[5] == f"{r['accuracy']:.3f}" and cells[10].endswith("TFLite")
+        assert cells[7] == f"{r['accuracy']:.3f}" and cells[14].endswith("TFLite")
+        # asked: the cost term's absolute budget; got: the derived model's exact cost
+        metric, asked, got = report.budget_asked_got(r)
+        assert metric == r["metric"] and asked == r["history"][f"budget_{metric}"][-1]
+        assert got == (r["params"] if metric == "params"
+                       else r["float_macs"] + r["binary_macs"])
+        assert cells[5] == report._si(asked) and cells[6].startswith(
+            f"{report._si(got)} = {got / asked:.0%}")
+        assert cells[8] == "-"  # no random baseline asked for
+        if r["method"] == "darts":  # 2 edges, both still near uniform after 4 steps
+            assert cells[9].startswith(f"{r['decided']}/2, p ")
+    assert "## Decision, budget and random baseline per trial" in text
+    assert f"*{report.PARETO_CAPTION}*" in text
+    assert text.count(f"*{report.ARCHITECTURE_CAPTION}*") == len(records)
     pngs = ["pareto.png"] + [f"architecture_{r['trial_id']}.png" for r in records]
     for name in pngs:
         assert f"]({name})" in text
