@@ -477,7 +477,33 @@ def _combine(probs):
     if all(p.key == probs[0].key for p in probs):
         return probs[0]
     alive = 1.0 - tf.reduce_prod(tf.stack([1.0 - p.p for p in probs]), axis=0)
-    return _Prob(tuple(sorted(str(p.key) for p in probs)), alive)
+    return _Prob(tuple(sorted(_short(p.key) for p in probs)), alive)
+
+
+def _short(key):
+    """A bounded-size name for a group key (derived keys nest: a digest past 64 chars)."""
+    import hashlib
+
+    text = key if isinstance(key, str) else repr(key)
+    if len(text) <= 64:
+        return text
+    return "#" + hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def _multiplies(layer):
+    return isinstance(layer, _L.Multiply) or getattr(layer, "symbol", None) == "math.multiply"
+
+
+def _product(probs):
+    """A product's channel is alive when every factor's is: ``prod p_i`` (an
+    unmasked factor counts 1; a squeeze-excite gate leaves the feature map's ``p``)."""
+    known = [p for p in probs if p is not None]
+    if not known:
+        return None
+    if all(p.key == known[0].key for p in known):
+        return known[0]
+    value = tf.reduce_prod(tf.stack([p.p for p in known]), axis=0)
+    return _Prob(("mul",) + tuple(sorted(_short(p.key) for p in known)), value)
 
 
 def _ones(n):
@@ -503,17 +529,19 @@ def expected_channels(model):
             value = _mask_prob(layer)
         elif k == "channelwise":
             value = p[ins[0]]
+        elif k == "merge" and _multiplies(layer):
+            value = _product([p[i] for i in ins])
         elif k in ("merge", "pick"):
             value = _combine([p[i] for i in ins])
         elif k == "concat" and all(graph.channels(i) for i in ins):
             parts = [p[i] for i in ins]
             value = None if all(v is None for v in parts) else _Prob(
-                ("concat",) + tuple(None if v is None else str(v.key) for v in parts),
+                ("concat",) + tuple(None if v is None else _short(v.key) for v in parts),
                 tf.concat([_ones(graph.channels(i)) if v is None else v.p
                            for i, v in zip(ins, parts)], 0))
         elif k == "flatten" and p[ins[0]] is not None and graph.positions(ins[0]):
             src = p[ins[0]]
-            value = _Prob(("flat", str(src.key)), tf.tile(src.p, [graph.positions(ins[0])]))
+            value = _Prob(("flat", _short(src.key)), tf.tile(src.p, [graph.positions(ins[0])]))
         else:
             value = None
         for o in outs:
@@ -522,21 +550,27 @@ def expected_channels(model):
     for layer, node, ins, outs in reversed(graph.calls):
         for o in outs:
             if o not in q:
-                q[o] = _downstream(graph, o, q)
+                q[o] = _downstream(graph, o, q, p)
     for tid in graph.tensors:
         if tid not in q:
-            q[tid] = _downstream(graph, tid, q)
+            q[tid] = _downstream(graph, tid, q, p)
     return graph, p, q
 
 
-def _downstream(graph, tid, q):
+def _downstream(graph, tid, q, p=None):
+    """The probabilities that the derived network keeps each channel of ``tid``:
+    what its consumers read (a mask's, passed back through channel-wise layers);
+    a Conv / Dense reads the channels that can be non-zero (``p[tid]``); an
+    opaque layer or a model output reads every channel (None)."""
     if tid in graph.output_ids:
         return None
     found = []
     for layer, node, pos in graph.consumers.get(tid, []):
         k = kind(layer)
         outs = list(node.flat_output_ids)
-        if k == "mask":
+        if k == "reduce" and p is not None:
+            found.append(p.get(tid))
+        elif k == "mask":
             found.append(_mask_prob(layer))
         elif k in ("channelwise", "merge", "pick"):
             found.append(q.get(outs[0]))
@@ -548,7 +582,7 @@ def _downstream(graph, tid, q):
                 found.append(None)
             else:
                 start = sum(sizes[:pos])
-                found.append(_Prob(("slice", str(above.key), pos),
+                found.append(_Prob(("slice", _short(above.key), pos),
                                    above.p[start:start + sizes[pos]]))
         else:
             found.append(None)
