@@ -75,13 +75,33 @@ def require_built(model, why):
         >>> require_built(keras.Sequential([keras.Input((2,))]), "it has no shapes")
     """
     if not isinstance(model, keras.Model):
-        raise TypeError(f"Expected a keras.Model, got {type(model).__name__}.")
+        text = " ".join(repr(model).split())
+        text = text if len(text) <= 60 else text[:57] + "..."
+        raise TypeError(f"{_entry_point()}: model must be a keras.Model, got {text} "
+                        f"({type(model).__name__}).")
     if not model.built:
         raise ValueError(
             f"Model '{model.name}' is not built, so {why}. Build it first: call it on "
             "an input, call model.build(input_shape), or give it an Input "
             "(keras.Input(shape) / Sequential([keras.Input(shape), ...]))."
         )
+
+
+def _entry_point():
+    """The public package function or class the user called (the outermost
+    searchlayers frame of a public name), e.g. ``cost.profile``; for messages."""
+    import sys
+
+    frame, found = sys._getframe(2), "searchlayers"
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        qualname = getattr(frame.f_code, "co_qualname", frame.f_code.co_name)
+        if (module.startswith("searchlayers") and not qualname.startswith("_")
+                and "<" not in qualname):
+            parts = [p for p in qualname.split(".") if not p.startswith("_")]
+            found = ".".join([module.rsplit(".", 1)[-1], *parts])
+        frame = frame.f_back
+    return found
 
 
 def input_like(tensor):

@@ -529,6 +529,17 @@ CASES = [
     ("choose-rule-str", lambda m: sl.choose(m["net"], rule="gamma"), TypeError,
      r"choose\(\): rule must be None or a callable rule\(layer\) -> choice or None, got "
      r"'gamma'"),
+    # -- a model argument that is not a model names the entry point -------------------------
+    ("profile-not-a-model", lambda m: cost.profile("model.h5"), TypeError,
+     r"^cost.profile: model must be a keras.Model, got 'model.h5' \(str\)"),
+    ("to-tflite-not-a-model", lambda m: export.to_tflite(None), TypeError,
+     r"^export.to_tflite: model must be a keras.Model, got None \(NoneType\)"),
+    ("searchmodel-not-a-model", lambda m: SearchModel("net"), TypeError,
+     r"^search.SearchModel: model must be a keras.Model, got 'net' \(str\)"),
+    ("derive-not-a-model", lambda m: sl.derive([m["net"]]), TypeError,
+     r"^derive.derive: model must be a keras.Model, got \[<.*\(list\)"),
+    ("arch-variables-not-a-model", lambda m: sl.arch_variables(3), TypeError,
+     r"^search.arch_variables: model must be a keras.Model, got 3 \(int\)"),
     # -- evolution -------------------------------------------------------------------------
     ("evolution-scorer", lambda m: evolution.evolutionary_search(m["net"], scorer="acc"),
      ValueError, r"evolutionary_search: unknown scorer 'acc'; allowed: bn, accuracy or a "
