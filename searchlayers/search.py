@@ -412,10 +412,16 @@ class SearchModel(keras.Model):
     def _replicas(self):
         return self.distribute_strategy.num_replicas_in_sync
 
+    def _distributed(self):
+        """Made under a ``tf.distribute`` strategy, even of one replica (a
+        1-worker ``MultiWorkerMirroredStrategy``): its optimizer updates merge
+        across replicas, which ``tf.cond`` cannot hold."""
+        return self._distribution_strategy is not None
+
     def set_arch_enabled(self, enabled):
         """Turns the architecture updates on or off (``ArchWarmup`` calls it).
 
-        With several replicas the train function reads ``arch_enabled`` when
+        Under a strategy the train function reads ``arch_enabled`` when
         it is traced (a cross-replica optimizer update cannot sit inside
         ``tf.cond``), so a change of value retraces it.
 
@@ -425,7 +431,7 @@ class SearchModel(keras.Model):
         enabled = bool(enabled)
         changed = bool(self.arch_enabled.numpy()) != enabled
         self.arch_enabled.assign(enabled)
-        if changed and self.train_function is not None and self._replicas() > 1:
+        if changed and self.train_function is not None and self._distributed():
             self.make_train_function(force=True)
 
     def _loss(self, x, y, training=True):
@@ -446,7 +452,7 @@ class SearchModel(keras.Model):
             tf.zeros_like(v) if g is None else g + decay * v
             for g, v in zip(grads, arch)
         ]
-        if self._replicas() > 1:  # see set_arch_enabled
+        if self._distributed():  # see set_arch_enabled
             with tf.init_scope():
                 enabled = bool(self.arch_enabled.numpy())
             if enabled:
