@@ -25,7 +25,6 @@ Example:
     python -m examples.bars_search --epochs=30 --retrain_epochs=20 --out=out/bars
 """
 
-import json
 import os
 import time
 
@@ -33,6 +32,7 @@ from absl import app, flags
 
 import searchlayers as sl
 from searchlayers import callbacks, cost, datasets, export
+from searchlayers import summary as summary_lib
 from searchlayers import regularizers as reg
 from searchlayers._keras import keras
 
@@ -151,8 +151,17 @@ def run(epochs=30, warmup=10, retrain_epochs=20, out="out/bars_search", budget_r
         parity=dict(rel_max_diff=parity.rel_max_diff, argmax_agreement=parity.argmax_agreement),
         seconds=time.time() - start,
     )
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    lce_path = os.path.join(out, "child.lce.tflite")
+    common.finish(
+        "bars", f"BARS binary cells on digits ({stages} stages x {cells} cells, {steps} nodes, "
+        f"{channels} channels; {mode}, cell shortcut {cell_shortcut}, {epochs} epochs after "
+        f"{warmup} warm-up)", out, supernet, trained,
+        architecture=f"layout {bars.layout(best)}; ops {bars.op_mix(best)}",
+        accuracy={"test (retrained child)": accuracy},
+        exports=[summary_lib.export_entry(lce_path, parity)],
+        notes=[f"BARS cost term: budget {history['budget']:,.0f} equivalent ops of the search "
+               f"layers; expected at the end {expected:,.0f} (expected, search layers only)"]
+        if history.get("budget") else [], details=summary, supernet_kind="expected")
     return summary
 
 
@@ -162,8 +171,7 @@ def main(argv):
                   FLAGS.mode, FLAGS.cell_shortcut, FLAGS.channels, FLAGS.stages, FLAGS.cells,
                   FLAGS.steps, FLAGS.k, FLAGS.batch_size, FLAGS.lr, FLAGS.arch_lr, FLAGS.inherit,
                   FLAGS.seed)
-    print(json.dumps({k: summary[k] for k in ("layout", "op_mix", "test_accuracy", "lce",
-                                              "parity", "seconds")}, indent=2))
+    print(f"({summary['seconds']:.0f} s)")
 
 
 if __name__ == "__main__":

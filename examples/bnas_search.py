@@ -16,7 +16,6 @@ Example:
     python -m examples.bnas_search --epochs=5 --retrain_epochs=10 --out=out/bnas
 """
 
-import json
 import os
 import time
 
@@ -24,6 +23,7 @@ from absl import app, flags
 
 import searchlayers as sl
 from searchlayers import callbacks, cost, datasets, export
+from searchlayers import summary as summary_lib
 from searchlayers._keras import keras
 
 from examples import common
@@ -46,6 +46,7 @@ def define_flags():
     flags.DEFINE_integer("batch_size", 64, "Batch size (each half of a bi-level pair).")
     flags.DEFINE_float("arch_lr", 3e-3, "Architecture Adam learning rate.")
     flags.DEFINE_float("lr", 0.025, "Weight SGD learning rate (cosine decay, BNAS: 0.025).")
+    flags.DEFINE_integer("seed", 0, "Random seed.")
 
 
 def build(channels=8, cells=3, steps=2):
@@ -97,8 +98,15 @@ def retrain(child, epochs, batch_size=64, lr=0.025):
     return common.retrain(child, epochs, batch_size, lr, alpha=0.04)
 
 
+NEGATIVE_LOSS = ("the search loss can be negative: BNAS' diversity term subtracts "
+                 "lam * exp(-epoch / tau) times the mean entropy of the edges' op "
+                 "distributions (up to lam * log(ops)) from the cross-entropy, to keep "
+                 "exploring early; it fades as the epochs pass")
+
+
 def run(epochs=5, retrain_epochs=10, out="out/bnas_search", gamma=1.0, lam=1.0, tau=7.7,
-        channels=8, cells=3, steps=2, batch_size=64, arch_lr=3e-3, lr=0.025, verbose=2):
+        channels=8, cells=3, steps=2, batch_size=64, arch_lr=3e-3, lr=0.025, verbose=2,
+        seed=None):
     """The whole pipeline; returns the summary dict (also written to ``out``).
 
     Example:
@@ -107,6 +115,8 @@ def run(epochs=5, retrain_epochs=10, out="out/bnas_search", gamma=1.0, lam=1.0, 
     """
     os.makedirs(out, exist_ok=True)
     start = time.time()
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
     supernet, history = search(epochs, channels, cells, steps, lam, tau, batch_size, arch_lr,
                                lr, verbose)
     arch = bnas.bnas_architecture(supernet, gamma)
@@ -129,8 +139,16 @@ def run(epochs=5, retrain_epochs=10, out="out/bnas_search", gamma=1.0, lam=1.0, 
                     size_bytes=parity.size_bytes),
         seconds=time.time() - start,
     )
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    losses = summary["search_loss"]
+    notes = [NEGATIVE_LOSS + (f" (this run: lowest {min(losses):.3f})"
+                              if losses and min(losses) < 0 else "")]
+    common.finish(
+        "bnas", f"BNAS binary cells on digits ({cells} cells, {steps} nodes, {channels} "
+        f"channels; softmax bi-level, diversity lam {lam:g} tau {tau:g}, {epochs} epochs; "
+        f"Zeroise gamma {gamma:g})", out, supernet, model, architecture=arch,
+        accuracy={"test (retrained child)": accuracy},
+        exports=[summary_lib.export_entry(os.path.join(out, "child.lce.tflite"), parity)],
+        notes=notes, details={**summary, "seed": seed})
     return summary
 
 
@@ -138,9 +156,8 @@ def main(argv):
     del argv
     summary = run(FLAGS.epochs, FLAGS.retrain_epochs, FLAGS.out, FLAGS.gamma, FLAGS.lam,
                   FLAGS.tau, FLAGS.channels, FLAGS.cells, FLAGS.steps, FLAGS.batch_size,
-                  FLAGS.arch_lr, FLAGS.lr)
-    print(json.dumps({k: summary[k] for k in ("cells", "test_accuracy", "lce", "parity")},
-                     indent=2))
+                  FLAGS.arch_lr, FLAGS.lr, seed=FLAGS.seed)
+    print(f"({summary['seconds']:.0f} s)")
 
 
 if __name__ == "__main__":

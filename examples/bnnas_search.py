@@ -25,7 +25,6 @@ Example:
     python -m examples.bnnas_search --epochs=12 --limit_fraction=0.4 --out=out/bnnas
 """
 
-import json
 import os
 import time
 
@@ -35,6 +34,7 @@ import tensorflow as tf
 
 import searchlayers as sl
 from searchlayers import cost, datasets, evolution, transforms
+from searchlayers import summary as summary_lib
 from searchlayers._keras import keras
 
 from examples import common
@@ -199,11 +199,22 @@ def main(argv):
         "accuracy_search": compared, "test_accuracy": accuracy, "tflite": exported,
         "cost": {"derived": profiles[1].to_dict()["total"]}, "seconds": times,
     }
-    path = os.path.join(FLAGS.out, "summary.json")
-    with open(path, "w") as f:
-        json.dump(summary, f, indent=2, default=str)
     result.best.save(os.path.join(FLAGS.out, "architecture.json"))
-    print(f"\nWrote {path}")
+    derived_macs = summary_lib.cost_of(model, "exact")["macs"]
+    common.finish(
+        "bnnas", f"BN-NAS single-path supernet on digits ({FLAGS.epochs} epochs, "
+        f"{'BN-only' if FLAGS.bn_only else 'all weights'} trained; evolution on the BN "
+        f"indicator, {result.evaluated} subnets)", FLAGS.out, supernet, model,
+        architecture=result.best, accuracy={"test (retrained subnet)": accuracy},
+        exports=[summary_lib.export_entry(exported["path"], exported)],
+        notes=[f"MACs limit {limit:,.0f}; derived {derived_macs:,.0f} MACs "
+               f"({derived_macs / limit:.0%} of the limit: a ceiling, not a target)",
+               "supernet (expected) is the mean over the uniformly sampled choices; the "
+               "derived subnet is chosen by BN score under the MACs limit, not for fewer "
+               "params, so it can have more params than that mean",
+               "rank_distance_per_epoch (and its PNG, when written): how far the BN-score "
+               "ranking of sampled subnets moved between epochs; 0 = the ranking is stable"],
+        details=summary)
 
 
 if __name__ == "__main__":

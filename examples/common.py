@@ -75,3 +75,36 @@ def export_lce(model, out=None, name="child.lce.tflite"):
         tflite = export.to_tflite(model)
     x_test, _ = datasets.arrays("digits", "test")
     return export.lce_report(model, lce), export.parity(model, lce, x_test), lce, tflite
+
+
+def finish(method, searched, out, supernet=None, child=None, architecture=None, accuracy=None,
+           exports=(), budget=None, notes=(), details=None, supernet_kind="expected",
+           decision=None):
+    """The run summary every example ends with (``searchlayers.summary.run_summary``):
+    how decided ``supernet``'s search ended, its cost (``supernet_kind``:
+    "expected" for a probability-weighted supernet, "exact" for a plain network)
+    against ``child``'s exact cost, and every PNG / JSON / CSV under ``out``.
+    ``decision`` (a ``summary.decision_of`` dict) replaces ``supernet``'s.
+    Prints the table, writes ``out/summary.json``; returns the dict.
+
+    Example:
+        >>> finish("darts", "DARTS cells", "out/darts", supernet, child)  # doctest: +SKIP
+    """
+    from searchlayers import summary
+
+    costs = {}
+    if supernet is not None:
+        costs["supernet"] = summary.cost_of(supernet, supernet_kind)
+    if child is not None:
+        costs["derived"] = summary.cost_of(child, "exact")
+    if architecture is None and child is not None:
+        architecture = getattr(child, "architecture", None)
+    files = summary.written(out) if out else []
+    print()
+    return summary.run_summary(
+        method, searched, out=out,
+        decision=decision if decision is not None or supernet is None
+        else summary.decision_of(supernet),
+        architecture=architecture, cost=costs, accuracy=accuracy, exports=exports,
+        files=[f for f in files if not f.endswith("summary.json")], budget=budget,
+        notes=notes, details=details)

@@ -18,7 +18,6 @@ Example:
     python -m examples.darts_search --method=darts --epochs=10 --out=out/darts
 """
 
-import json
 import os
 import time
 
@@ -28,6 +27,7 @@ import tensorflow as tf
 
 import searchlayers as sl
 from searchlayers import callbacks, cost, datasets
+from searchlayers import summary as summary_lib
 from searchlayers._keras import keras
 
 from examples import common
@@ -195,10 +195,14 @@ def main(argv):
                  "derived": profiles[1].to_dict()["total"]},
         "tflite": exported, "search_seconds": search_s, "total_seconds": time.time() - start,
     }
-    path = os.path.join(FLAGS.out, "summary.json")
-    with open(path, "w") as f:
-        json.dump(summary, f, indent=2, default=str)
-    print(f"\nWrote {path} ({summary['total_seconds']:.0f} s)")
+    common.finish(
+        FLAGS.method, f"DARTS cell space on digits ({FLAGS.cells} cells, {FLAGS.steps} nodes, "
+        f"{FLAGS.channels} channels; MixedOp mode {MODES[FLAGS.method]}, "
+        f"{'bi-level' if summary['bilevel'] else 'joint'}, {FLAGS.epochs} epochs)",
+        FLAGS.out, supernet, model, architecture=child.architecture,
+        accuracy={"test (retrained child)": accuracy},
+        exports=[summary_lib.export_entry(exported["path"], exported)], details=summary)
+    print(f"({summary['total_seconds']:.0f} s)")
 
 
 if __name__ == "__main__":

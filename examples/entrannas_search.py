@@ -27,7 +27,6 @@ Example:
     python -m examples.entrannas_search --epochs=3 --retrain_epochs=2 --lambdas=0,1   # quick
 """
 
-import json
 import os
 import time
 
@@ -38,6 +37,7 @@ import tensorflow as tf
 
 import searchlayers as sl
 from searchlayers import callbacks, cost, datasets
+from searchlayers import summary as summary_lib
 from searchlayers._keras import keras
 
 from examples import common
@@ -110,28 +110,34 @@ def retrain(child, epochs, batch_size=64, lr=0.05):
 
 
 def lambda_sweep(lambdas, epochs, seed=0, **options):
-    """One DST search per lambda; rows of kept edges per cell type and thresholds.
+    """One DST search per lambda; rows of kept edges per cell type (as the paper
+    counts them: kept input edges per node, ``entrannas.edge_counts``), kept
+    ``(input, op)`` pairs (``ops``) and thresholds.
 
     Example:
         >>> rows = lambda_sweep([0.0, 1.0], epochs=2)  # doctest: +SKIP
         >>> sorted(rows[0])  # doctest: +SKIP
-        ['derived_params', 'edges', 'lambda', 'search_accuracy', 'thresholds']
+        ['derived_params', 'edges', 'lambda', 'ops', 'possible_edges', 'search_accuracy', 'thresholds']
     """
     rows = []
-    for lam in lambdas:
+    for n, lam in enumerate(lambdas, 1):
+        print(f"[lambda {n}/{len(lambdas)}] searching with dst_lambda={lam:g} ...", flush=True)
         keras.utils.set_random_seed(seed)
         supernet, history = search(epochs, dst=True, dst_lambda=lam, temperature=DST_TEMPERATURE,
                                    rate=DST_RATE, verbose=0, **options)
         engines = [c for c in entrannas.cells(supernet) if c.role == "engine"]
         rows.append({
             "lambda": lam, "edges": entrannas.edge_counts(supernet),
+            "ops": entrannas.op_counts(supernet),
+            "possible_edges": sum(j + 2 for j in range(engines[0].steps)),
             "thresholds": {c.arch_key: [round(float(t), 3) for t in c.thresholds()]
                            for c in engines},
             "derived_params": sl.derive(supernet).count_params(),
             "search_accuracy": float(history["accuracy"][-1]),
         })
         r = rows[-1]
-        print(f"lambda {lam:<5g} edges N/R {r['edges']['normal']}/{r['edges']['reduce']}  "
+        print(f"lambda {lam:<5g} edges N/R {r['edges']['normal']}/{r['edges']['reduce']} "
+              f"of {r['possible_edges']}  (ops kept {r['ops']['normal']}/{r['ops']['reduce']})  "
               f"t normal {r['thresholds']['normal']} reduce {r['thresholds']['reduce']}  "
               f"derived params {r['derived_params']}", flush=True)
     return rows
@@ -172,8 +178,9 @@ def main(argv):
     print(f"TFLite {tflite['path']}: max |diff| {tflite['max_abs_diff']:.2e}")
     sweep = []
     if FLAGS.lambdas:
-        print(f"\nEnTranNAS-DST edges per cell type for several lambdas (paper Table 4: "
-              "0.05 -> 13/14, 0.1 -> 11/6, 0.2 -> 9/8 of 14 edges):")
+        print(f"\nEnTranNAS-DST kept edges (input edges per node, summed) per cell type "
+              "for several lambdas (paper Table 4, 4 nodes = 14 possible edges: "
+              "0.05 -> 13/14, 0.1 -> 11/6, 0.2 -> 9/8 normal/reduce):")
         sweep = lambda_sweep(
             [float(v) for v in FLAGS.lambdas], FLAGS.epochs, FLAGS.seed, sharing=FLAGS.sharing,
             bottleneck=FLAGS.bottleneck, engine=FLAGS.engine, channels=FLAGS.channels,
@@ -192,10 +199,18 @@ def main(argv):
         "tflite": tflite, "lambda_sweep": sweep,
         "total_seconds": time.time() - start,
     }
-    path = os.path.join(FLAGS.out, "summary.json")
-    with open(path, "w") as f:
-        json.dump(summary, f, indent=2, default=str)
-    print(f"\nWrote {path} ({summary['total_seconds']:.0f} s)")
+    edges, ops = entrannas.edge_counts(supernet), entrannas.op_counts(supernet)
+    summary["op_counts"] = ops
+    words = "; ".join(f"{kind}: {edges[kind]} edges, {ops[kind]} ops" for kind in edges)
+    common.finish(
+        "entrannas-dst" if FLAGS.dst else "entrannas",
+        f"EnTranNAS cells on digits ({FLAGS.cells} cells, {FLAGS.steps} nodes, "
+        f"{FLAGS.channels} channels, Engine {FLAGS.engine}, {FLAGS.epochs} epochs)",
+        FLAGS.out, supernet, model, architecture=f"{words} (edges: kept input edges per "
+        "node, as the paper counts; ops: kept (input, op) pairs)",
+        accuracy={"test (retrained child)": accuracy, "test (supernet)": float(super_acc)},
+        exports=[summary_lib.export_entry(tflite["path"], tflite)], details=summary)
+    print(f"({summary['total_seconds']:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ from absl import app, flags, logging
 import tensorflow as tf
 
 import searchlayers as sl
-from searchlayers import cost, datasets, export
+from searchlayers import budget, cost, datasets, export
+from searchlayers import summary as summary_lib
 from searchlayers._keras import keras
 from searchlayers.transforms import insert_masks
 
@@ -38,7 +39,13 @@ def define_flags():
     flags.DEFINE_enum("space", "resnet", sorted(SPACES), "Network to put masks into.")
     flags.DEFINE_enum("metric", "params", ["params", "flops"], "Cost to search under.")
     flags.DEFINE_float("target", 0.5, "Target cost as a fraction of the unmasked network's.")
-    flags.DEFINE_float("strength", 1.0, "Regularization strength lambda (on cost / target).")
+    flags.DEFINE_enum("mode", "target", ["target", "additive"],
+                      "target: the strength is a Lagrange multiplier that settles the expected "
+                      "cost on the target and the derived model is fit to it exactly "
+                      "(searchlayers.budget); additive: FiGS eq. 6 with a fixed strength, "
+                      "stopped at the first epoch at or under the target.")
+    flags.DEFINE_float("strength", 1.0, "Regularization strength lambda (on cost / target); "
+                       "the starting value in the target mode.")
     flags.DEFINE_integer("search_epochs", 8, "Most epochs of architecture learning.")
     flags.DEFINE_integer("retrain_epochs", 3, "Epochs of retraining the derived network.")
     flags.DEFINE_float("arch_lr", 0.05, "Adam learning rate of the mask logits.")
@@ -68,10 +75,12 @@ class StopAtTarget(keras.callbacks.Callback):
 
 
 def search(supernet, metric, target, strength, epochs, arch_lr, batch_size, seed, verbose=2,
-           extra_callbacks=(), steps_per_epoch=None):
+           extra_callbacks=(), steps_per_epoch=None, mode="additive"):
     """Joint architecture learning; returns the ``FLOPsRegularizer`` used.
 
     ``extra_callbacks`` join the search's; ``steps_per_epoch`` shortens the epochs.
+    ``mode="additive"`` stops at the first epoch whose expected cost is at most
+    the target; ``"target"`` runs every epoch with the multiplier adapting.
 
     Example:
         >>> search(insert_masks(resnet()), "params", 2e4, 2.0, 1, 0.05, 32, 0)  # doctest: +SKIP
@@ -80,15 +89,15 @@ def search(supernet, metric, target, strength, epochs, arch_lr, batch_size, seed
         sl.joint_optimizer(keras.optimizers.legacy.Adam(3e-3),
                            keras.optimizers.legacy.Adam(arch_lr)),
         common.LOSS, metrics=["accuracy"])
-    regularizer = sl.FLOPsRegularizer(budget=target, metric=metric, mode="additive",
+    regularizer = sl.FLOPsRegularizer(budget=target, metric=metric, mode=mode,
                                       strength=strength)
+    stop = [StopAtTarget(regularizer, target)] if mode == "additive" else []
     train = datasets.load("digits", "train", batch_size=batch_size, seed=seed)
     val = datasets.load("digits", "validation", batch_size=256)
     sl.prebuild(supernet, train)  # the step is traced once, not twice
     supernet.fit(train.repeat() if steps_per_epoch else train, validation_data=val,
                  epochs=epochs, verbose=verbose, steps_per_epoch=steps_per_epoch,
-                 callbacks=[regularizer, StopAtTarget(regularizer, target),
-                            *extra_callbacks])
+                 callbacks=[regularizer, *stop, *extra_callbacks])
     return regularizer
 
 
@@ -117,20 +126,40 @@ def main(argv):
     print(f"{base.name}: {float(full):,.0f} {FLAGS.metric}; target {target:,.0f}; "
           f"{len(sl.layers.figs_masks(supernet))} masks")
     search(supernet, FLAGS.metric, target, FLAGS.strength, FLAGS.search_epochs,
-           FLAGS.arch_lr, FLAGS.batch_size, FLAGS.seed)
-    child = sl.derive(supernet, "expected")
+           FLAGS.arch_lr, FLAGS.batch_size, FLAGS.seed, mode=FLAGS.mode)
+    fit = None
+    if FLAGS.mode == "target":
+        fit = budget.fit(supernet, target, FLAGS.metric)  # trims / fills to the target
+        child = sl.derive(supernet, architecture=fit.architecture)
+    else:
+        child = sl.derive(supernet, "expected")
     print("kept channels: " + ", ".join(
         f"{name.replace('_conv_mask', '')} {len(kept)}"
         for name, kept in sorted(child.architecture.choices.items())))
+    decision = summary_lib.decision_of(supernet)  # before retraining the child
     accuracy = retrain(child, FLAGS.retrain_epochs, FLAGS.batch_size, FLAGS.seed)
     print("\nCost before / after:")
     print(cost.compare(cost.profile(base), cost.profile(child), names=["supernet", "derived"]))
     os.makedirs(FLAGS.out, exist_ok=True)
     path = os.path.join(FLAGS.out, f"{FLAGS.space}_figs.tflite")
-    flatbuffer = export.to_tflite(child, path)
+    with export.quiet_converter():
+        flatbuffer = export.to_tflite(child, path)
     x_test, _ = datasets.arrays("digits", "test")
     report = export.parity(child, flatbuffer, x_test)
     print(f"\nDerived test accuracy {accuracy:.3f}; {path}: {report}")
+    exact = float(summary_lib.cost_of(child, "exact")[FLAGS.metric])
+    common.finish(
+        "figs", f"FiGS channel masks in {base.name} on digits ({FLAGS.metric} target "
+        f"{FLAGS.target:g} of the unmasked network, mode {FLAGS.mode}, "
+        f"{FLAGS.search_epochs} epochs)", FLAGS.out, base, child, decision=decision,
+        architecture=child.architecture, accuracy={"test (fine-tuned child)": accuracy},
+        exports=[summary_lib.export_entry(path, report)],
+        budget=fit if fit is not None else {"metric": FLAGS.metric, "asked": target,
+                                            "got": exact},
+        details={"space": FLAGS.space, "unmasked_cost": float(full), "mode": FLAGS.mode,
+                 "seed": FLAGS.seed,
+                 "seconds": time.time() - start},
+        supernet_kind="exact")
     logging.info("figs_search finished in %.1f s", time.time() - start)
     if report.max_abs_diff >= export.FLOAT_ATOL:
         raise SystemExit("The TFLite file is outside its parity tolerance.")

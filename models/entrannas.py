@@ -149,14 +149,43 @@ def genotype(model, strategy="argmax"):
     return out
 
 
+def record_counts(record):
+    """``(edges, ops)`` of one derived cell record ``[[ [input, op], ... ] per node]``.
+
+    ``edges`` counts as the paper does (EnTranNAS Table 4, "edges"): the kept
+    input edges, i.e. the distinct inputs of each node, summed over nodes;
+    ``ops`` the kept ``(input, op)`` pairs (under DST an edge may keep several
+    ops, so ``ops >= edges``).
+
+    Example:
+        >>> record_counts([[[0, "sep_conv_3x3"], [0, "skip_connect"], [1, "max_pool_3x3"]],
+        ...                [[2, "dil_conv_3x3"]]])
+        (3, 4)
+    """
+    edges = sum(len({int(i) for i, _ in node}) for node in record)
+    return edges, sum(len(node) for node in record)
+
+
 def edge_counts(model):
-    """``{kind: number of (input, op) connections kept}`` (the paper's Table 4).
+    """``{kind: kept input edges}`` of the derived cells, as the paper counts
+    them (Table 4: a node's edge from an input is kept when any op on it is).
 
     Example:
         >>> edge_counts(model)  # doctest: +SKIP
         {'normal': 8, 'reduce': 8}
     """
-    return {kind: sum(len(node) for node in record) for kind, record in genotype(model).items()}
+    return {kind: record_counts(record)[0] for kind, record in genotype(model).items()}
 
 
-__all__ = ["ENTRANNAS_OPS", "cells", "edge_counts", "entrannas_supernet", "genotype"]
+def op_counts(model):
+    """``{kind: kept (input, op) pairs}`` of the derived cells (``>= edge_counts``).
+
+    Example:
+        >>> op_counts(model)  # doctest: +SKIP
+        {'normal': 9, 'reduce': 8}
+    """
+    return {kind: record_counts(record)[1] for kind, record in genotype(model).items()}
+
+
+__all__ = ["ENTRANNAS_OPS", "cells", "edge_counts", "entrannas_supernet", "genotype",
+           "op_counts", "record_counts"]
