@@ -124,6 +124,12 @@ def best_of_k(model, validation_data, k=8, seed=0, steps=None):
             scored.append((float(result["loss"]), arch))
     finally:
         apply_architecture(model, None)
+    bad = [i for i, (loss, _) in enumerate(scored) if not np.isfinite(loss)]
+    if bad:
+        raise FloatingPointError(
+            f"best_of_k: the validation loss is NaN or inf for samples {bad} of {k}, so no "
+            "architecture can be picked; check validation_data for NaN/inf "
+            "(np.isfinite(x).all()) and the supernet's weights.")
     best = min(scored, key=lambda t: t[0])[1]
     best.meta["strategy"] = "best_of_k"
     return best, scored
@@ -137,6 +143,11 @@ def _check_labelled(data, where):
     if not labelled:
         checks.fail(where, "validation_data", data, "labelled data: an (x, y) pair of arrays "
                     "or a tf.data.Dataset of (x, y) batches")
+    if spec is None:
+        sizes = [len(part) if hasattr(part, "__len__") else None for part in data[:2]]
+        if None not in sizes and (sizes[0] != sizes[1] or not sizes[0]):
+            checks.fail(where, "validation_data", f"x of {sizes[0]} and y of {sizes[1]} rows",
+                        "an (x, y) pair with the same number (>= 1) of rows")
 
 
 def _evaluate(model, data, steps):

@@ -338,6 +338,12 @@ class _Search:
                 f"evolutionary_search: the scorer returned {values.shape[0]} scores for "
                 f"{len(rows)} subnets."
             )
+        if np.isnan(values).all():
+            raise FloatingPointError(
+                f"evolutionary_search: the scorer gave NaN for all {len(rows)} subnets of "
+                f"generation {generation}, so none can be ranked; allowed: finite scores "
+                "(check the scorer's validation data for NaN/inf, or give BN scoring a "
+                "`missing` value for candidates without BatchNorm).")
         self.rows += rows
         self.scores += values.tolist()
         self.found_in += [generation] * len(rows)

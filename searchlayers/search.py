@@ -165,6 +165,17 @@ def _is_pair(spec):
     return isinstance(spec, tuple) and len(spec) == 2
 
 
+def _check_joint_data(args, kwargs):
+    """One-line error before tracing when joint ``fit`` gets bilevel pairs."""
+    x = args[0] if args else kwargs.get("x")
+    spec = x.element_spec if isinstance(x, tf.data.Dataset) else None
+    if _is_pair(spec) and _is_pair(spec[0]) and _is_pair(spec[1]):
+        raise ValueError(
+            "SearchModel(bilevel=False).fit needs (x, y) elements (one loss updates both "
+            "variable sets); got a dataset of ((x_train, y_train), (x_val, y_val)) pairs: "
+            "use SearchModel(net, bilevel=True) for them.")
+
+
 def _check_bilevel_data(args, kwargs):
     """One-line error before tracing when bilevel ``fit`` gets anything but pairs."""
     x = args[0] if args else kwargs.get("x")
@@ -391,6 +402,8 @@ class SearchModel(keras.Model):
 
         if self.bilevel:
             _check_bilevel_data(args, kwargs)
+        else:
+            _check_joint_data(args, kwargs)
         self._prebuild(args, kwargs)
         callbacks = list(callbacks or [])
         if not any(isinstance(c, DecisionTracker) for c in callbacks):

@@ -35,6 +35,7 @@ OPS = ["conv_3x3", "skip_connect", "none"]
 X = np.zeros((4, 8, 8, 1), np.float32)
 Y = np.zeros(4, np.int32)
 DATA = ((X, Y), (X, Y))  # (train, test) arrays for retrain
+X_NAN = np.where(np.arange(X.size).reshape(X.shape) == 7, NAN, X).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +57,12 @@ def m():
     search.compile("sgd", K.losses.SparseCategoricalCrossentropy(from_logits=True))
     plain = K.Sequential([K.Input((8, 8, 1)), K.layers.Flatten(), K.layers.Dense(10)],
                          name="plain")
+    joint = SearchModel(net, bilevel=False)
+    joint.compile("sgd", K.losses.SparseCategoricalCrossentropy(from_logits=True))
     arch = Architecture({"edge": 0})
     child = sl.derive(net, architecture=arch)
     return dict(net=net, edge=net.get_layer("edge"), mask=mask, no_affine=no_affine,
-                search=search, plain=plain, arch=arch, child=child,
+                search=search, joint=joint, plain=plain, arch=arch, child=child,
                 flatbuffer=export.to_tflite(child))
 
 
@@ -540,6 +543,24 @@ CASES = [
      r"^derive.derive: model must be a keras.Model, got \[<.*\(list\)"),
     ("arch-variables-not-a-model", lambda m: sl.arch_variables(3), TypeError,
      r"^search.arch_variables: model must be a keras.Model, got 3 \(int\)"),
+    # -- third pass: scoring data ---------------------------------------------------------
+    ("best-of-k-nan-data", lambda m: best_of_k(m["net"], (X_NAN, Y), k=2), FloatingPointError,
+     r"best_of_k: the validation loss is NaN or inf for samples \[0, 1\] of 2, so no "
+     r"architecture can be picked; check validation_data for NaN/inf"),
+    ("best-of-k-length-mismatch", lambda m: best_of_k(m["net"], (X, Y[:3]), k=2), ValueError,
+     r"best_of_k: validation_data must be an \(x, y\) pair with the same number \(>= 1\) "
+     r"of rows, got 'x of 4 and y of 3 rows'"),
+    ("best-of-k-empty", lambda m: best_of_k(m["net"], (X[:0], Y[:0]), k=2), ValueError,
+     r"best_of_k: validation_data must be an \(x, y\) pair .*got 'x of 0 and y of 0 rows'"),
+    ("evolution-scorer-all-nan", lambda m: evolution.evolutionary_search(
+        m["net"], scorer=lambda c: np.full(len(c), NAN), population=4, generations=1),
+     FloatingPointError, r"evolutionary_search: the scorer gave NaN for all 3 subnets of "
+     r"generation 0, so none can be ranked; allowed: finite scores"),
+    ("searchmodel-joint-fit-pairs", lambda m: m["joint"].fit(
+        datasets.search_pairs("digits", batch_size=8).take(1), verbose=0), ValueError,
+     r"SearchModel\(bilevel=False\).fit needs \(x, y\) elements .*got a dataset of "
+     r"\(\(x_train, y_train\), \(x_val, y_val\)\) pairs: use SearchModel\(net, "
+     r"bilevel=True\)"),
     # -- evolution -------------------------------------------------------------------------
     ("evolution-scorer", lambda m: evolution.evolutionary_search(m["net"], scorer="acc"),
      ValueError, r"evolutionary_search: unknown scorer 'acc'; allowed: bn, accuracy or a "
