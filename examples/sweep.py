@@ -35,7 +35,7 @@ from absl import app, flags
 
 import tensorflow as tf
 
-from searchlayers import report, tuning
+from searchlayers import report, summary, tuning
 
 FLAGS = flags.FLAGS
 # DARTS space of the demo: C = 8, 3 cells of 2 nodes, one warm-up epoch (weights
@@ -70,6 +70,61 @@ flags.DEFINE_integer("seed", 0, "Random seed (the Oracle's and every trial's).")
 flags.DEFINE_integer("verbose", 0, "Verbosity of the searches' fit.")
 
 
+def grid_size(methods, budgets, lams, temperatures):
+    """How many trials a grid over these settings runs: per method, the product
+    of the settings it uses (``tuning.search_space`` makes the others conditional).
+
+    Example:
+        >>> import examples.methods  # noqa: F401
+        >>> grid_size(["darts", "figs"], [0.5, 0.25], [0.1], ["default"])  # figs: no temperature
+        4
+    """
+    total = 0
+    for name in methods:
+        uses = tuning.get_method(name).uses
+        count = 1
+        for hp, values in (("budget", budgets), ("lam", lams), ("temperature", temperatures)):
+            if hp in uses:
+                count *= len(values)
+        total += count
+    return total
+
+
+class ProgressTuner(tuning.SweepTuner):
+    """A ``SweepTuner`` that prints ``[trial 2/4] darts budget 0.25 ...`` as each
+    trial starts and its time (and the estimate of what is left) as it ends.
+
+    Example:
+        >>> tuner = ProgressTuner("grid", hp, total=4, directory="out")  # doctest: +SKIP
+    """
+
+    def __init__(self, *args, total=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.total, self._done, self._seconds, self._start = total, 0, 0.0, None
+
+    def on_trial_begin(self, trial):
+        super().on_trial_begin(trial)
+        values = trial.hyperparameters.values
+        text = " ".join(f"{k} {values[k]}" for k in ("method", "budget", "lam", "temperature")
+                        if k in values and trial.hyperparameters.is_active(k))
+        of = f"/{self.total}" if self.total else ""
+        print(f"[trial {self._done + 1}{of}] {text}: searching, retraining, exporting ...",
+              flush=True)
+        self._start = time.time()
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        seconds = time.time() - self._start
+        self._done += 1
+        self._seconds += seconds
+        left = ""
+        if self.total and self.total > self._done:
+            left = (f"; about {self._seconds / self._done * (self.total - self._done):.0f} s "
+                    "left")
+        of = f"/{self.total}" if self.total else ""
+        print(f"[trial {self._done}{of}] done in {seconds:.0f} s{left}", flush=True)
+
+
 def make_tuner():
     """The ``SweepTuner`` the flags describe.
 
@@ -85,8 +140,13 @@ def make_tuner():
                     seed=FLAGS.seed, metric=FLAGS.metric, options=json.loads(FLAGS.options),
                     verbose=FLAGS.verbose)
     oracle_kwargs = {"max_epochs": FLAGS.max_epochs} if FLAGS.oracle == "hyperband" else {}
-    return tuning.SweepTuner(
-        FLAGS.oracle, space, max_trials=FLAGS.max_trials, objective=FLAGS.objective,
+    total = None
+    if FLAGS.oracle == "grid":
+        total = grid_size(FLAGS.methods, FLAGS.budgets, FLAGS.lams, FLAGS.temperatures)
+    if FLAGS.max_trials:
+        total = min(total or FLAGS.max_trials, FLAGS.max_trials)
+    return ProgressTuner(
+        FLAGS.oracle, space, total=total, max_trials=FLAGS.max_trials, objective=FLAGS.objective,
         directory=FLAGS.out, project_name=FLAGS.project, overwrite=FLAGS.overwrite,
         settings=settings, seed=FLAGS.seed,
         strategy="multiworker" if FLAGS.multiworker else "mirrored" if FLAGS.mirrored else None,
@@ -120,6 +180,17 @@ def main(argv):
     for line in report.pareto_summary(records):
         print(f"  {line}")
     print(f"\nReport: {path}")
+    asked_got = {r["trial_id"]: report.budget_asked_got(r) for r in records}
+    summary.run_summary(
+        "sweep", f"{len(records)} trials of {', '.join(sorted({r['method'] for r in records}))} "
+        f"({FLAGS.oracle} oracle)", out=project_dir,
+        accuracy={f"trial {r['trial_id']} ({r['method']}, budget {r['budget']:g})": r["accuracy"]
+                  for r in records},
+        files=[f for f in summary.written(project_dir, (".png", ".md"))
+               if os.path.dirname(f) == project_dir],
+        notes=[f"trial {t}: budget asked {a[1]:,.0f} / got {a[2]:,.0f} {a[0]} ({a[2] / a[1]:.1%})"
+               for t, a in asked_got.items() if a],
+        details={"records": len(records), "seconds": time.time() - start})
 
 
 if __name__ == "__main__":
