@@ -15,10 +15,11 @@ the speed-up of a cluster.
 Writes ``benchmarks/results/multiworker.json`` and prints a table.
 
 Example:
-    python -m benchmarks.multiworker --rounds=2 --steps=20
+    python -m benchmarks.multiworker --rounds=1 --steps=10 --epochs=2  # ~6 min on 2 cores
 """
 
 import argparse
+import io
 import json
 import os
 import statistics
@@ -95,10 +96,11 @@ def run(workers, args):
                    f"--batch={args.batch}", f"--channels={args.channels}"]
         env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2",
                    PYTHONPATH=ROOT)
-        status = launch.launch(command, workers=workers, timeout=600, env=env,
-                               output=open(os.devnull, "w"))
+        log = io.StringIO()
+        status = launch.launch(command, workers=workers, timeout=600, env=env, output=log)
         if status != 0:
-            raise RuntimeError(f"benchmarks.multiworker: {workers} workers exited {status}")
+            raise RuntimeError(f"benchmarks.multiworker: {workers} workers exited {status}:\n"
+                               f"{log.getvalue()[-3000:]}")
         with open(result) as f:
             return json.load(f)
 
@@ -107,8 +109,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--worker", action="store_true")
     parser.add_argument("--result")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per epoch")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per epoch")
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs (after one warm-up)")
     parser.add_argument("--batch", type=int, default=64, help="global batch (each half of a pair)")
     parser.add_argument("--channels", type=int, default=8)
@@ -132,7 +134,8 @@ def main():
     out = {
         "setup": {"model": f"darts_supernet C={args.channels}, 3 cells, 2 nodes, bi-level",
                   "global_batch": args.batch, "timed_steps": args.steps * args.epochs,
-                  "cpus": os.cpu_count(), "transport": "gRPC on 127.0.0.1, RING collectives"},
+                  "cpus": os.cpu_count(), "transport": "gRPC on 127.0.0.1, RING collectives",
+                  "load_average_1_5_15min_at_end": list(os.getloadavg())},
         "rounds": {str(k): v for k, v in rounds.items()},
         "median": {str(k): v for k, v in summary.items()},
         "speedup_2_vs_1": statistics.median(speedups),
