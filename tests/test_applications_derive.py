@@ -1,0 +1,149 @@
+"""FiGS on models nobody here wrote: ``tf_keras.applications`` (weights=None, 32x32,
+10 classes, no training). ``insert_masks``, ~40 % of every mask group forced off,
+``derive``: the derived model is smaller in parameters AND MACs than the original,
+computes what the masked supernet computes, has no 0/1 select layer (every layer of
+these families has a channel rule), and its ``cost.profile`` equals the FiGS
+expected cost (eq. 6) at the saturated mask."""
+
+import numpy as np
+import pytest
+import tf_keras
+
+import searchlayers as sl
+from searchlayers.architecture import Architecture
+from searchlayers.regularizers import figs_expected_cost
+from searchlayers.transforms import insert_masks
+
+K = sl.keras
+APPS = tf_keras.applications
+SHAPE = (32, 32, 3)
+FAMILIES = {
+    "MobileNetV2": lambda: APPS.MobileNetV2(input_shape=SHAPE, alpha=0.35, weights=None,
+                                            classes=10, classifier_activation=None),
+    "MobileNetV3Small": lambda: APPS.MobileNetV3Small(
+        input_shape=SHAPE, alpha=0.75, weights=None, classes=10, classifier_activation=None),
+    "EfficientNetB0": lambda: APPS.EfficientNetB0(input_shape=SHAPE, weights=None, classes=10,
+                                                  classifier_activation=None),
+    "ResNet50": lambda: APPS.ResNet50(input_shape=SHAPE, weights=None, classes=10,
+                                      classifier_activation=None),
+    "DenseNet121": lambda: APPS.DenseNet121(input_shape=SHAPE, weights=None, classes=10,
+                                            classifier_activation=None),
+}
+OFF = 0.4
+
+
+def randomize_batchnorm(model, seed=0):
+    """BN statistics away from the identity, so that the signal survives ~100 layers
+    (with fresh statistics the logits of these models are ~1e-10)."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, K.layers.BatchNormalization):
+            g, b, m, v = layer.get_weights()
+            layer.set_weights([(1 + 0.3 * rng.normal(size=g.shape)).astype("f"),
+                               (0.3 * rng.normal(size=b.shape)).astype("f"),
+                               (0.3 * rng.normal(size=m.shape)).astype("f"),
+                               (0.5 + rng.random(v.shape)).astype("f")])
+
+
+def forced_architecture(model, off, seed=0):
+    """A random ``off`` fraction of the channels of every mask group switched off
+    (one draw per group: the members of a group keep the same channels)."""
+    rng = np.random.default_rng(seed)
+    by_key, choices = {}, {}
+    for mask in sl.layers.figs_masks(model):
+        key = mask.arch_key or mask.name
+        if key not in by_key:
+            n = mask.channels
+            keep = max(1, n - int(round(off * n)))
+            by_key[key] = sorted(rng.choice(n, keep, replace=False).tolist())
+        choices[mask.name] = by_key[key]
+    return Architecture(choices)
+
+
+def saturate(model, architecture):
+    """Mask logits of +-40 (p = 1 or 0 to float precision) at ``architecture``."""
+    for mask in sl.layers.figs_masks(model):
+        logits = np.full([mask.channels], -40.0, np.float32)
+        logits[architecture.choices[mask.name]] = 40.0
+        mask.arch("logits").assign(logits)
+
+
+def macs(model):
+    return float(sl.cost.profile(model).total.metric("macs"))
+
+
+@pytest.fixture(scope="module", params=list(FAMILIES))
+def family(request):
+    base = FAMILIES[request.param]()
+    randomize_batchnorm(base)
+    masked = insert_masks(base)
+    arch = forced_architecture(masked, OFF)
+    child = sl.derive(masked, architecture=arch)
+    x = np.random.default_rng(1).random((2, *SHAPE), dtype=np.float32) * 255.0
+    sl.apply_architecture(masked, arch)
+    want = masked(x, training=False).numpy()
+    sl.apply_architecture(masked, None)
+    saturate(masked, arch)
+    return dict(name=request.param, base=base, masked=masked, arch=arch, child=child,
+                x=x, want=want)
+
+
+def test_derived_model_is_smaller_exact_and_select_free(family):
+    base, masked, child = family["base"], family["masked"], family["child"]
+    assert len(sl.layers.figs_masks(masked)) >= 10
+    assert not sl.layers.search_layers(child)
+    assert child.count_params() < base.count_params()
+    assert macs(child) < macs(base)
+    got = child(family["x"], training=False).numpy()
+    np.testing.assert_allclose(got, family["want"], rtol=1e-5, atol=1e-5)
+    assert np.abs(family["want"]).max() > 0.05  # the comparison is not 0 == 0
+    # every layer of these families has a rule: no 0/1 select, no pinned mask
+    assert not [l.name for l in child.layers if "_select_" in l.name or l.name.endswith("_fixed")]
+    assert child.output_shape == (None, 10)
+
+
+def folded_biases(masked, child):
+    """Bias parameters derive added: a bias-free Conv / Dense reading a dropped
+    channel that BatchNorm turned into a non-zero constant takes the constant's
+    contribution as a bias (DenseNet: mask -> Concatenate -> BN -> ReLU -> 1x1 conv)."""
+    added = 0
+    for layer in child.layers:
+        if getattr(layer, "use_bias", False) and getattr(layer, "bias", None) is not None:
+            old = masked.get_layer(layer.name)
+            added += 0 if old.use_bias else int(np.prod(layer.bias.shape))
+    return added
+
+
+def test_expected_cost_at_the_forced_mask_is_the_derived_cost(family):
+    """FiGS eq. 6 with p in {0, 1} counts exactly what derive builds (MACs: float32
+    sums of ~1e7, so up to a rounding), but for the biases that folding constant
+    channels adds (eq. 6 does not know them; only DenseNet has any here)."""
+    profile = sl.cost.profile(family["child"]).total
+    added = folded_biases(family["masked"], family["child"])
+    assert (added > 0) == (family["name"] == "DenseNet121")
+    assert float(figs_expected_cost(family["masked"], "params")) + added == profile.params
+    assert float(figs_expected_cost(family["masked"], "macs")) == pytest.approx(
+        float(profile.metric("macs")), rel=1e-6)
+
+
+def test_classifier_heads_are_never_masked(family):
+    """MobileNetV3's ``Logits`` conv reaches the output through ``Flatten`` only; the
+    other families' ``Dense`` is the output: no class can be dropped."""
+    names = {m.name for m in sl.layers.figs_masks(family["masked"])}
+    assert not {"Logits_mask", "predictions_mask", "fc1000_mask"} & names
+    if family["name"] == "MobileNetV3Small":
+        assert family["child"].get_layer("Logits").filters == 10
+
+
+def test_tflite_parity_of_the_smallest_derived_family():
+    from searchlayers import export
+
+    base = FAMILIES["MobileNetV2"]()
+    randomize_batchnorm(base, seed=2)
+    masked = insert_masks(base)
+    child = sl.derive(masked, architecture=forced_architecture(masked, 0.5, seed=3))
+    x = np.random.default_rng(4).random((3, *SHAPE), dtype=np.float32) * 255.0
+    flatbuffer = export.to_tflite(child)
+    report = export.parity(child, flatbuffer, x)
+    assert report.rel_max_diff < 1e-5 and report.argmax_agreement == 1.0
+    assert report.size_bytes < len(export.to_tflite(base))
