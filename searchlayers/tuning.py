@@ -603,7 +603,7 @@ class SweepTuner(base_tuner.BaseTuner):
                  overwrite=False, settings=None, strategy=None, seed=0, oracle_kwargs=None,
                  random_baseline=0):
         settings = dict(settings or {})
-        if random_baseline:
+        if checks.integer("SweepTuner", "random_baseline", random_baseline, low=0):
             settings["random_baseline"] = int(random_baseline)
         unknown = set(settings) - _SETTINGS
         if unknown:

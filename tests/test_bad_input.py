@@ -26,6 +26,8 @@ from searchlayers.callbacks import (
     ArchWarmup, BNScoreEvaluator, EntropyRegularizer, FLOPsRegularizer, TemperatureScheduler,
 )
 from searchlayers.decision import DecisionTracker
+from searchlayers.layers.binary import BinaryConvBN, BinaryReduce
+from searchlayers.layers.ops import FactorizedReduce
 from searchlayers.schedules import SearchSchedule
 from searchlayers.search import NonFiniteGuard, SearchModel
 
@@ -561,6 +563,17 @@ CASES = [
      r"SearchModel\(bilevel=False\).fit needs \(x, y\) elements .*got a dataset of "
      r"\(\(x_train, y_train\), \(x_val, y_val\)\) pairs: use SearchModel\(net, "
      r"bilevel=True\)"),
+    ("binary-conv-bn-channels-str", lambda m: BinaryConvBN("8", name="b"), TypeError,
+     r"BinaryConvBN 'b': channels must be an integer >= 1, got '8' \(str\)"),
+    ("binary-conv-bn-affine-str", lambda m: BinaryConvBN(8, affine="no", name="b"), TypeError,
+     r"BinaryConvBN 'b': affine must be True or False, got 'no' \(str\)"),
+    ("binary-reduce-groups-0", lambda m: BinaryReduce(8, groups=0, name="r"), ValueError,
+     r"BinaryReduce 'r': groups must be an integer >= 1, got 0"),
+    ("factorized-reduce-channels-1", lambda m: FactorizedReduce(1, name="f"), ValueError,
+     r"FactorizedReduce 'f': channels must be an integer >= 2, got 1"),
+    ("sweep-tuner-random-baseline", lambda m: tuning.SweepTuner(
+        "grid", tuning.search_space(["darts"]), random_baseline=-1), ValueError,
+     r"SweepTuner: random_baseline must be an integer >= 0, got -1"),
     # -- evolution -------------------------------------------------------------------------
     ("evolution-scorer", lambda m: evolution.evolutionary_search(m["net"], scorer="acc"),
      ValueError, r"evolutionary_search: unknown scorer 'acc'; allowed: bn, accuracy or a "

@@ -499,8 +499,11 @@ class BinaryConvBN(_Composite):
     def __init__(self, channels, kernel_size=3, strides=1, scaling="channel", affine=False,
                  **kwargs):
         super().__init__(**kwargs)
-        self.channels, self.kernel_size = int(channels), int(kernel_size)
-        self.strides, self.affine = int(strides), bool(affine)
+        where = f"{type(self).__name__} '{self.name}'"
+        self.channels = checks.integer(where, "channels", channels, low=1)
+        self.kernel_size = checks.integer(where, "kernel_size", kernel_size, low=1)
+        self.strides = checks.integer(where, "strides", strides, low=1)
+        self.affine = checks.boolean(where, "affine", affine)
         self.scaling = _check_scaling(scaling, f"{type(self).__name__} '{self.name}'")
         self.conv = QuantConv(self.channels, self.kernel_size, self.strides, scaling=scaling,
                               name="conv")
@@ -637,8 +640,10 @@ class BinaryReduce(_Composite):
     def __init__(self, channels, scaling="channel", affine=False, shortcut=None, groups=1,
                  **kwargs):
         super().__init__(**kwargs)
-        self.channels, self.groups = int(channels), int(groups)
-        if self.groups < 1 or self.channels % self.groups:
+        where = f"BinaryReduce '{self.name}'"
+        self.channels = checks.integer(where, "channels", channels, low=1)
+        self.groups = checks.integer(where, "groups", groups, low=1)
+        if self.channels % self.groups:
             raise ValueError(
                 f"BinaryReduce '{self.name}': channels={channels} must be a multiple of "
                 f"groups={groups} (>= 1)."

@@ -146,7 +146,8 @@ class FactorizedReduce(L.Layer):
 
     def __init__(self, channels, **kwargs):
         super().__init__(**kwargs)
-        self.channels = int(channels)
+        self.channels = checks.integer(f"FactorizedReduce '{self.name}'", "channels", channels,
+                                       low=2)
         half = self.channels // 2
         self.conv_a = L.Conv2D(half, 1, 2, use_bias=False, name="conv_a")
         self.conv_b = L.Conv2D(self.channels - half, 1, 2, use_bias=False, name="conv_b")
