@@ -76,3 +76,26 @@ def test_scheduler_refuses_an_underflowing_temperature():
         cb.value(1)
     with pytest.raises(ValueError, match=r"TemperatureScheduler floor: temperature must be"):
         TemperatureScheduler("exponential", start=1.0, floor=0.0)
+
+
+@pytest.mark.parametrize("temperature", TEMPERATURES)
+def test_noisy_relaxations_are_finite_and_normalized(temperature):
+    """Gumbel-softmax (soft and hard) and the Logistic-Sigmoid gates over the same
+    grid: finite, a distribution (or a probability per gate), hard samples
+    exactly one-hot / 0-1; the deterministic gate equals the exact float64 one."""
+    for gap in GAPS:
+        logits = tf.constant([gap, 0.0, -gap, gap / 3], tf.float32)
+        soft = relax.gumbel_softmax(logits, temperature, seed=[3, 4]).numpy()
+        assert np.isfinite(soft).all() and abs(soft.sum() - 1.0) < 1e-6, (temperature, gap)
+        hard = relax.gumbel_softmax(logits, temperature, seed=[3, 4], hard=True).numpy()
+        assert sorted(hard.tolist()) == [0.0, 0.0, 0.0, 1.0], (temperature, gap, hard)
+        gates = relax.logistic_sigmoid(logits, temperature, seed=[5, 6]).numpy()
+        assert np.isfinite(gates).all() and ((0 <= gates) & (gates <= 1)).all()
+        hard_gates = relax.logistic_sigmoid(logits, temperature, seed=[5, 6], hard=True)
+        assert set(np.unique(hard_gates.numpy())) <= {0.0, 1.0}
+        mean = relax.logistic_sigmoid(logits, temperature).numpy()
+        t = max(temperature, relax.TEMPERATURE_FLOOR)
+        z = logits.numpy().astype(np.float64) / t
+        e = np.exp(-np.abs(z))  # the stable float64 sigmoid
+        want = np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+        np.testing.assert_allclose(mean, want, atol=1e-6, err_msg=str((temperature, gap)))
