@@ -18,7 +18,7 @@ import tensorflow as tf
 from searchlayers import checks
 from searchlayers._keras import input_like, keras, require_built
 from searchlayers.architecture import Architecture, as_architecture  # noqa: F401 (re-export)
-from searchlayers.layers.base import ZERO, SearchLayer, search_layers
+from searchlayers.layers.base import ZERO, SearchLayer, copy_layer, search_layers  # noqa: F401 (copy_layer re-exported)
 
 STRATEGIES = ("argmax", "sample", "expected", "best_of_k")
 # Strategies every search layer answers; a layer may offer more (``strategies``).
@@ -198,24 +198,6 @@ def _check_model(model):
 
 
 # -- rebuilding ---------------------------------------------------------------------
-def copy_layer(layer, input_shape=None, name=None):
-    """A fresh copy of ``layer`` with the same config and weights (and ``name``).
-
-    Example:
-        >>> d = keras.layers.Dense(2); _ = d(tf.ones([1, 3]))
-        >>> copy_layer(d, [None, 3]).get_weights()[0].shape
-        (3, 2)
-    """
-    config = layer.get_config()
-    if name is not None:
-        config["name"] = name
-    new = type(layer).from_config(config)
-    if input_shape is not None:
-        new.build(input_shape)
-        new.set_weights(layer.get_weights())
-    return new
-
-
 class _Zero:
     """A removed output; ``make()`` materializes zeros when a consumer needs them."""
 
@@ -378,7 +360,8 @@ def _replay_sliced(node, args, kwargs, architecture, copies, plan, present):
     name = None  # a MixedOp's chosen candidate is named after the MixedOp
     if target is not layer:
         name = f"{layer.name}_{layer.choice_names[int(_lookup(architecture, layer))]}"
-    xs = tf.nest.flatten(args[0]) if args else []
+    xs = [t for t in tf.nest.flatten((args, kwargs))  # the tensors, in node.keras_inputs order
+          if isinstance(t, _Zero) or type(t).__name__ == "KerasTensor"]
     if len(xs) != len(ins) or any(plan.present.get(i) is None for i in ins):
         kind = "opaque"
     if kind != "opaque" and any(plan.present.get(o) is None for o in outs):

@@ -29,6 +29,7 @@ import tensorflow as tf
 from searchlayers import checks
 from searchlayers import cost as cost_lib
 from searchlayers.layers.base import SearchLayer, search_layers
+from searchlayers.layers.base import threshold_penalty  # noqa: F401 (EnTranNAS-DST; lives with the layers)
 from searchlayers.layers.figs import figs_masks
 from searchlayers.search import SearchModel, tie_arch_variables
 
@@ -394,24 +395,11 @@ def budget_multiplier(cost, budget, under=0.0, over=1.0):
         (2.0, 1.0)
     """
     budget = check_positive(budget, "budget", "budget_multiplier")
+    under = checks.number("budget_multiplier", "under", under)
+    over = checks.number("budget_multiplier", "over", over)
     ratio = _as_float(cost) / budget
-    exponent = tf.where(ratio >= 1.0, float(over), float(under))
+    exponent = tf.where(ratio >= 1.0, over, under)
     return tf.pow(ratio, exponent)
-
-
-def threshold_penalty(betas):
-    """EnTranNAS-DST threshold regularizer ``mean_j(-log sigmoid(beta_j))``.
-
-    ``betas``: a tensor or a list of tensors of threshold logits.
-
-    Example:
-        >>> round(float(threshold_penalty([0.0, 0.0])), 4)   # -log 0.5
-        0.6931
-    """
-    if isinstance(betas, (list, tuple)) and betas and tf.is_tensor(betas[0]):
-        betas = tf.concat([tf.reshape(b, [-1]) for b in betas], axis=0)
-    beta = tf.convert_to_tensor(betas, tf.float32)
-    return tf.reduce_mean(tf.math.softplus(-beta))  # -log sigmoid(b) = softplus(-b)
 
 
 # model -> {(kind, key): fn}; the model holds one lambda per key that calls the

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from searchlayers._keras import keras
-from searchlayers.layers.base import SearchLayer
+from searchlayers.layers.base import SearchLayer, leading_closure  # noqa: F401
 from searchlayers.layers.figs import FiGSMask
 
 _L = keras.layers
@@ -831,20 +831,6 @@ def _folds(layer):
     if getattr(layer, "kernel", None) is None:  # larq separable: no offset rule
         return input_zero(layer) == 0.0 and folds_zero_inputs(layer)
     return folds_zero_inputs(layer)
-
-
-def leading_closure(mask, groups=1):
-    """Indices of the shortest leading run of each of ``groups`` channel blocks that
-    covers the ``True`` entries of ``mask`` (at least one channel per block).
-
-    Example:
-        >>> leading_closure(np.array([1, 0, 1, 0, 0, 0, 1, 0], bool), groups=2).tolist()
-        [0, 1, 2, 4, 5, 6]
-    """
-    blocks = np.asarray(mask, bool).reshape(groups, -1)
-    size = blocks.shape[1]
-    runs = [max(int(np.flatnonzero(b).max()) + 1 if b.any() else 1, 1) for b in blocks]
-    return np.concatenate([g * size + np.arange(n) for g, n in enumerate(runs)])
 
 
 # -- per-layer slicing rules ------------------------------------------------------------

@@ -190,3 +190,55 @@ def search_layers(model):
         for layer in model._flatten_layers(include_self=True, recursive=True)
         if isinstance(layer, SearchLayer)
     ]
+
+
+# -- helpers the layers share with derive / slicing / regularizers (which re-export
+# them): the layers import nothing above them --------------------------------------------
+def copy_layer(layer, input_shape=None, name=None):
+    """A fresh copy of ``layer`` with the same config and weights (and ``name``).
+
+    Example:
+        >>> d = keras.layers.Dense(2); _ = d(tf.ones([1, 3]))
+        >>> copy_layer(d, [None, 3]).get_weights()[0].shape
+        (3, 2)
+    """
+    config = layer.get_config()
+    if name is not None:
+        config["name"] = name
+    new = type(layer).from_config(config)
+    if input_shape is not None:
+        new.build(input_shape)
+        new.set_weights(layer.get_weights())
+    return new
+
+
+def leading_closure(mask, groups=1):
+    """Indices of the shortest leading run of each of ``groups`` channel blocks that
+    covers the ``True`` entries of ``mask`` (at least one channel per block).
+
+    Example:
+        >>> import numpy as np
+        >>> leading_closure(np.array([1, 0, 1, 0, 0, 0, 1, 0], bool), groups=2).tolist()
+        [0, 1, 2, 4, 5, 6]
+    """
+    import numpy as np
+
+    blocks = np.asarray(mask, bool).reshape(groups, -1)
+    size = blocks.shape[1]
+    runs = [max(int(np.flatnonzero(b).max()) + 1 if b.any() else 1, 1) for b in blocks]
+    return np.concatenate([g * size + np.arange(n) for g, n in enumerate(runs)])
+
+
+def threshold_penalty(betas):
+    """EnTranNAS-DST threshold regularizer ``mean_j(-log sigmoid(beta_j))``.
+
+    ``betas``: a tensor or a list of tensors of threshold logits.
+
+    Example:
+        >>> round(float(threshold_penalty([0.0, 0.0])), 4)   # -log 0.5
+        0.6931
+    """
+    if isinstance(betas, (list, tuple)) and betas and tf.is_tensor(betas[0]):
+        betas = tf.concat([tf.reshape(b, [-1]) for b in betas], axis=0)
+    beta = tf.convert_to_tensor(betas, tf.float32)
+    return tf.reduce_mean(tf.math.softplus(-beta))  # -log sigmoid(b) = softplus(-b)

@@ -403,7 +403,7 @@ def _group_leading(groups, size, n):
 
 
 def _copy(layer, name):
-    from searchlayers.derive import copy_layer  # derive imports the layers
+    from searchlayers.layers.base import copy_layer
 
     return copy_layer(layer, layer._build_input_shape, name=name)
 
@@ -458,13 +458,13 @@ class _Composite(L.Layer):
             >>> BinaryReduce(8, groups=2).input_channels(np.array([1, 0, 0, 0, 1, 1, 0, 0])).tolist()
             [0, 4, 5]
         """
-        from searchlayers.slicing import leading_closure
+        from searchlayers.layers.base import leading_closure
 
         return leading_closure(nonzero, self.channel_groups)
 
     def output_channels(self, wanted):
         """Output channels a narrower copy computes, given the (boolean) wanted ones."""
-        from searchlayers.slicing import leading_closure
+        from searchlayers.layers.base import leading_closure
 
         return leading_closure(wanted, self.channel_groups)
 

@@ -422,7 +422,7 @@ class EnTranCell(SearchLayer):
                 node = self._apply(self.restorers[j], node, training)
             states.append(node)
         if engine and self.dst and self.dst_lambda > 0:
-            from searchlayers.regularizers import threshold_penalty
+            from searchlayers.layers.base import threshold_penalty
 
             self.add_loss(self.dst_lambda * threshold_penalty(self.arch("betas")))
         kept = states[-self.multiplier:]
@@ -540,7 +540,7 @@ class EnTranCell(SearchLayer):
     def derived_layer(self, choice):
         """A Functional ``[s0, s1] -> output`` sub-model of the chosen sub-graph
         (``x -> output`` when the cell was called on one tensor)."""
-        from searchlayers.derive import copy_layer
+        from searchlayers.layers.base import copy_layer
 
         mask = self.choice_mask_of(choice)
         if self._single:  # one input feeds both states, as in the supernet

@@ -262,7 +262,7 @@ class MixedOp(SearchLayer):
         op = self.ops[int(choice)]
         if isinstance(op, Zeroise):
             return ZERO
-        from searchlayers.derive import copy_layer
+        from searchlayers.layers.base import copy_layer
 
         return copy_layer(op, self._input_shape, name=f"{self.name}_{self.choice_names[int(choice)]}")
 
