@@ -279,6 +279,15 @@ def _rebuild_functional(model, architecture):
 
         plan = slicing.ChannelPlan(model, architecture.choices)
         live = plan.live
+        if plan.pinned:
+            import warnings
+
+            warnings.warn(
+                f"derive: {len(plan.pinned)} FiGS mask(s) ({', '.join(sorted(plan.pinned))}) "
+                f"keep their producer's channels (a fixed 0/1 Rescaling): layer(s) without a "
+                f"channel rule read the dropped channels: {', '.join(plan.opaque_readers)}. "
+                "Register a rule with searchlayers.slicing.register_channel_rule to prune "
+                "them.", stacklevel=3)
     present = {}  # id(derived tensor) -> supernet channel indices it holds
     inputs = [input_like(t) for t in model.inputs]
     usage = model._tensor_usage_count

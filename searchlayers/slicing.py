@@ -26,6 +26,26 @@ Layer kinds (``kind(layer)``): ``"mask"``, ``"reduce"`` (sums over input channel
 ``"channelwise"`` (output channel ``c`` depends on input channel ``c`` only),
 ``"merge"`` (element-wise over same-shape inputs), ``"concat"``, ``"flatten"`` and
 ``"opaque"`` (anything else: it keeps every channel, derived as a plain copy).
+
+The channel-rule registry (``register_channel_rule``, like tfmot's prune registry)
+holds the kind of each stock Keras layer class: Conv / Dense / SeparableConv
+reduce; BatchNormalization, depthwise (multiplier 1), activations (not softmax),
+pooling, padding, cropping, up-sampling, Dropout (per-example noise), Rescaling,
+Normalization, LayerNormalization over other axes than the channels, a Reshape
+between one-position shapes (squeeze-excite) are channel-wise; Add / Multiply /
+... merge (a one-channel input broadcasts); ``TFOpLambda`` / ``Lambda`` calls are
+probed on random inputs (slicing before == slicing after: ``h + 3``, ``relu6``,
+``/ 6``), a listed element-wise TF op of two tensors merges; larq's Quant*
+layers follow their float classes. Dispatch: the layer's own protocol (a class
+attribute ``channel_kind``; masks; search layers), then the registry, then opaque.
+
+Derivation never grows a model: a dropped channel is a known constant (0 after
+its mask; BatchNorm, ``h + 3``, ... map it to other constants, computed by running
+the layer); a Conv / Dense that reads it folds it into its bias, so the producer
+computes only the kept channels. Only where an opaque layer reads dropped
+channels does the mask stay as a weight-free fixed 0/1 ``Rescaling`` and its
+producer keep its channels (``ChannelPlan.pinned``; derive warns, naming the
+layers) — never a 0/1 select matrix of kept x full channels.
 """
 
 import numpy as np
@@ -654,6 +674,11 @@ class ChannelPlan:
         self.present = {
             tid: None if v is None else np.flatnonzero(v) for tid, v in needed.items()
         }
+        # opaque layers that read a dropped (constant) channel: why masks are pinned
+        self.opaque_readers = sorted({
+            layer.name for layer, node, ins, outs in graph.calls
+            if id(node) in self.live and self.kind_of(layer) == "opaque"
+            and any(const.get(i) is not None and not np.isnan(const[i]).all() for i in ins)})
 
     def _needed(self):
         graph = self.graph

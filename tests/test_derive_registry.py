@@ -76,7 +76,8 @@ def test_lambda_probe_and_user_registered_rule():
     assert slicing.kind(base.get_layer("shift")) == "opaque"
     model = insert_masks(base)
     arch = _force(model, 0.5)
-    pinned = sl.derive(model, architecture=arch)
+    with pytest.warns(UserWarning, match="c1_mask.*read the dropped channels: shift"):
+        pinned = sl.derive(model, architecture=arch)
     # opaque: the mask is pinned (a weight-free 0/1 Rescaling), never a bigger select
     assert [l.name for l in pinned.layers if l.name.endswith("_fixed")] == ["c1_mask_fixed"]
     assert pinned.count_params() == base.count_params()
