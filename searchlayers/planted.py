@@ -1,0 +1,271 @@
+"""Planted-answer tasks: tiny synthetic searches whose right answer is known.
+
+Each task comes with its data, a supernet, the planted (correct) choice, and
+the chance that a uniformly random architecture of the same space recovers
+it. A search mechanism that cannot beat that chance on these tasks cannot be
+trusted on real data; one that recovers the answer in most seeds at least
+moves its distributions the right way in a short run.
+
+**Receptive field** (``receptive_field_*``; one ``MixedOp``). Images are
+``8 x 8`` binary noise; the label is ``x[3, 2] XOR x[3, 2 + distance]``
+(default ``distance = 3``). The supernet is a pointwise (1x1) stem, one
+``MixedOp`` over ``RF_CANDIDATES``, a pointwise ReLU layer and a linear
+(Flatten + Dense) head. Every layer but the searched edge sees one pixel per
+output, so the network computes ``sum_p g_p(x restricted to RF(p))`` with
+``RF(p)`` the candidate's receptive field at position ``p``. XOR of two bits
+is not linearly separable: if no ``RF(p)`` holds both pixels, for any fixed
+rest of the image ``f(a) + g(b)`` misclassifies one of the four ``(a, b)``
+cases, so such a network is at most 75 % accurate; one whose receptive field
+holds both reaches 100 %. Of the candidates ``skip_connect`` (1x1),
+``max_pool_3x3``, ``avg_pool_3x3``, ``conv_3x3`` (offsets -1..1: pairs up to 2
+apart) and ``dil_conv_3x3`` (offsets -2, 0, 2: pairs 2 or 4 apart) none holds
+two pixels 3 apart; only ``conv_5x5`` (offsets -2..2) does. Planted answer:
+``conv_5x5``; a uniformly random pick recovers it with probability 1/6.
+
+**Channels** (``channel_*``; one ``FiGSMask``). Inputs are ``n`` i.i.d.
+standard normal features; the label is ``x_0 + ... + x_{k-1} > 0`` (default
+``n = 8, k = 3``), so features ``k..n-1`` are pure noise and every signal
+feature carries a third of the signal. The supernet is ``FiGSMask`` on the
+input, ``Dense(16, relu)``, ``Dense(2)``, searched with an additive
+parameter-count penalty (``FLOPsRegularizer(metric="params")``): a noise
+channel only costs, a signal channel pays for itself. Planted answer: the
+kept set is exactly ``{0, ..., k-1}``; a random subset recovers it with
+probability ``1 / 2**n`` (each channel kept or not), or ``1 / C(n, k)`` even
+when told the right count ``k``.
+
+Example:
+    >>> x, y = receptive_field_data(256, seed=0)
+    >>> x.shape, bool(np.all(y == (x[:, 3, 2, 0] != x[:, 3, 5, 0])))
+    ((256, 8, 8, 1), True)
+    >>> chance(receptive_field_supernet())
+    0.16666666666666666
+"""
+
+import math
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from searchlayers import callbacks as cb
+from searchlayers import checks, decision, schedules
+from searchlayers._keras import keras
+from searchlayers.derive import choose
+from searchlayers.layers import FiGSMask, MixedOp
+from searchlayers.search import SearchModel
+
+RF_CANDIDATES = ("skip_connect", "max_pool_3x3", "avg_pool_3x3", "conv_3x3", "dil_conv_3x3",
+                 "conv_5x5")
+RF_ANSWER = "conv_5x5"
+RF_ROW, RF_COL = 3, 2
+MODES = {"darts": "softmax", "snas": "gumbel", "gdas": "gumbel_hard"}
+
+
+# -- receptive field ------------------------------------------------------------------
+def receptive_field_data(n, seed=0, distance=3, size=8):
+    """``(x, y)``: ``n`` binary ``size x size x 1`` images, ``y = x[3, 2] XOR x[3, 2 + distance]``.
+
+    Example:
+        >>> x, y = receptive_field_data(4, seed=1)
+        >>> x.dtype, sorted(set(x.ravel().tolist())) == [0.0, 1.0], y.dtype
+        (dtype('float32'), True, dtype('int32'))
+    """
+    where = "planted.receptive_field_data"
+    n = checks.integer(where, "n", n, low=1)
+    size = checks.integer(where, "size", size, low=4)
+    distance = checks.integer(where, "distance", distance, low=1)
+    if RF_COL + distance >= size:
+        raise ValueError(f"{where}: distance must be at most {size - 1 - RF_COL} for size "
+                         f"{size} (the second pixel is column {RF_COL} + distance), "
+                         f"got {distance}.")
+    rng = np.random.default_rng(checks.integer(where, "seed", seed))
+    x = rng.integers(0, 2, (n, size, size, 1)).astype(np.float32)
+    y = (x[:, RF_ROW, RF_COL, 0] != x[:, RF_ROW, RF_COL + distance, 0]).astype(np.int32)
+    return x, y
+
+
+def receptive_field_supernet(mode="softmax", channels=8, candidates=RF_CANDIDATES, seed=0,
+                             size=8):
+    """Pointwise stem -> ``MixedOp(candidates)`` (name ``"edge"``) -> pointwise ReLU -> linear head.
+
+    Example:
+        >>> receptive_field_supernet().get_layer("edge").candidate_specs[-1]
+        'conv_5x5'
+    """
+    keras.utils.set_random_seed(seed)
+    x = keras.Input((size, size, 1), name="image")
+    h = keras.layers.Conv2D(channels, 1, name="stem")(x)
+    h = MixedOp(list(candidates), mode=mode, seed=seed, name="edge")(h)
+    h = keras.layers.Conv2D(2 * channels, 1, activation="relu", name="pointwise")(h)
+    y = keras.layers.Dense(2, name="head")(keras.layers.Flatten()(h))
+    return keras.Model(x, y, name=f"planted_rf_{mode}")
+
+
+def receptive_field_choice(model):
+    """The candidate name the derived (argmax) architecture keeps on ``"edge"``."""
+    edge = model.get_layer("edge")
+    return edge.choice_names[int(choose(model).choices["edge"])]
+
+
+# -- channels -------------------------------------------------------------------------
+def channel_data(n, seed=0, features=8, k=3):
+    """``(x, y)``: ``n`` rows of ``features`` standard normals, ``y = sum(x[:, :k]) > 0``.
+
+    Example:
+        >>> x, y = channel_data(5, seed=0)
+        >>> x.shape, bool(np.all(y == (x[:, :3].sum(1) > 0)))
+        ((5, 8), True)
+    """
+    where = "planted.channel_data"
+    n = checks.integer(where, "n", n, low=1)
+    features = checks.integer(where, "features", features, low=2)
+    k = checks.integer(where, "k", k, low=1)
+    if k >= features:
+        raise ValueError(f"{where}: k must be below features ({features}) so that some "
+                         f"channels are noise, got k={k}.")
+    rng = np.random.default_rng(checks.integer(where, "seed", seed))
+    x = rng.standard_normal((n, features)).astype(np.float32)
+    return x, (x[:, :k].sum(1) > 0).astype(np.int32)
+
+
+def channel_supernet(features=8, hidden=16, seed=0, temperature=0.001):
+    """``FiGSMask`` (name ``"mask"``) on the input -> ``Dense(hidden, relu)`` -> ``Dense(2)``.
+
+    Example:
+        >>> channel_supernet().get_layer("mask").channels
+        8
+    """
+    keras.utils.set_random_seed(seed)
+    x = keras.Input((features,), name="features")
+    h = FiGSMask(temperature=temperature, seed=seed, name="mask")(x)
+    h = keras.layers.Dense(hidden, activation="relu", name="hidden")(h)
+    return keras.Model(x, keras.layers.Dense(2, name="head")(h), name="planted_channels")
+
+
+def channel_choice(model):
+    """The sorted tuple of input channels the derived mask keeps (logit > 0)."""
+    return tuple(int(i) for i in choose(model).choices["mask"])
+
+
+# -- chance ---------------------------------------------------------------------------
+def chance(model, k=None):
+    """The probability that a uniformly random architecture of ``model``'s space
+    is the planted one: ``1 / candidates`` for the receptive-field edge,
+    ``1 / 2**n`` for an ``n``-channel mask (``1 / C(n, k)`` given the count ``k``).
+
+    Example:
+        >>> chance(channel_supernet()), chance(channel_supernet(), k=3)
+        (0.00390625, 0.017857142857142856)
+    """
+    layer = _searched(model)
+    if isinstance(layer, FiGSMask):
+        n = layer.channels
+        return 1.0 / (math.comb(n, k) if k is not None else 2 ** n)
+    return 1.0 / len(layer.candidate_specs)
+
+
+def _searched(model):
+    for name in ("edge", "mask"):
+        try:
+            return model.get_layer(name)
+        except ValueError:
+            continue
+    raise ValueError(f"planted.chance: model '{model.name}' is not a planted-task supernet "
+                     "(no layer named 'edge' or 'mask').")
+
+
+def random_recovery(model, answer, draws=600, seed=0):
+    """Fraction of ``draws`` random architectures (``choose(model, "sample")``
+    on the untrained supernet) equal to ``answer`` (a candidate name or a
+    channel tuple): random sampling's recovery rate, estimated.
+
+    For the mask, ``"sample"`` draws a Logistic-Sigmoid mask at the initial
+    logits; :func:`chance` gives the uniform rate.
+    """
+    layer = _searched(model)
+    hits = 0
+    for i in range(draws):
+        arch = choose(model, "sample", seed=seed * 100003 + i)
+        c = arch.choices[layer.name]
+        got = tuple(int(j) for j in c) if isinstance(layer, FiGSMask) else \
+            layer.choice_names[int(c)]
+        hits += got == answer
+    return hits / draws
+
+
+# -- search ---------------------------------------------------------------------------
+def _pairs(x, y, xv, yv, batch, seed):
+    w = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed).batch(
+        batch, drop_remainder=True)
+    a = tf.data.Dataset.from_tensor_slices((xv, yv)).shuffle(len(xv), seed=seed + 1).batch(
+        batch, drop_remainder=True)
+    return tf.data.Dataset.zip((w, a))
+
+
+def search_receptive_field(method="darts", seed=0, epochs=10, n=2048, batch=64, lr=0.003):
+    """Bi-level search of the receptive-field edge with ``SearchSchedule(method, "auto")``.
+
+    ``method``: "darts" (softmax), "snas" (Gumbel-softmax) or "gdas" (hard
+    Gumbel). Returns ``dict(choice, recovered, steps, seconds, max_prob, arch_lr)``.
+    """
+    if method not in MODES:
+        raise ValueError(f"planted.search_receptive_field: unknown method {method!r}; "
+                         f"allowed: {', '.join(map(repr, MODES))}.")
+    model = receptive_field_supernet(MODES[method], seed=seed)
+    x, y = receptive_field_data(n, seed=seed)
+    xv, yv = receptive_field_data(n, seed=seed + 1000)
+    return _run(model, _pairs(x, y, xv, yv, batch, seed), method, epochs, lr, [],
+                receptive_field_choice, RF_ANSWER)
+
+
+def search_channels(seed=0, epochs=10, n=2048, batch=64, lr=0.003, strength=0.1, k=3,
+                    features=8, warmup=2, temperature=0.001, arch_lr=None):
+    """Bi-level FiGS search of the channel mask (``SearchSchedule("figs", "auto")``)
+    with an additive parameter penalty ``strength * params / params(supernet)``,
+    after ``warmup`` epochs of weights only (``ArchWarmup``: the cost term
+    would otherwise close every channel before the weights use any)."""
+    model = channel_supernet(features=features, seed=seed, temperature=temperature)
+    x, y = channel_data(n, seed=seed, features=features, k=k)
+    xv, yv = channel_data(n, seed=seed + 1000, features=features, k=k)
+    full = sum(int(np.prod(w.shape)) for w in model.trainable_weights
+               if "arch" not in w.name)
+    reg = cb.FLOPsRegularizer(budget=full, metric="params", strength=strength)
+    return _run(model, _pairs(x, y, xv, yv, batch, seed), "figs", epochs, lr, [reg],
+                channel_choice, tuple(range(k)), warmup, arch_lr)
+
+
+def _run(model, pairs, method, epochs, lr, extra, pick, answer, warmup=0, arch_lr=None):
+    search = SearchModel(model, bilevel=True, arch_optimizer=None if arch_lr is None else
+                         keras.optimizers.Adam(arch_lr, beta_1=0.5, beta_2=0.999))
+    search.compile(keras.optimizers.Adam(lr),
+                   keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                   metrics=["accuracy"])
+    sched = schedules.SearchSchedule(method, warmup=warmup, lr=arch_lr is None)
+    if warmup:
+        extra = [cb.ArchWarmup(warmup), *extra]
+    tracker = decision.DecisionTracker(verbose=0, warn=False)
+    start = time.perf_counter()
+    hist = search.fit(pairs, epochs=epochs, verbose=0, callbacks=[sched, tracker, *extra])
+    seconds = time.perf_counter() - start
+    got = pick(model)
+    d = decision.layer_decision(_searched(model))
+    return dict(choice=list(got) if isinstance(got, tuple) else got, recovered=got == answer,
+                steps=sched.arch_steps, seconds=round(seconds, 2),
+                max_prob=round(d["max_prob"], 4), arch_lr=sched.arch_lr or arch_lr,
+                accuracy=round(float(hist.history["accuracy"][-1]), 4))
+
+
+__all__ = [
+    "RF_ANSWER",
+    "RF_CANDIDATES",
+    "chance",
+    "channel_choice",
+    "channel_data",
+    "channel_supernet",
+    "random_recovery",
+    "receptive_field_choice",
+    "receptive_field_data",
+    "receptive_field_supernet",
+    "search_channels",
+    "search_receptive_field",
+]

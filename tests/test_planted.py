@@ -1,0 +1,57 @@
+import math
+
+import numpy as np
+import pytest
+
+from searchlayers import planted
+from searchlayers._keras import keras
+
+
+def _dependent_positions(sub, x, pixel):
+    """Output positions (row, col) of ``sub`` that change when ``pixel`` flips in any image."""
+    flipped = x.copy()
+    flipped[:, pixel[0], pixel[1], 0] = 1.0 - flipped[:, pixel[0], pixel[1], 0]
+    diff = np.abs(sub(flipped, training=False).numpy() - sub(x, training=False).numpy())
+    return {tuple(p) for p in np.argwhere(diff.max(axis=(0, 3)) > 1e-6)}
+
+
+def test_receptive_field_task_construction():
+    """Only conv_5x5 has an output position that sees both label pixels (the
+    planted answer), checked by flipping each pixel through every fixed
+    candidate; the label is their XOR; random picks the answer 1 time in 6."""
+    x, y = planted.receptive_field_data(64, seed=3)
+    np.testing.assert_array_equal(y, np.logical_xor(x[:, 3, 2, 0], x[:, 3, 5, 0]))
+    net = planted.receptive_field_supernet()
+    edge = net.get_layer("edge")
+    sub = keras.Model(net.input, edge.output)
+    both = {}
+    for i, name in enumerate(edge.choice_names):
+        edge.set_choice(i)
+        both[name] = _dependent_positions(sub, x, (3, 2)) & _dependent_positions(sub, x, (3, 5))
+    assert both.pop("conv_5x5") == {(r, c) for r in range(1, 6) for c in (3, 4)}
+    assert both == {n: set() for n in planted.RF_CANDIDATES if n != "conv_5x5"}
+    assert planted.chance(net) == 1 / 6
+
+
+def test_channel_task_construction():
+    x, y = planted.channel_data(1000, seed=0)
+    np.testing.assert_array_equal(y, x[:, :3].sum(1) > 0)
+    net = planted.channel_supernet()
+    assert planted.chance(net) == 2.0 ** -8
+    assert planted.chance(net, k=3) == 1 / math.comb(8, 3)
+    # untrained: every channel kept (initial logit 2.5), not the planted set
+    assert planted.channel_choice(net) == tuple(range(8))
+
+
+def test_darts_recovers_the_planted_op():
+    r = planted.search_receptive_field("darts", seed=0, epochs=10, lr=0.003)
+    assert r["choice"] == "conv_5x5" and r["recovered"]
+    assert r["steps"] == 320 and r["arch_lr"] == pytest.approx(6 / 320)
+    assert r["accuracy"] > 0.95
+
+
+def test_figs_keeps_exactly_the_signal_channels():
+    r = planted.search_channels(seed=0, epochs=20, lr=0.01, warmup=4, strength=0.1,
+                                temperature=0.1)
+    assert r["choice"] == [0, 1, 2] and r["recovered"]
+    assert r["steps"] == 16 * 32 and r["arch_lr"] == 0.2  # (20 - 4) epochs x 32 steps
