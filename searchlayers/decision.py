@@ -48,6 +48,7 @@ import weakref
 
 import numpy as np
 
+from searchlayers import checks
 from searchlayers import regularizers as reg
 from searchlayers._keras import keras, register
 
@@ -150,6 +151,8 @@ def layer_decision(layer, prob=None, max_flips=MAX_FLIPS):
         >>> round(d["max_prob"], 3), d["decided"]
         (0.953, True)
     """
+    prob = checks.number("layer_decision", "prob", prob, low=0, high=1, none_ok=True)
+    max_flips = checks.number("layer_decision", "max_flips", max_flips, low=0, high=1)
     rows = _rows(layer)
     bernoulli = is_bernoulli(layer)
     if prob is None:

@@ -117,6 +117,8 @@ def temperature(method, steps, preset="auto"):
         (5.0, 0.1, 'step')
     """
     _check("temperature", method, preset)
+    if preset == "auto":
+        _check_steps("temperature", steps)
     spec = PAPER[method].get("temperature")
     if spec is None:
         return None

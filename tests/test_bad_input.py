@@ -17,7 +17,7 @@ import pytest
 
 import searchlayers as sl
 from searchlayers import (
-    baselines, budget, checks, cost, datasets, evolution, export, regularizers, relax,
+    baselines, budget, checks, cost, datasets, decision, evolution, export, regularizers, relax,
     retrain, schedules, transforms, tuning,
 )
 from searchlayers.architecture import Architecture
@@ -574,6 +574,19 @@ CASES = [
     ("sweep-tuner-random-baseline", lambda m: tuning.SweepTuner(
         "grid", tuning.search_space(["darts"]), random_baseline=-1), ValueError,
      r"SweepTuner: random_baseline must be an integer >= 0, got -1"),
+    ("layer-decision-max-flips-nan", lambda m: decision.layer_decision(
+        m["edge"], max_flips=NAN), ValueError,
+     r"layer_decision: max_flips must be a finite number in \[0, 1\], got nan"),
+    ("layer-decision-prob-2", lambda m: decision.layer_decision(m["edge"], prob=2),
+     ValueError, r"layer_decision: prob must be a finite number in \[0, 1\] or None, got 2"),
+    ("schedule-temperature-steps-negative", lambda m: schedules.temperature("darts", -5),
+     ValueError, r"temperature: steps must be an integer >= 1 .*got -5"),
+    ("budget-multiplier-under-str", lambda m: regularizers.budget_multiplier(1.0, 2.0,
+                                                                             under="0"),
+     TypeError, r"budget_multiplier: under must be a finite number, got '0' \(str\)"),
+    ("budget-multiplier-over-nan", lambda m: regularizers.budget_multiplier(1.0, 2.0,
+                                                                            over=NAN),
+     ValueError, r"budget_multiplier: over must be a finite number, got nan"),
     # -- evolution -------------------------------------------------------------------------
     ("evolution-scorer", lambda m: evolution.evolutionary_search(m["net"], scorer="acc"),
      ValueError, r"evolutionary_search: unknown scorer 'acc'; allowed: bn, accuracy or a "
