@@ -212,8 +212,9 @@ def main(argv):
                "supernet (expected) is the mean over the uniformly sampled choices; the "
                "derived subnet is chosen by BN score under the MACs limit, not for fewer "
                "params, so it can have more params than that mean",
-               "rank_distance_per_epoch (and its PNG, when written): how far the BN-score "
-               "ranking of sampled subnets moved between epochs; 0 = the ranking is stable"],
+               "bn_rank_similarity.png (paper Fig. 4): how alike the BN-score rankings of "
+               "the candidate ops are between two epochs (1 - distance / max distance; 1 = "
+               "the same ranking: the early-bird signal that the supernet can stop)"],
         details=summary)
 
 

@@ -206,7 +206,10 @@ def format_table(result):
     lines = [f"==== Run summary: {result['method']} ====",
              f"{'searched':<13} {result['searched']}"]
     d = result.get("decision")
-    if d:
+    if d and not d.get("groups"):
+        lines.append(f"{'decision':<13} {d['verdict']} (no learned architecture "
+                     "probabilities to judge)")
+    elif d:
         flips = "" if d.get("max_flips") is None else f", most argmax flips {d['max_flips']:.2f}"
         lines.append(f"{'decision':<13} {d['verdict']}: {d['decided']} of {d['groups']} "
                      f"groups decided (median largest probability "

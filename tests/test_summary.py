@@ -94,3 +94,12 @@ def test_channel_architecture_in_words():
     arch = Architecture({"b_mask": [0, 1], "a_mask": [0, 1, 2, 3]})
     assert summary.describe(arch) == "kept channels: a_mask 4, b_mask 2"
     assert summary.written(os.devnull + "_missing") == []
+
+
+def test_single_path_supernet_has_no_decision_to_judge(capsys):
+    model = sl.keras.Sequential([sl.keras.Input((4,)), sl.keras.layers.Dense(2)])
+    s = summary.run_summary("bnnas", "single path", decision=model)
+    assert s["decision"]["verdict"] == "no architecture distributions"
+    assert s["decision"]["groups"] == 0 and s["decision"]["median_max_prob"] is None  # NaN
+    assert ("decision      no architecture distributions (no learned architecture "
+            "probabilities to judge)") in capsys.readouterr().out
