@@ -18,15 +18,17 @@ Example:
     python -m benchmarks.planted --mechanisms=darts --seeds=2
 """
 
+import json
+import os
 import time
 
 from absl import app, flags
 
-from benchmarks.common import table, write_json
+from benchmarks.common import RESULTS, table, write_json
 from searchlayers import planted
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("mechanisms", ["darts", "snas", "gdas", "figs", "figs_tau0.001"],
+flags.DEFINE_list("mechanisms", ["darts", "snas", "gdas", "depth", "figs", "figs_tau0.001"],
                   "Mechanisms to run.")
 flags.DEFINE_integer("seeds", 5, "Seeds per mechanism.")
 flags.DEFINE_integer("draws", 600, "Random architectures drawn per mechanism.")
@@ -38,6 +40,8 @@ SETTINGS = {
     "gdas": dict(layer="MixedOp gumbel_hard", epochs=30, lr=0.01),
     # FiGS: 4 warm-up epochs, additive params penalty 0.1 x params / params(supernet);
     # mask temperature 0.1, and the paper's 0.001 for comparison.
+    # depth: BARS' gate (Gumbel-softmax) + schedule, 4 warm-up epochs, MACs penalty 0.03.
+    "depth": dict(layer="GumbelDepthGate", epochs=20, lr=0.01),
     "figs": dict(layer="FiGSMask tau=0.1", epochs=20, lr=0.01, temperature=0.1),
     "figs_tau0.001": dict(layer="FiGSMask tau=0.001", epochs=20, lr=0.01, temperature=0.001),
 }
@@ -47,14 +51,19 @@ def run_mechanism(name, seeds, draws):
     s = SETTINGS[name]
     runs = []
     for seed in range(seeds):
-        if name.startswith("figs"):
+        if name == "depth":
+            r = planted.search_depth(seed=seed, epochs=s["epochs"], lr=s["lr"])
+        elif name.startswith("figs"):
             r = planted.search_channels(seed=seed, epochs=s["epochs"], lr=s["lr"], warmup=4,
                                         strength=0.1, temperature=s["temperature"])
         else:
             r = planted.search_receptive_field(name, seed=seed, epochs=s["epochs"], lr=s["lr"])
         print(name, seed, r, flush=True)
         runs.append(dict(seed=seed, **r))
-    if name.startswith("figs"):
+    if name == "depth":
+        net, answer = planted.depth_supernet(), planted.DEPTH_ANSWER
+        rate = dict(random_uniform=planted.chance(net))
+    elif name.startswith("figs"):
         net, answer = planted.channel_supernet(), (0, 1, 2)
         rate = dict(random_uniform=planted.chance(net), random_uniform_given_k=planted.chance(
             net, k=3))
@@ -84,10 +93,18 @@ def main(argv):
             for r in results]
     print(table(rows, ["mechanism", "layer", "recovered", "arch steps", "s/seed",
                        "random (uniform)", "random (sampled)", "derived per seed"]))
+    old = os.path.join(RESULTS, "planted.json")  # a partial run keeps the other entries
+    if os.path.exists(old) and set(FLAGS.mechanisms) != set(SETTINGS):
+        with open(old) as f:
+            ran = {r["mechanism"] for r in results}
+            results = [r for r in json.load(f)["mechanisms"] if r["mechanism"] not in ran] + \
+                results
     write_json("planted", dict(
         mechanisms=results, seconds=round(time.perf_counter() - start, 1),
         tasks=dict(receptive_field="y = x[3,2] XOR x[3,5]; only conv_5x5 of " +
                    ", ".join(planted.RF_CANDIDATES) + " sees both pixels",
+                   depth="y = x[3,2] XOR x[3,6]; depth 2 of 0..3 conv_3x3 cells is the "
+                   "shallowest that sees both (MACs penalty 0.03)",
                    channels="y = x0 + x1 + x2 > 0 of 8 N(0,1) features; keep {0,1,2}")))
 
 

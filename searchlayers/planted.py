@@ -22,6 +22,13 @@ apart) and ``dil_conv_3x3`` (offsets -2, 0, 2: pairs 2 or 4 apart) none holds
 two pixels 3 apart; only ``conv_5x5`` (offsets -2..2) does. Planted answer:
 ``conv_5x5``; a uniformly random pick recovers it with probability 1/6.
 
+**Depth** (``depth_*``; one ``GumbelDepthGate``). The same XOR with the
+pixels 4 apart (columns 2 and 6); the stage is three ``conv_3x3`` cells
+(receptive field 3, 5, 7 at depth 1, 2, 3; 1 at depth 0, the pointwise stem)
+and the gate picks its output among the stem and the cells. Depth 0 and 1 cannot
+hold both pixels (at most 75 %); depth 2 and 3 can, and an additive MACs
+penalty makes depth 3 cost more. Planted answer: depth 2; chance 1/4.
+
 **Channels** (``channel_*``; one ``FiGSMask``). Inputs are ``n`` i.i.d.
 standard normal features; the label is ``x_0 + ... + x_{k-1} > 0`` (default
 ``n = 8, k = 3``), so features ``k..n-1`` are pure noise and every signal
@@ -147,6 +154,55 @@ def channel_choice(model):
     return tuple(int(i) for i in choose(model).choices["mask"])
 
 
+# -- depth ----------------------------------------------------------------------------
+DEPTH_DISTANCE, DEPTH_ANSWER, DEPTH_CELLS = 4, 2, 3
+
+
+def depth_supernet(cells=DEPTH_CELLS, channels=8, mode="gumbel", seed=0, size=8):
+    """Pointwise stem -> ``cells`` cells ``conv_3x3`` (ReLU-Conv-BN, receptive
+    field +2 each) -> ``GumbelDepthGate`` (name ``"gate"``) over the stem and
+    the cells' outputs -> pointwise ReLU -> linear head.
+
+    Example:
+        >>> depth_supernet().get_layer("gate").depths
+        4
+    """
+    from searchlayers.layers import GumbelDepthGate
+    from searchlayers.layers.ops import get_op
+
+    keras.utils.set_random_seed(seed)
+    x = keras.Input((size, size, 1), name="image")
+    ys = [keras.layers.Conv2D(channels, 1, name="stem")(x)]
+    for i in range(cells):
+        ys.append(get_op("conv_3x3", channels)(ys[-1]))
+    h = GumbelDepthGate(mode=mode, seed=seed, name="gate")(ys)
+    h = keras.layers.Conv2D(2 * channels, 1, activation="relu", name="pointwise")(h)
+    y = keras.layers.Dense(2, name="head")(keras.layers.Flatten()(h))
+    return keras.Model(x, y, name=f"planted_depth_{mode}")
+
+
+def depth_choice(model):
+    """The depth the derived (argmax) gate keeps."""
+    return int(choose(model).choices["gate"])
+
+
+def search_depth(seed=0, epochs=20, n=2048, batch=64, lr=0.01, strength=0.03, warmup=4,
+                 method="bars"):
+    """Bi-level search of the depth gate on ``receptive_field_data(distance=4)``
+    with ``SearchSchedule(method, "auto")`` and an additive MACs penalty
+    ``strength * macs / macs(supernet)``: depth 2 is the shallowest stage whose
+    receptive field (5) holds both pixels; deeper stages cost more."""
+    model = depth_supernet(seed=seed)
+    x, y = receptive_field_data(n, seed=seed, distance=DEPTH_DISTANCE)
+    xv, yv = receptive_field_data(n, seed=seed + 1000, distance=DEPTH_DISTANCE)
+    from searchlayers import cost
+
+    full = float(cost.profile(model).total.metric("macs"))
+    reg = cb.FLOPsRegularizer(budget=full, metric="macs", strength=strength)
+    return _run(model, _pairs(x, y, xv, yv, batch, seed), method, epochs, lr, [reg],
+                depth_choice, DEPTH_ANSWER, warmup)
+
+
 # -- chance ---------------------------------------------------------------------------
 def chance(model, k=None):
     """The probability that a uniformly random architecture of ``model``'s space
@@ -161,11 +217,11 @@ def chance(model, k=None):
     if isinstance(layer, FiGSMask):
         n = layer.channels
         return 1.0 / (math.comb(n, k) if k is not None else 2 ** n)
-    return 1.0 / len(layer.candidate_specs)
+    return 1.0 / (layer.depths if hasattr(layer, "depths") else len(layer.candidate_specs))
 
 
 def _searched(model):
-    for name in ("edge", "mask"):
+    for name in ("edge", "mask", "gate"):
         try:
             return model.get_layer(name)
         except ValueError:
@@ -187,8 +243,12 @@ def random_recovery(model, answer, draws=600, seed=0):
     for i in range(draws):
         arch = choose(model, "sample", seed=seed * 100003 + i)
         c = arch.choices[layer.name]
-        got = tuple(int(j) for j in c) if isinstance(layer, FiGSMask) else \
-            layer.choice_names[int(c)]
+        if isinstance(layer, FiGSMask):
+            got = tuple(int(j) for j in c)
+        elif isinstance(layer, MixedOp):
+            got = layer.choice_names[int(c)]
+        else:  # the depth gate
+            got = int(c)
         hits += got == answer
     return hits / draws
 
@@ -256,9 +316,12 @@ def _run(model, pairs, method, epochs, lr, extra, pick, answer, warmup=0, arch_l
 
 
 __all__ = [
+    "DEPTH_ANSWER",
     "RF_ANSWER",
     "RF_CANDIDATES",
     "chance",
+    "depth_choice",
+    "depth_supernet",
     "channel_choice",
     "channel_data",
     "channel_supernet",
@@ -267,5 +330,6 @@ __all__ = [
     "receptive_field_data",
     "receptive_field_supernet",
     "search_channels",
+    "search_depth",
     "search_receptive_field",
 ]

@@ -55,3 +55,20 @@ def test_figs_keeps_exactly_the_signal_channels():
                                 temperature=0.1)
     assert r["choice"] == [0, 1, 2] and r["recovered"]
     assert r["steps"] == 16 * 32 and r["arch_lr"] == 0.2  # (20 - 4) epochs x 32 steps
+
+
+def test_depth_task_construction():
+    """Depth 2 is the shallowest stage output that sees both pixels 4 apart."""
+    x, y = planted.receptive_field_data(64, seed=5, distance=4)
+    np.testing.assert_array_equal(y, np.logical_xor(x[:, 3, 2, 0], x[:, 3, 6, 0]))
+    net = planted.depth_supernet()
+    gate = net.get_layer("gate")
+    sub = keras.Model(net.input, gate.output)
+    both = []
+    for d in range(gate.depths):
+        gate.set_choice(d)
+        both.append(_dependent_positions(sub, x, (3, 2)) & _dependent_positions(sub, x, (3, 6)))
+    assert both[:2] == [set(), set()]
+    assert both[2] == {(r, 4) for r in range(1, 6)}  # the 5x5 field centred between them
+    assert both[3] >= both[2]
+    assert planted.chance(net) == 1 / 4 == 1 / (planted.DEPTH_CELLS + 1)
