@@ -72,9 +72,22 @@ def macs(model):
     return float(sl.cost.profile(model).total.metric("macs"))
 
 
+_BUILT = {}  # each family is built, masked and derived once per test session
+
+
 @pytest.fixture(scope="module", params=list(FAMILIES))
 def family(request):
-    base = FAMILIES[request.param]()
+    return _build(request.param)
+
+
+def _build(name):
+    if name not in _BUILT:
+        _BUILT[name] = _derive(name)
+    return _BUILT[name]
+
+
+def _derive(name):
+    base = FAMILIES[name]()
     randomize_batchnorm(base)
     masked = insert_masks(base)
     arch = forced_architecture(masked, OFF)
@@ -84,7 +97,7 @@ def family(request):
     want = masked(x, training=False).numpy()
     sl.apply_architecture(masked, None)
     saturate(masked, arch)
-    return dict(name=request.param, base=base, masked=masked, arch=arch, child=child,
+    return dict(name=name, base=base, masked=masked, arch=arch, child=child,
                 x=x, want=want)
 
 
@@ -138,10 +151,8 @@ def test_classifier_heads_are_never_masked(family):
 def test_tflite_parity_of_the_smallest_derived_family():
     from searchlayers import export
 
-    base = FAMILIES["MobileNetV2"]()
-    randomize_batchnorm(base, seed=2)
-    masked = insert_masks(base)
-    child = sl.derive(masked, architecture=forced_architecture(masked, 0.5, seed=3))
+    built = _build("MobileNetV2")
+    base, child = built["base"], built["child"]
     x = np.random.default_rng(4).random((3, *SHAPE), dtype=np.float32) * 255.0
     flatbuffer = export.to_tflite(child)
     report = export.parity(child, flatbuffer, x)
