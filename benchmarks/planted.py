@@ -10,6 +10,13 @@ answer. Random sampling's recovery rate is given analytically (uniform over
 the space: ``planted.chance``) and estimated by ``--draws`` draws of
 ``choose(supernet, "sample")`` on the untrained supernet.
 
+Mechanisms: ``darts`` (softmax), ``darts_paper`` (the same with DARTS'
+architecture learning rate 3e-4, ``preset="paper"``), ``snas`` (Gumbel-softmax),
+``gdas`` (hard Gumbel: one op per step, so 3x the steps), ``depth`` (BARS'
+depth gate), ``figs`` (mask temperature 0.1) and ``figs_tau0.001`` (FiGS'
+own temperature). ``random (sampled)`` for a mask draws at the initial logits
+(p = 0.92 per channel), hence about 0.
+
 Writes ``benchmarks/results/planted.json`` (per mechanism: seeds recovered,
 steps, seconds, random's rate, per-seed details) and prints a table.
 
@@ -20,6 +27,7 @@ Example:
 
 import json
 import os
+import statistics
 import time
 
 from absl import app, flags
@@ -28,14 +36,16 @@ from benchmarks.common import RESULTS, table, write_json
 from searchlayers import planted
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("mechanisms", ["darts", "snas", "gdas", "depth", "figs", "figs_tau0.001"],
-                  "Mechanisms to run.")
+flags.DEFINE_list("mechanisms", ["darts", "darts_paper", "snas", "gdas", "depth", "figs",
+                                 "figs_tau0.001"],
+                  "Mechanisms to run (empty: re-tabulate planted.json).")
 flags.DEFINE_integer("seeds", 5, "Seeds per mechanism.")
 flags.DEFINE_integer("draws", 600, "Random architectures drawn per mechanism.")
 
 # Per mechanism: what is searched, epochs (32 architecture steps each), weight lr.
 SETTINGS = {
     "darts": dict(layer="MixedOp softmax", epochs=10, lr=0.003),
+    "darts_paper": dict(layer="MixedOp softmax", epochs=10, lr=0.003, preset="paper"),
     "snas": dict(layer="MixedOp gumbel", epochs=30, lr=0.01),
     "gdas": dict(layer="MixedOp gumbel_hard", epochs=30, lr=0.01),
     # FiGS: 4 warm-up epochs, additive params penalty 0.1 x params / params(supernet);
@@ -57,7 +67,8 @@ def run_mechanism(name, seeds, draws):
             r = planted.search_channels(seed=seed, epochs=s["epochs"], lr=s["lr"], warmup=4,
                                         strength=0.1, temperature=s["temperature"])
         else:
-            r = planted.search_receptive_field(name, seed=seed, epochs=s["epochs"], lr=s["lr"])
+            r = planted.search_receptive_field(name.split("_")[0], seed=seed, epochs=s["epochs"],
+                                               lr=s["lr"], preset=s.get("preset", "auto"))
         print(name, seed, r, flush=True)
         runs.append(dict(seed=seed, **r))
     if name == "depth":
@@ -68,7 +79,8 @@ def run_mechanism(name, seeds, draws):
         rate = dict(random_uniform=planted.chance(net), random_uniform_given_k=planted.chance(
             net, k=3))
     else:
-        net, answer = planted.receptive_field_supernet(planted.MODES[name]), planted.RF_ANSWER
+        net = planted.receptive_field_supernet(planted.MODES[name.split("_")[0]])
+        answer = planted.RF_ANSWER
         rate = dict(random_uniform=planted.chance(net))
     rate["random_sampled"] = planted.random_recovery(net, answer, draws=draws)
     return dict(
@@ -76,31 +88,40 @@ def run_mechanism(name, seeds, draws):
         answer=list(answer) if name.startswith("figs") else answer,
         recovered=sum(r["recovered"] for r in runs), seeds=seeds, settings=s,
         steps=runs[0]["steps"], epochs=s["epochs"], weight_lr=s["lr"],
-        arch_lr=runs[0]["arch_lr"], schedule="auto",
+        arch_lr=runs[0]["arch_lr"], schedule=s.get("preset", "auto"),
         seconds_mean=round(sum(r["seconds"] for r in runs) / seeds, 1),
         seconds_total=round(sum(r["seconds"] for r in runs), 1),
         draws=draws, runs=runs, **rate)
 
 
 def main(argv):
+    """Runs ``--mechanisms`` (none: only re-tabulates the JSON) and merges them
+    into ``planted.json`` (a full run replaces it)."""
     del argv
     start = time.perf_counter()
     results = [run_mechanism(m, FLAGS.seeds, FLAGS.draws) for m in FLAGS.mechanisms]
+    old = os.path.join(RESULTS, "planted.json")  # a partial run keeps the other entries
+    seconds = round(time.perf_counter() - start, 1)
+    if os.path.exists(old) and set(FLAGS.mechanisms) != set(SETTINGS):
+        with open(old) as f:
+            saved = json.load(f)
+        ran = {r["mechanism"] for r in results}
+        results = [r for r in saved["mechanisms"] if r["mechanism"] not in ran] + results
+        seconds = round(saved.get("seconds", 0) + seconds, 1)
+    results.sort(key=lambda r: list(SETTINGS).index(r["mechanism"]))
+    for r in results:
+        r["max_prob_median"] = statistics.median(x["max_prob"] for x in r["runs"])
     rows = [[r["mechanism"], r["searched"], f"{r['recovered']}/{r['seeds']}", r["steps"],
-             r["seconds_mean"], f"{r['random_uniform']:.4f}", f"{r['random_sampled']:.4f}",
+             r["seconds_mean"], f"{r['max_prob_median']:.2f}", f"{r['random_uniform']:.4f}",
+             f"{r['random_sampled']:.4f}",
              " ".join(str(x["choice"]) if not r["mechanism"].startswith("figs") else
                       "".join(map(str, x["choice"])) for x in r["runs"])]
             for r in results]
     print(table(rows, ["mechanism", "layer", "recovered", "arch steps", "s/seed",
-                       "random (uniform)", "random (sampled)", "derived per seed"]))
-    old = os.path.join(RESULTS, "planted.json")  # a partial run keeps the other entries
-    if os.path.exists(old) and set(FLAGS.mechanisms) != set(SETTINGS):
-        with open(old) as f:
-            ran = {r["mechanism"] for r in results}
-            results = [r for r in json.load(f)["mechanisms"] if r["mechanism"] not in ran] + \
-                results
+                       "median max p", "random (uniform)", "random (sampled)",
+                       "derived per seed"]))
     write_json("planted", dict(
-        mechanisms=results, seconds=round(time.perf_counter() - start, 1),
+        mechanisms=results, seconds=seconds,
         tasks=dict(receptive_field="y = x[3,2] XOR x[3,5]; only conv_5x5 of " +
                    ", ".join(planted.RF_CANDIDATES) + " sees both pixels",
                    depth="y = x[3,2] XOR x[3,6]; depth 2 of 0..3 conv_3x3 cells is the "

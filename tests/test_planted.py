@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from searchlayers import planted
+from searchlayers import decision, planted
 from searchlayers._keras import keras
 
 
@@ -48,6 +48,7 @@ def test_darts_recovers_the_planted_op():
     assert r["choice"] == "conv_5x5" and r["recovered"]
     assert r["steps"] == 320 and r["arch_lr"] == pytest.approx(6 / 320)
     assert r["accuracy"] > 0.95
+    assert r["max_prob"] >= decision.CATEGORICAL_PROB  # the auto schedule decides
 
 
 def test_figs_keeps_exactly_the_signal_channels():
