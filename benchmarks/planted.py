@@ -1,8 +1,10 @@
 """Planted-answer tasks: does each search mechanism recover the known answer?
 
 Tasks and their construction: ``searchlayers.planted`` (a receptive-field
-task whose only working ``MixedOp`` candidate is ``conv_5x5``; a channel task
-whose only useful ``FiGSMask`` channels are ``{0, 1, 2}`` of 8). For each
+task whose only working ``MixedOp`` candidate is ``conv_5x5``; a depth task
+whose shallowest working depth is 2 of 0..3; a width task whose right width
+is 0.5; a channel task whose only useful ``FiGSMask`` channels are
+``{0, 1, 2}`` of 8). For each
 mechanism the search runs bi-level with ``SearchSchedule(method, "auto")``
 (the step-aware architecture learning rate and temperature) for ``--seeds``
 seeds; the derived (argmax / logit > 0) choice is compared with the planted
@@ -13,15 +15,15 @@ the space: ``planted.chance``) and estimated by ``--draws`` draws of
 Mechanisms: ``darts`` (softmax), ``darts_paper`` (the same with DARTS'
 architecture learning rate 3e-4, ``preset="paper"``), ``snas`` (Gumbel-softmax),
 ``gdas`` (hard Gumbel: one op per step, so 3x the steps), ``depth`` (BARS'
-depth gate), ``figs`` (mask temperature 0.1) and ``figs_tau0.001`` (FiGS'
-own temperature). ``random (sampled)`` for a mask draws at the initial logits
-(p = 0.92 per channel), hence about 0.
+depth gate), ``width`` (BARS' width gate), ``figs`` (mask temperature 0.1)
+and ``figs_tau0.001`` (FiGS' own temperature). ``random (sampled)`` for a
+mask draws at the initial logits (p = 0.92 per channel), hence about 0.
 
 Writes ``benchmarks/results/planted.json`` (per mechanism: seeds recovered,
 steps, seconds, random's rate, per-seed details) and prints a table.
 
 Example:
-    nice -n 10 python -m benchmarks.planted              # ~5 minutes on 2 busy cores
+    nice -n 10 python -m benchmarks.planted              # ~13 minutes on 2 busy cores
     python -m benchmarks.planted --mechanisms=darts --seeds=2
 """
 
@@ -36,7 +38,7 @@ from benchmarks.common import RESULTS, table, write_json
 from searchlayers import planted
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("mechanisms", ["darts", "darts_paper", "snas", "gdas", "depth", "figs",
+flags.DEFINE_list("mechanisms", ["darts", "darts_paper", "snas", "gdas", "depth", "width", "figs",
                                  "figs_tau0.001"],
                   "Mechanisms to run (empty: re-tabulate planted.json).")
 flags.DEFINE_integer("seeds", 5, "Seeds per mechanism.")
@@ -52,6 +54,8 @@ SETTINGS = {
     # mask temperature 0.1, and the paper's 0.001 for comparison.
     # depth: BARS' gate (Gumbel-softmax) + schedule, 4 warm-up epochs, MACs penalty 0.03.
     "depth": dict(layer="GumbelDepthGate", epochs=20, lr=0.01),
+    # width: BARS' width gate on the input, params penalty 0.03, 4 warm-up epochs.
+    "width": dict(layer="WidthGate", epochs=20, lr=0.01),
     "figs": dict(layer="FiGSMask tau=0.1", epochs=20, lr=0.01, temperature=0.1),
     "figs_tau0.001": dict(layer="FiGSMask tau=0.001", epochs=20, lr=0.01, temperature=0.001),
 }
@@ -63,6 +67,8 @@ def run_mechanism(name, seeds, draws):
     for seed in range(seeds):
         if name == "depth":
             r = planted.search_depth(seed=seed, epochs=s["epochs"], lr=s["lr"])
+        elif name == "width":
+            r = planted.search_width(seed=seed, epochs=s["epochs"], lr=s["lr"])
         elif name.startswith("figs"):
             r = planted.search_channels(seed=seed, epochs=s["epochs"], lr=s["lr"], warmup=4,
                                         strength=0.1, temperature=s["temperature"])
@@ -73,6 +79,9 @@ def run_mechanism(name, seeds, draws):
         runs.append(dict(seed=seed, **r))
     if name == "depth":
         net, answer = planted.depth_supernet(), planted.DEPTH_ANSWER
+        rate = dict(random_uniform=planted.chance(net))
+    elif name == "width":
+        net, answer = planted.width_supernet(), planted.WIDTH_ANSWER
         rate = dict(random_uniform=planted.chance(net))
     elif name.startswith("figs"):
         net, answer = planted.channel_supernet(), (0, 1, 2)
@@ -126,6 +135,8 @@ def main(argv):
                    ", ".join(planted.RF_CANDIDATES) + " sees both pixels",
                    depth="y = x[3,2] XOR x[3,6]; depth 2 of 0..3 conv_3x3 cells is the "
                    "shallowest that sees both (MACs penalty 0.03)",
+                   width="y = x0 + .. + x3 > 0 of 8 N(0,1) features; width 0.5 of "
+                   "0.25, 0.5, 0.75, 1 (params penalty 0.03)",
                    channels="y = x0 + x1 + x2 > 0 of 8 N(0,1) features; keep {0,1,2}")))
 
 

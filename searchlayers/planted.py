@@ -29,6 +29,11 @@ and the gate picks its output among the stem and the cells. Depth 0 and 1 cannot
 hold both pixels (at most 75 %); depth 2 and 3 can, and an additive MACs
 penalty makes depth 3 cost more. Planted answer: depth 2; chance 1/4.
 
+**Width** (``width_*``; one ``WidthGate``). The channel data with ``k = 4``
+signal features of 8; the gate keeps the first ``w * 8`` inputs, ``w`` in
+0.25, 0.5, 0.75, 1. Width 0.25 loses half the signal, 0.75 and 1 add noise
+features and parameters (additive penalty). Planted answer: 0.5; chance 1/4.
+
 **Channels** (``channel_*``; one ``FiGSMask``). Inputs are ``n`` i.i.d.
 standard normal features; the label is ``x_0 + ... + x_{k-1} > 0`` (default
 ``n = 8, k = 3``), so features ``k..n-1`` are pure noise and every signal
@@ -210,6 +215,51 @@ def search_depth(seed=0, epochs=20, n=2048, batch=64, lr=0.01, strength=0.03, wa
                 depth_choice, DEPTH_ANSWER, warmup)
 
 
+# -- width ----------------------------------------------------------------------------
+WIDTH_K, WIDTH_ANSWER = 4, "0.5"
+
+
+def width_supernet(features=8, hidden=16, mode="gumbel", seed=0):
+    """``WidthGate`` (name ``"width"``, widths 0.25 .. 1.0) on the input ->
+    ``Dense(hidden, relu)`` -> ``Dense(2)``.
+
+    Example:
+        >>> width_supernet().get_layer("width").choice_names
+        ['0.25', '0.5', '0.75', '1']
+    """
+    from searchlayers.layers import WidthGate
+
+    keras.utils.set_random_seed(seed)
+    x = keras.Input((features,), name="features")
+    h = WidthGate(mode=mode, seed=seed, name="width")(x)
+    h = keras.layers.Dense(hidden, activation="relu", name="hidden")(h)
+    return keras.Model(x, keras.layers.Dense(2, name="head")(h), name="planted_width")
+
+
+def width_choice(model):
+    """The width (a name such as ``"0.5"``) the derived (argmax) gate keeps."""
+    gate = model.get_layer("width")
+    return gate.choice_names[int(choose(model).choices["width"])]
+
+
+def search_width(seed=0, epochs=20, n=2048, batch=64, lr=0.01, strength=0.03, warmup=4,
+                 method="bars"):
+    """Bi-level search of the width gate on ``channel_data(k=4)`` with
+    ``SearchSchedule(method, "auto")`` and an additive parameter penalty: the
+    gate keeps the first ``w * 8`` features, the label needs the first 4, so
+    0.25 loses half the signal and 0.75 / 1.0 add only noise and cost.
+    Planted answer: ``"0.5"``; chance 1/4."""
+    model = width_supernet(seed=seed)
+    x, y = channel_data(n, seed=seed, k=WIDTH_K)
+    xv, yv = channel_data(n, seed=seed + 1000, k=WIDTH_K)
+    from searchlayers import cost
+
+    full = float(cost.profile(model).total.metric("params"))
+    reg = cb.FLOPsRegularizer(budget=full, metric="params", strength=strength)
+    return _run(model, _pairs(x, y, xv, yv, batch, seed), method, epochs, lr, [reg],
+                width_choice, WIDTH_ANSWER, warmup)
+
+
 # -- chance ---------------------------------------------------------------------------
 def chance(model, k=None):
     """The probability that a uniformly random architecture of ``model``'s space
@@ -224,11 +274,11 @@ def chance(model, k=None):
     if isinstance(layer, FiGSMask):
         n = layer.channels
         return 1.0 / (math.comb(n, k) if k is not None else 2 ** n)
-    return 1.0 / (layer.depths if hasattr(layer, "depths") else len(layer.candidate_specs))
+    return 1.0 / len(layer.choice_names)
 
 
 def _searched(model):
-    for name in ("edge", "mask", "gate"):
+    for name in ("edge", "mask", "gate", "width"):
         try:
             return model.get_layer(name)
         except ValueError:
@@ -252,7 +302,7 @@ def random_recovery(model, answer, draws=600, seed=0):
         c = arch.choices[layer.name]
         if isinstance(layer, FiGSMask):
             got = tuple(int(j) for j in c)
-        elif isinstance(layer, MixedOp):
+        elif isinstance(layer, MixedOp) or layer.name == "width":
             got = layer.choice_names[int(c)]
         else:  # the depth gate
             got = int(c)
@@ -342,5 +392,9 @@ __all__ = [
     "receptive_field_supernet",
     "search_channels",
     "search_depth",
+    "search_width",
+    "width_choice",
+    "width_supernet",
+    "WIDTH_ANSWER",
     "search_receptive_field",
 ]

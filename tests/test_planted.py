@@ -73,3 +73,18 @@ def test_depth_task_construction():
     assert both[2] == {(r, 4) for r in range(1, 6)}  # the 5x5 field centred between them
     assert both[3] >= both[2]
     assert planted.chance(net) == 1 / 4 == 1 / (planted.DEPTH_CELLS + 1)
+
+
+def test_width_task_construction():
+    """Width 0.5 passes exactly the 4 signal features; random picks it 1 time in 4."""
+    net = planted.width_supernet()
+    gate = net.get_layer("width")
+    x, _ = planted.channel_data(16, seed=1)
+    seen = []
+    for i in range(4):
+        gate.set_choice(i)
+        base = net(x, training=False).numpy()
+        seen.append([j for j in range(8) if not np.allclose(
+            net(x + 5.0 * np.eye(8, dtype=np.float32)[j], training=False).numpy(), base)])
+    assert seen == [[0, 1], [0, 1, 2, 3], [0, 1, 2, 3, 4, 5], list(range(8))]
+    assert gate.choice_names[1] == planted.WIDTH_ANSWER and planted.chance(net) == 1 / 4
