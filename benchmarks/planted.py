@@ -14,7 +14,8 @@ the space: ``planted.chance``) and estimated by ``--draws`` draws of
 
 Mechanisms: ``darts`` (softmax), ``darts_paper`` (the same with DARTS'
 architecture learning rate 3e-4, ``preset="paper"``), ``snas`` (Gumbel-softmax),
-``gdas`` (hard Gumbel: one op per step, so 3x the steps), ``depth`` (BARS'
+``gdas`` (hard Gumbel: one op per step, so 3x the steps), ``bnnas`` (BN-NAS:
+single-path supernet, plain fit, BN score; no schedule), ``depth`` (BARS'
 depth gate), ``width`` (BARS' width gate), ``figs`` (mask temperature 0.1)
 and ``figs_tau0.001`` (FiGS' own temperature). ``random (sampled)`` for a
 mask draws at the initial logits (p = 0.92 per channel), hence about 0.
@@ -38,7 +39,8 @@ from benchmarks.common import RESULTS, table, write_json
 from searchlayers import planted
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("mechanisms", ["darts", "darts_paper", "snas", "gdas", "depth", "width", "figs",
+flags.DEFINE_list("mechanisms", ["darts", "darts_paper", "snas", "gdas", "bnnas", "depth",
+                                 "width", "figs",
                                  "figs_tau0.001"],
                   "Mechanisms to run (empty: re-tabulate planted.json).")
 flags.DEFINE_integer("seeds", 5, "Seeds per mechanism.")
@@ -52,6 +54,8 @@ SETTINGS = {
     "gdas": dict(layer="MixedOp gumbel_hard", epochs=30, lr=0.01),
     # FiGS: 4 warm-up epochs, additive params penalty 0.1 x params / params(supernet);
     # mask temperature 0.1, and the paper's 0.001 for comparison.
+    # BN-NAS: single-path (uniform) supernet, plain fit, BN score (no schedule).
+    "bnnas": dict(layer="MixedOp uniform + BN score", epochs=10, lr=0.01, preset="none"),
     # depth: BARS' gate (Gumbel-softmax) + schedule, 4 warm-up epochs, MACs penalty 0.03.
     "depth": dict(layer="GumbelDepthGate", epochs=20, lr=0.01),
     # width: BARS' width gate on the input, params penalty 0.03, 4 warm-up epochs.
@@ -65,7 +69,9 @@ def run_mechanism(name, seeds, draws):
     s = SETTINGS[name]
     runs = []
     for seed in range(seeds):
-        if name == "depth":
+        if name == "bnnas":
+            r = planted.search_bn_score(seed=seed, epochs=s["epochs"], lr=s["lr"])
+        elif name == "depth":
             r = planted.search_depth(seed=seed, epochs=s["epochs"], lr=s["lr"])
         elif name == "width":
             r = planted.search_width(seed=seed, epochs=s["epochs"], lr=s["lr"])
@@ -77,7 +83,10 @@ def run_mechanism(name, seeds, draws):
                                                lr=s["lr"], preset=s.get("preset", "auto"))
         print(name, seed, r, flush=True)
         runs.append(dict(seed=seed, **r))
-    if name == "depth":
+    if name == "bnnas":
+        net = planted.receptive_field_supernet("uniform", candidates=planted.BN_CANDIDATES)
+        answer, rate = planted.BN_ANSWER, dict(random_uniform=planted.chance(net))
+    elif name == "depth":
         net, answer = planted.depth_supernet(), planted.DEPTH_ANSWER
         rate = dict(random_uniform=planted.chance(net))
     elif name == "width":
@@ -119,9 +128,12 @@ def main(argv):
         seconds = round(saved.get("seconds", 0) + seconds, 1)
     results.sort(key=lambda r: list(SETTINGS).index(r["mechanism"]))
     for r in results:
-        r["max_prob_median"] = statistics.median(x["max_prob"] for x in r["runs"])
+        probs = [x["max_prob"] for x in r["runs"]]
+        r["max_prob_median"] = None if None in probs else statistics.median(probs)
     rows = [[r["mechanism"], r["searched"], f"{r['recovered']}/{r['seeds']}", r["steps"],
-             r["seconds_mean"], f"{r['max_prob_median']:.2f}", f"{r['random_uniform']:.4f}",
+             r["seconds_mean"],
+             "-" if r["max_prob_median"] is None else f"{r['max_prob_median']:.2f}",
+             f"{r['random_uniform']:.4f}",
              f"{r['random_sampled']:.4f}",
              " ".join(str(x["choice"]) if not r["mechanism"].startswith("figs") else
                       "".join(map(str, x["choice"])) for x in r["runs"])]

@@ -22,6 +22,11 @@ apart) and ``dil_conv_3x3`` (offsets -2, 0, 2: pairs 2 or 4 apart) none holds
 two pixels 3 apart; only ``conv_5x5`` (offsets -2..2) does. Planted answer:
 ``conv_5x5``; a uniformly random pick recovers it with probability 1/6.
 
+**BN-NAS** (``search_bn_score``): the receptive-field task with a
+single-path edge over MobileNetV2 blocks ``mb_k3_e3``, ``mb_k3_e6``,
+``mb_k5_e3``; only the 5x5 one holds both pixels. Planted answer:
+``mb_k5_e3`` by the BN score; chance 1/3.
+
 **Depth** (``depth_*``; one ``GumbelDepthGate``). The same XOR with the
 pixels 4 apart (columns 2 and 6); the stage is three ``conv_3x3`` cells
 (receptive field 3, 5, 7 at depth 1, 2, 3; 1 at depth 0, the pointwise stem)
@@ -124,6 +129,34 @@ def receptive_field_choice(model):
     """The candidate name the derived (argmax) architecture keeps on ``"edge"``."""
     edge = model.get_layer("edge")
     return edge.choice_names[int(choose(model).choices["edge"])]
+
+
+BN_CANDIDATES = ("mb_k3_e3", "mb_k3_e6", "mb_k5_e3")
+BN_ANSWER = "mb_k5_e3"
+
+
+def search_bn_score(seed=0, epochs=10, n=2048, batch=64, lr=0.01):
+    """BN-NAS on the receptive-field task: a single-path (``mode="uniform"``)
+    edge over ``BN_CANDIDATES`` (MobileNetV2 blocks; their ReLU6 after the
+    depthwise kxk conv makes the cross term, so only ``mb_k5_e3`` holds both
+    pixels 3 apart), trained with plain ``fit``; the choice is the candidate
+    with the largest BN score (``searchlayers.bn_score``, paper eq. 3)."""
+    from searchlayers import bn_score
+
+    model = receptive_field_supernet("uniform", candidates=BN_CANDIDATES, seed=seed)
+    x, y = receptive_field_data(n, seed=seed)
+    model.compile(keras.optimizers.Adam(lr),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    start = time.perf_counter()
+    hist = model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0)
+    seconds = time.perf_counter() - start
+    scores = np.asarray(bn_score.score_table(model).values)[0]
+    got = BN_CANDIDATES[int(np.argmax(scores))]
+    return dict(choice=got, recovered=got == BN_ANSWER,
+                steps=epochs * -(-n // batch), seconds=round(seconds, 2),
+                scores=[round(float(v), 4) for v in scores], max_prob=None, arch_lr=None,
+                accuracy=round(float(hist.history["accuracy"][-1]), 4))
 
 
 # -- channels -------------------------------------------------------------------------
@@ -377,6 +410,8 @@ def _run(model, pairs, method, epochs, lr, extra, pick, answer, warmup=0, arch_l
 
 
 __all__ = [
+    "BN_ANSWER",
+    "BN_CANDIDATES",
     "DEPTH_ANSWER",
     "RF_ANSWER",
     "RF_CANDIDATES",
@@ -391,6 +426,7 @@ __all__ = [
     "receptive_field_data",
     "receptive_field_supernet",
     "search_channels",
+    "search_bn_score",
     "search_depth",
     "search_width",
     "width_choice",

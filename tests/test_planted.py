@@ -88,3 +88,18 @@ def test_width_task_construction():
             net(x + 5.0 * np.eye(8, dtype=np.float32)[j], training=False).numpy(), base)])
     assert seen == [[0, 1], [0, 1, 2, 3], [0, 1, 2, 3, 4, 5], list(range(8))]
     assert gate.choice_names[1] == planted.WIDTH_ANSWER and planted.chance(net) == 1 / 4
+
+
+def test_bn_nas_candidates_construction():
+    """Of the MobileNetV2 blocks only the 5x5 one sees both pixels 3 apart."""
+    x, _ = planted.receptive_field_data(64, seed=4)
+    net = planted.receptive_field_supernet("uniform", candidates=planted.BN_CANDIDATES)
+    edge = net.get_layer("edge")
+    sub = keras.Model(net.input, edge.output)
+    both = {}
+    for i, name in enumerate(edge.choice_names):
+        edge.set_choice(i)
+        both[name] = bool(_dependent_positions(sub, x, (3, 2))
+                          & _dependent_positions(sub, x, (3, 5)))
+    assert both == {"mb_k3_e3": False, "mb_k3_e6": False, "mb_k5_e3": True}
+    assert planted.BN_ANSWER == "mb_k5_e3" and planted.chance(net) == 1 / 3
