@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 import searchlayers as sl
-from searchlayers import tuning
+from searchlayers import budget, tuning
 
 import examples.methods as methods
 from conftest import mirrored_strategy
@@ -162,6 +162,10 @@ def test_every_method_searches_under_mirrored_strategy(name, strategy):
         first, second = (v.numpy() for v in var.values)
         np.testing.assert_array_equal(first, second, err_msg=var.name)
         assert np.isfinite(first).all()
-    assert searched.child.architecture.choices == sl.choose(
-        searched.supernet, searched.child.architecture.meta["strategy"]).choices
+    meta = searched.child.architecture.meta
+    if meta["strategy"] == "budget":  # derived to the budget (searchlayers.budget.fit)
+        again = budget.fit(searched.supernet, meta["target"], meta["metric"]).architecture
+    else:
+        again = sl.choose(searched.supernet, meta["strategy"])
+    assert searched.child.architecture.choices == again.choices
     assert np.isfinite(searched.history["loss"]).all()
