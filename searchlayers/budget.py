@@ -13,7 +13,11 @@ one whose exact cost is closest to the target.
   ``argmax_c log p_c - mu * cost_c``, with ``mu`` (> 0 trims, < 0 fills)
   bisected until the total (``evolution.cost_table``: a number per layer and
   choice plus the fixed layers) is closest to the target; ``mu = 0`` is the
-  argmax architecture.
+  argmax architecture. The Lagrangian reaches only the corners of the
+  cost / probability hull, so single changes (least log probability lost per
+  unit of cost) close the rest of the gap; and since deriving is not additive
+  (an edge of ``none`` drops nodes), the table's goal is corrected by the gap
+  between the exact and the table cost of the last pick (a few secant steps).
 - ``FiGSMask`` networks: the channels of all mask groups ranked by logit
   (ties by group, then channel); the first ``k`` are kept (each mask keeps its
   most probable channel always) and ``k`` is bisected on the derived model's
