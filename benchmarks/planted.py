@@ -15,7 +15,8 @@ the space: ``planted.chance``) and estimated by ``--draws`` draws of
 Mechanisms: ``darts`` (softmax), ``darts_paper`` (the same with DARTS'
 architecture learning rate 3e-4, ``preset="paper"``), ``snas`` (Gumbel-softmax),
 ``gdas`` (hard Gumbel: one op per step, so 3x the steps), ``bnnas`` (BN-NAS:
-single-path supernet, plain fit, BN score; no schedule), ``depth`` (BARS'
+single-path supernet, plain fit, BN score; no schedule), ``entrannas`` (one
+Engine cell), ``depth`` (BARS'
 depth gate), ``width`` (BARS' width gate), ``figs`` (mask temperature 0.1)
 and ``figs_tau0.001`` (FiGS' own temperature). ``random (sampled)`` for a
 mask draws at the initial logits (p = 0.92 per channel), hence about 0.
@@ -39,8 +40,8 @@ from benchmarks.common import RESULTS, table, write_json
 from searchlayers import planted
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("mechanisms", ["darts", "darts_paper", "snas", "gdas", "bnnas", "depth",
-                                 "width", "figs",
+flags.DEFINE_list("mechanisms", ["darts", "darts_paper", "snas", "gdas", "entrannas", "bnnas",
+                                 "depth", "width", "figs",
                                  "figs_tau0.001"],
                   "Mechanisms to run (empty: re-tabulate planted.json).")
 flags.DEFINE_integer("seeds", 5, "Seeds per mechanism.")
@@ -54,6 +55,8 @@ SETTINGS = {
     "gdas": dict(layer="MixedOp gumbel_hard", epochs=30, lr=0.01),
     # FiGS: 4 warm-up epochs, additive params penalty 0.1 x params / params(supernet);
     # mask temperature 0.1, and the paper's 0.001 for comparison.
+    # EnTranNAS: one Engine cell (one node, top_k=1), entrannas auto schedule.
+    "entrannas": dict(layer="EnTranCell engine", epochs=10, lr=0.003),
     # BN-NAS: single-path (uniform) supernet, plain fit, BN score (no schedule).
     "bnnas": dict(layer="MixedOp uniform + BN score", epochs=10, lr=0.01, preset="none"),
     # depth: BARS' gate (Gumbel-softmax) + schedule, 4 warm-up epochs, MACs penalty 0.03.
@@ -69,7 +72,9 @@ def run_mechanism(name, seeds, draws):
     s = SETTINGS[name]
     runs = []
     for seed in range(seeds):
-        if name == "bnnas":
+        if name == "entrannas":
+            r = planted.search_entrannas(seed=seed, epochs=s["epochs"], lr=s["lr"])
+        elif name == "bnnas":
             r = planted.search_bn_score(seed=seed, epochs=s["epochs"], lr=s["lr"])
         elif name == "depth":
             r = planted.search_depth(seed=seed, epochs=s["epochs"], lr=s["lr"])
@@ -83,7 +88,10 @@ def run_mechanism(name, seeds, draws):
                                                lr=s["lr"], preset=s.get("preset", "auto"))
         print(name, seed, r, flush=True)
         runs.append(dict(seed=seed, **r))
-    if name == "bnnas":
+    if name == "entrannas":
+        net, answer = planted.entrannas_supernet(), planted.RF_ANSWER
+        rate = dict(random_uniform=planted.chance(net))
+    elif name == "bnnas":
         net = planted.receptive_field_supernet("uniform", candidates=planted.BN_CANDIDATES)
         answer, rate = planted.BN_ANSWER, dict(random_uniform=planted.chance(net))
     elif name == "depth":

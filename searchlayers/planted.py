@@ -27,6 +27,12 @@ single-path edge over MobileNetV2 blocks ``mb_k3_e3``, ``mb_k3_e6``,
 ``mb_k5_e3``; only the 5x5 one holds both pixels. Planted answer:
 ``mb_k5_e3`` by the BN score; chance 1/3.
 
+**EnTranNAS** (``entrannas_*``): the receptive-field task with one Engine
+cell of one node (``top_k=1``) over ``ENTRAN_CANDIDATES``: the derived cell
+keeps one edge with its best non-``none`` op; planted answer ``conv_5x5``,
+chance 1/5. (The Transit cell, which runs the derived sub-graph, is not
+part of this task.)
+
 **Depth** (``depth_*``; one ``GumbelDepthGate``). The same XOR with the
 pixels 4 apart (columns 2 and 6); the stage is three ``conv_3x3`` cells
 (receptive field 3, 5, 7 at depth 1, 2, 3; 1 at depth 0, the pointwise stem)
@@ -157,6 +163,43 @@ def search_bn_score(seed=0, epochs=10, n=2048, batch=64, lr=0.01):
                 steps=epochs * -(-n // batch), seconds=round(seconds, 2),
                 scores=[round(float(v), 4) for v in scores], max_prob=None, arch_lr=None,
                 accuracy=round(float(hist.history["accuracy"][-1]), 4))
+
+
+# conv_5x5 not last: with all logits equal the derivation's tie-break keeps the last op.
+ENTRAN_CANDIDATES = ("none", "conv_5x5", "skip_connect", "max_pool_3x3", "conv_3x3",
+                     "dil_conv_3x3")
+
+
+def entrannas_supernet(channels=8, seed=0, size=8):
+    """The receptive-field supernet with one EnTranNAS Engine cell (name
+    ``"cell"``; one node, ``top_k=1``: the derived cell keeps one edge and its
+    best non-``none`` op) in place of the edge."""
+    from searchlayers.layers import EnTranCell
+
+    keras.utils.set_random_seed(seed)
+    x = keras.Input((size, size, 1), name="image")
+    h = keras.layers.Conv2D(channels, 1, name="stem")(x)
+    h = EnTranCell(list(ENTRAN_CANDIDATES), steps=1, multiplier=1, top_k=1, seed=seed,
+                   name="cell")([h, h])
+    h = keras.layers.Conv2D(2 * channels, 1, activation="relu", name="pointwise")(h)
+    y = keras.layers.Dense(2, name="head")(keras.layers.Flatten()(h))
+    return keras.Model(x, y, name="planted_entrannas")
+
+
+def entrannas_choice(model):
+    """The op of the one edge the derived cell keeps."""
+    record = choose(model).choices["cell"]
+    return record[0][0][1]
+
+
+def search_entrannas(seed=0, epochs=10, n=2048, batch=64, lr=0.003):
+    """EnTranNAS Engine search of the receptive-field task with
+    ``SearchSchedule("entrannas", "auto")`` (temperature 5 -> 0.1 over the run)."""
+    model = entrannas_supernet(seed=seed)
+    x, y = receptive_field_data(n, seed=seed)
+    xv, yv = receptive_field_data(n, seed=seed + 1000)
+    return _run(model, _pairs(x, y, xv, yv, batch, seed), "entrannas", epochs, lr, [],
+                entrannas_choice, RF_ANSWER)
 
 
 # -- channels -------------------------------------------------------------------------
@@ -307,17 +350,19 @@ def chance(model, k=None):
     if isinstance(layer, FiGSMask):
         n = layer.channels
         return 1.0 / (math.comb(n, k) if k is not None else 2 ** n)
+    if layer.name == "cell":  # one kept edge; its op is one of the non-none candidates
+        return 1.0 / sum(c != "none" for c in layer.candidates)
     return 1.0 / len(layer.choice_names)
 
 
 def _searched(model):
-    for name in ("edge", "mask", "gate", "width"):
+    for name in ("edge", "mask", "gate", "width", "cell"):
         try:
             return model.get_layer(name)
         except ValueError:
             continue
-    raise ValueError(f"planted.chance: model '{model.name}' is not a planted-task supernet "
-                     "(no layer named 'edge' or 'mask').")
+    raise ValueError(f"planted: model '{model.name}' is not a planted-task supernet "
+                     "(no layer named 'edge', 'mask', 'gate', 'width' or 'cell').")
 
 
 def random_recovery(model, answer, draws=600, seed=0):
@@ -335,6 +380,8 @@ def random_recovery(model, answer, draws=600, seed=0):
         c = arch.choices[layer.name]
         if isinstance(layer, FiGSMask):
             got = tuple(int(j) for j in c)
+        elif layer.name == "cell":  # EnTranNAS: the op of the kept edge
+            got = c[0][0][1]
         elif isinstance(layer, MixedOp) or layer.name == "width":
             got = layer.choice_names[int(c)]
         else:  # the depth gate
@@ -428,6 +475,10 @@ __all__ = [
     "search_channels",
     "search_bn_score",
     "search_depth",
+    "search_entrannas",
+    "entrannas_choice",
+    "entrannas_supernet",
+    "ENTRAN_CANDIDATES",
     "search_width",
     "width_choice",
     "width_supernet",

@@ -31,6 +31,8 @@ def test_receptive_field_task_construction():
     assert both.pop("conv_5x5") == {(r, c) for r in range(1, 6) for c in (3, 4)}
     assert both == {n: set() for n in planted.RF_CANDIDATES if n != "conv_5x5"}
     assert planted.chance(net) == 1 / 6
+    # untrained (equal logits) the derived pick is the first candidate, not the answer
+    assert planted.receptive_field_choice(planted.receptive_field_supernet()) == "skip_connect"
 
 
 def test_channel_task_construction():
@@ -103,3 +105,10 @@ def test_bn_nas_candidates_construction():
                           & _dependent_positions(sub, x, (3, 5)))
     assert both == {"mb_k3_e3": False, "mb_k3_e6": False, "mb_k5_e3": True}
     assert planted.BN_ANSWER == "mb_k5_e3" and planted.chance(net) == 1 / 3
+
+
+def test_entrannas_untrained_cell_does_not_hold_the_answer():
+    """The planted op is not where the derivation's tie-break lands; chance 1/5."""
+    net = planted.entrannas_supernet()
+    assert planted.entrannas_choice(net) == "dil_conv_3x3"
+    assert planted.chance(net) == 1 / 5
