@@ -68,6 +68,10 @@ SETTINGS = {
 }
 
 
+def _listed(answer):
+    return list(answer) if isinstance(answer, tuple) else answer
+
+
 def run_mechanism(name, seeds, draws):
     s = SETTINGS[name]
     runs = []
@@ -113,6 +117,11 @@ def run_mechanism(name, seeds, draws):
         mechanism=name, searched=s["layer"],
         answer=list(answer) if name.startswith("figs") else answer,
         recovered=sum(r["recovered"] for r in runs), seeds=seeds, settings=s,
+        # seeds whose untrained supernet did not already derive the answer, and how
+        # many of those the search recovered
+        started_elsewhere=sum(r["initial"] != _listed(answer) for r in runs),
+        recovered_from_elsewhere=sum(r["recovered"] for r in runs
+                                     if r["initial"] != _listed(answer)),
         steps=runs[0]["steps"], epochs=s["epochs"], weight_lr=s["lr"],
         arch_lr=runs[0]["arch_lr"], schedule=s.get("preset", "auto"),
         seconds_mean=round(sum(r["seconds"] for r in runs) / seeds, 1),
@@ -138,7 +147,9 @@ def main(argv):
     for r in results:
         probs = [x["max_prob"] for x in r["runs"]]
         r["max_prob_median"] = None if None in probs else statistics.median(probs)
-    rows = [[r["mechanism"], r["searched"], f"{r['recovered']}/{r['seeds']}", r["steps"],
+    rows = [[r["mechanism"], r["searched"], f"{r['recovered']}/{r['seeds']}",
+             f"{r.get('recovered_from_elsewhere', '?')}/{r.get('started_elsewhere', '?')}",
+             r["steps"],
              r["seconds_mean"],
              "-" if r["max_prob_median"] is None else f"{r['max_prob_median']:.2f}",
              f"{r['random_uniform']:.4f}",
@@ -146,7 +157,8 @@ def main(argv):
              " ".join(str(x["choice"]) if not r["mechanism"].startswith("figs") else
                       "".join(map(str, x["choice"])) for x in r["runs"])]
             for r in results]
-    print(table(rows, ["mechanism", "layer", "recovered", "arch steps", "s/seed",
+    print(table(rows, ["mechanism", "layer", "recovered", "from elsewhere", "arch steps",
+                       "s/seed",
                        "median max p", "random (uniform)", "random (sampled)",
                        "derived per seed"]))
     write_json("planted", dict(

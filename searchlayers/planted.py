@@ -154,12 +154,13 @@ def search_bn_score(seed=0, epochs=10, n=2048, batch=64, lr=0.01):
     model.compile(keras.optimizers.Adam(lr),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
+    initial = BN_CANDIDATES[int(np.argmax(np.asarray(bn_score.score_table(model).values)[0]))]
     start = time.perf_counter()
     hist = model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0)
     seconds = time.perf_counter() - start
     scores = np.asarray(bn_score.score_table(model).values)[0]
     got = BN_CANDIDATES[int(np.argmax(scores))]
-    return dict(choice=got, recovered=got == BN_ANSWER,
+    return dict(choice=got, recovered=got == BN_ANSWER, initial=initial,
                 steps=epochs * -(-n // batch), seconds=round(seconds, 2),
                 scores=[round(float(v), 4) for v in scores], max_prob=None, arch_lr=None,
                 accuracy=round(float(hist.history["accuracy"][-1]), 4))
@@ -445,12 +446,14 @@ def _run(model, pairs, method, epochs, lr, extra, pick, answer, warmup=0, arch_l
     if warmup:
         extra = [cb.ArchWarmup(warmup), *extra]
     tracker = decision.DecisionTracker(verbose=0, warn=False)
+    initial = pick(model)  # the derived pick at the initial logits (1e-3 randn: any)
     start = time.perf_counter()
     hist = search.fit(pairs, epochs=epochs, verbose=0, callbacks=[sched, tracker, *extra])
     seconds = time.perf_counter() - start
     got = pick(model)
     d = decision.layer_decision(_searched(model))
-    return dict(choice=list(got) if isinstance(got, tuple) else got, recovered=got == answer,
+    listed = (lambda c: list(c) if isinstance(c, tuple) else c)
+    return dict(choice=listed(got), recovered=got == answer, initial=listed(initial),
                 steps=sched.arch_steps, seconds=round(seconds, 2),
                 max_prob=round(d["max_prob"], 4), arch_lr=sched.arch_lr or arch_lr,
                 accuracy=round(float(hist.history["accuracy"][-1]), 4))
