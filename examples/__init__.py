@@ -39,3 +39,8 @@ if sys.argv and sys.argv[0] == "-m":
     _VERBOSITY = verbosity_from_argv(sys.argv)
     if _VERBOSITY is not None and _VERBOSITY >= 0:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+
+# Examples import TensorFlow before the package; import it here, quietly, first.
+from searchlayers import _logs  # noqa: E402
+
+_logs.import_tensorflow()

@@ -160,7 +160,7 @@ def main(argv):
                  "seed": FLAGS.seed,
                  "seconds": time.time() - start},
         supernet_kind="exact")
-    logging.info("figs_search finished in %.1f s", time.time() - start)
+    print(f"({time.time() - start:.0f} s)")
     if report.max_abs_diff >= export.FLOAT_ATOL:
         raise SystemExit("The TFLite file is outside its parity tolerance.")
 

@@ -57,13 +57,22 @@ def level():
 def verbose():
     """True when the user asked for INFO logs: level 0, or absl verbosity >= INFO.
 
+    Under ``absl.app.run`` the verbosity counts only when ``--verbosity`` / ``-v``
+    was given on the command line: once the flags are parsed absl reports INFO
+    even at its default, which would bring every converter line back.
+
     Example:
         >>> isinstance(verbose(), bool)
         True
     """
-    from absl import logging
+    from absl import flags, logging
 
-    return level() == 0 or logging.get_verbosity() >= logging.INFO
+    if level() == 0:
+        return True
+    if flags.FLAGS.is_parsed() and "verbosity" in flags.FLAGS:
+        if not flags.FLAGS["verbosity"].present:
+            return False
+    return logging.get_verbosity() >= logging.INFO
 
 
 def is_notice(line, min_level=None):

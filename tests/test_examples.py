@@ -9,6 +9,7 @@ one to several minutes even with their smallest flags.
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -41,6 +42,9 @@ def test_figs_search_summary(tmp_path):
     assert s["exports"][0]["max_abs_diff"] < 1e-4
     assert str(tmp_path / "summary.json") in s["files"]
     assert "==== Run summary: figs ====" in out and "budget        asked" in out
+    # quiet by default under absl.app.run too: no TensorFlow banner, converter or
+    # absl INFO line (absl reports INFO after parsing flags unless -v is given)
+    assert not re.search(r"^([IWE]\d{4} |INFO:|WARNING: All log)", out, re.M), out[:2000]
 
 
 def test_sweep_prints_trial_counter_and_writes_summary(tmp_path):
