@@ -157,4 +157,4 @@ def test_tflite_parity_of_the_smallest_derived_family():
     flatbuffer = export.to_tflite(child)
     report = export.parity(child, flatbuffer, x)
     assert report.rel_max_diff < 1e-5 and report.argmax_agreement == 1.0
-    assert report.size_bytes < len(export.to_tflite(base))
+    assert report.size_bytes < 4 * base.count_params()  # float32 weights of the original
