@@ -369,8 +369,10 @@ def _replay_sliced(node, args, kwargs, architecture, copies, plan, present):
     name = None  # a MixedOp's chosen candidate is named after the MixedOp
     if target is not layer:
         name = f"{layer.name}_{layer.choice_names[int(_lookup(architecture, layer))]}"
-    xs = [t for t in tf.nest.flatten((args, kwargs))  # the tensors, in node.keras_inputs order
-          if isinstance(t, _Zero) or type(t).__name__ == "KerasTensor"]
+    xs = tf.nest.flatten(args[0]) if args else []
+    if len(xs) != len(ins):  # a TF op of several tensors (x * relu6(x + 3)): args and kwargs
+        xs = [t for t in tf.nest.flatten((args, kwargs))  # in node.keras_inputs order
+              if isinstance(t, _Zero) or type(t).__name__ == "KerasTensor"]
     if len(xs) != len(ins) or any(plan.present.get(i) is None for i in ins):
         kind = "opaque"
     if kind != "opaque" and any(plan.present.get(o) is None for o in outs):
