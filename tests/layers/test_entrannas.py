@@ -209,11 +209,11 @@ def test_dst_regularizer_only_from_engine():
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(role="motor"), r"EnTranCell 'bad'.*'motor'.*allowed: 'engine', 'transit'"),
-    (dict(steps=0), r"EnTranCell 'bad'.*steps >= 1.*steps=0"),
+    (dict(steps=0), r"EnTranCell 'bad': steps must be an integer >= 1, got 0"),
     (dict(steps=2, multiplier=3), r"1 <= multiplier <= steps.*multiplier=3"),
-    (dict(top_k=0), r"'bad': top_k must be >= 1, got 0"),
-    (dict(bottleneck_ratio=0), r"'bad': bottleneck_ratio must be >= 1, got 0"),
-    (dict(dst_lambda=-0.1), r"'bad': dst_lambda must be >= 0, got -0.1"),
+    (dict(top_k=0), r"'bad': top_k must be an integer >= 1, got 0"),
+    (dict(bottleneck_ratio=0), r"'bad': bottleneck_ratio must be an integer >= 1, got 0"),
+    (dict(dst_lambda=-0.1), r"'bad': dst_lambda must be a finite number >= 0, got -0.1"),
     (dict(temperature=0.0), r"'bad'.*temperature"),
 ])
 def test_bad_arguments_name_layer_value_and_allowed(kwargs, match):

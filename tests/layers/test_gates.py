@@ -244,8 +244,8 @@ def test_mirrored_strategy_draws_one_sample_per_step():
 
 
 @pytest.mark.parametrize("make,match", [
-    (lambda: WidthGate((0.5, 1.5), name="w"), r"WidthGate 'w': widths must be numbers in \(0, 1\]"),
-    (lambda: WidthGate(groups=0, name="w"), r"WidthGate 'w': groups must be >= 1, got 0"),
+    (lambda: WidthGate((0.5, 1.5), name="w"), r"WidthGate 'w': widths\[1\] must be a finite number in \(0, 1\], got 1.5"),
+    (lambda: WidthGate(groups=0, name="w"), r"WidthGate 'w': groups must be an integer >= 1, got 0"),
     (lambda: WidthGate(mode="hard", name="w"), r"'w': unknown mode 'hard'; allowed: 'gumbel'"),
     (lambda: WidthGate(groups=3, name="w")(tf.ones([1, 8])), r"'w': .* multiple of groups=3"),
     (lambda: WidthGate((0.1, 1.0), name="w")(tf.ones([1, 4])),
