@@ -29,6 +29,7 @@ from benchmarks.common import RESULTS, table
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("only", "", "Comma-separated supernets (default: all).")
+flags.DEFINE_bool("quick", False, "Only darts_demo and figs_resnet, to first_step_quick.json.")
 flags.DEFINE_string("one", "", "Internal: measure one supernet in this process.")
 flags.DEFINE_string("variant", "prebuilt", "Internal: 'lazy' or 'prebuilt'.")
 flags.DEFINE_integer("steps", 6, "Steps of the timed fit (the first, then steady ones).")
@@ -196,6 +197,9 @@ def main(argv):
         print(json.dumps(measure(FLAGS.one, FLAGS.variant, FLAGS.steps, FLAGS.breakdown)))
         return
     names = [n for n in FLAGS.only.split(",") if n] or list(SUPERNETS)
+    if FLAGS.quick:
+        names = ["darts_demo", "figs_resnet"]
+        FLAGS.json_out = FLAGS.json_out.replace(".json", "_quick.json")
     started = time.time()
     results = {}
     if os.path.exists(FLAGS.json_out):  # a partial run (--only) adds to the earlier supernets
