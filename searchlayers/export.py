@@ -360,21 +360,8 @@ def parity(model, flatbuffer, inputs, lce=None):
         >>> report.rel_max_diff < LCE_RTOL
         True
     """
-    flatbuffer = _read(flatbuffer)
-    try:
-        inputs = np.asarray(inputs, dtype=np.float32)
-    except (TypeError, ValueError) as error:
-        raise checks.ArgumentTypeError(
-            f"export.predict: inputs must be an array of numbers (N, ...), got "
-            f"{checks.show(inputs)} ({error})."
-        ) from None
-    want = _input_shape(flatbuffer)
-    if want is not None and not _fits(inputs.shape[1:], want):
-        checks.fail("export.predict", "the shape of each input example", inputs.shape[1:],
-                    f"the file's input shape {tuple(w for w in want)}")
-    if lce is None:
-        lce = any(op.startswith("Lce") for op in op_names(flatbuffer))
-    got = predict(flatbuffer, inputs, lce).reshape(len(inputs), -1)
+    flatbuffer, inputs, lce = _checked(flatbuffer, inputs, lce)
+    got = _run(flatbuffer, inputs, lce).reshape(len(inputs), -1)
     want = np.asarray(model(inputs, training=False), dtype=np.float32).reshape(len(inputs), -1)
     diff = np.abs(got - want)
     return ParityReport(
@@ -398,6 +385,12 @@ def predict(flatbuffer, inputs, lce=None):
         >>> logits = predict(to_tflite(model, quantize="int8", representative_data=x), x)
         >>> accuracy = (logits.argmax(-1) == y).mean()  # doctest: +SKIP
     """
+    return _run(*_checked(flatbuffer, inputs, lce))
+
+
+def _checked(flatbuffer, inputs, lce):
+    """``(bytes, float32 inputs, lce)``: the file read and checked, the inputs
+    checked against its input shape, ``lce`` decided from its ops when None."""
     flatbuffer = _read(flatbuffer)
     try:
         inputs = np.asarray(inputs, dtype=np.float32)
@@ -412,6 +405,10 @@ def predict(flatbuffer, inputs, lce=None):
                     f"the file's input shape {tuple(w for w in want)}")
     if lce is None:
         lce = any(op.startswith("Lce") for op in op_names(flatbuffer))
+    return flatbuffer, inputs, lce
+
+
+def _run(flatbuffer, inputs, lce):
     return (_run_lce if lce else _run_tflite)(flatbuffer, inputs)
 
 
