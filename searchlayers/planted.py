@@ -281,15 +281,22 @@ def search_depth(seed=0, epochs=20, n=2048, batch=64, lr=0.01, strength=0.03, wa
     with ``SearchSchedule(method, "auto")`` and an additive MACs penalty
     ``strength * macs / macs(supernet)``: depth 2 is the shallowest stage whose
     receptive field (5) holds both pixels; deeper stages cost more."""
-    model = depth_supernet(seed=seed)
-    x, y = receptive_field_data(n, seed=seed, distance=DEPTH_DISTANCE)
-    xv, yv = receptive_field_data(n, seed=seed + 1000, distance=DEPTH_DISTANCE)
+    data = [receptive_field_data(n, seed=s, distance=DEPTH_DISTANCE) for s in (seed, seed + 1000)]
+    return _search_penalized(depth_supernet(seed=seed), data, "macs", strength, batch, seed,
+                             method, epochs, lr, depth_choice, DEPTH_ANSWER, warmup)
+
+
+def _search_penalized(model, data, metric, strength, batch, seed, method, epochs, lr, read,
+                      answer, warmup):
+    """``_run`` on ``data`` (train and validation ``(x, y)``) with an additive
+    ``strength * cost / cost(supernet)`` penalty in ``metric``."""
     from searchlayers import cost
 
-    full = float(cost.profile(model).total.metric("macs"))
-    reg = cb.FLOPsRegularizer(budget=full, metric="macs", strength=strength)
-    return _run(model, _pairs(x, y, xv, yv, batch, seed), method, epochs, lr, [reg],
-                depth_choice, DEPTH_ANSWER, warmup)
+    full = float(cost.profile(model).total.metric(metric))
+    reg = cb.FLOPsRegularizer(budget=full, metric=metric, strength=strength)
+    (x, y), (xv, yv) = data
+    return _run(model, _pairs(x, y, xv, yv, batch, seed), method, epochs, lr, [reg], read,
+                answer, warmup)
 
 
 # -- width ----------------------------------------------------------------------------
@@ -326,15 +333,9 @@ def search_width(seed=0, epochs=20, n=2048, batch=64, lr=0.01, strength=0.03, wa
     gate keeps the first ``w * 8`` features, the label needs the first 4, so
     0.25 loses half the signal and 0.75 / 1.0 add only noise and cost.
     Planted answer: ``"0.5"``; chance 1/4."""
-    model = width_supernet(seed=seed)
-    x, y = channel_data(n, seed=seed, k=WIDTH_K)
-    xv, yv = channel_data(n, seed=seed + 1000, k=WIDTH_K)
-    from searchlayers import cost
-
-    full = float(cost.profile(model).total.metric("params"))
-    reg = cb.FLOPsRegularizer(budget=full, metric="params", strength=strength)
-    return _run(model, _pairs(x, y, xv, yv, batch, seed), method, epochs, lr, [reg],
-                width_choice, WIDTH_ANSWER, warmup)
+    data = [channel_data(n, seed=s, k=WIDTH_K) for s in (seed, seed + 1000)]
+    return _search_penalized(width_supernet(seed=seed), data, "params", strength, batch, seed,
+                             method, epochs, lr, width_choice, WIDTH_ANSWER, warmup)
 
 
 # -- chance ---------------------------------------------------------------------------
