@@ -25,71 +25,24 @@ import numpy as np  # noqa: E402
 
 import searchlayers as sl  # noqa: E402  (Keras-2 guard before TensorFlow)
 import tensorflow as tf  # noqa: E402
-import tf_keras  # noqa: E402
 from searchlayers import export  # noqa: E402
-from searchlayers.architecture import Architecture  # noqa: E402
 from searchlayers.regularizers import figs_expected_cost  # noqa: E402
 from searchlayers.transforms import insert_masks  # noqa: E402
 
+from benchmarks.applications import (FAMILIES, SHAPE, forced_architecture,  # noqa: E402
+                                     randomize_batchnorm, saturate)
 from benchmarks.common import table, write_json  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("quick", False, "MobileNetV2 and MobileNetV3Small only.")
 flags.DEFINE_list("families", None, "Only these families (default: all five).")
 
-APPS = tf_keras.applications
-SHAPE = (32, 32, 3)
 LEVELS = (0.25, 0.5)
-FAMILIES = {
-    "MobileNetV2": lambda: APPS.MobileNetV2(input_shape=SHAPE, alpha=0.35, weights=None,
-                                            classes=10, classifier_activation=None),
-    "MobileNetV3Small": lambda: APPS.MobileNetV3Small(
-        input_shape=SHAPE, alpha=0.75, weights=None, classes=10, classifier_activation=None),
-    "EfficientNetB0": lambda: APPS.EfficientNetB0(input_shape=SHAPE, weights=None, classes=10,
-                                                  classifier_activation=None),
-    "ResNet50": lambda: APPS.ResNet50(input_shape=SHAPE, weights=None, classes=10,
-                                      classifier_activation=None),
-    "DenseNet121": lambda: APPS.DenseNet121(input_shape=SHAPE, weights=None, classes=10,
-                                            classifier_activation=None),
-}
-
-
-def randomize_batchnorm(model, seed=0):
-    """BN statistics away from the identity (fresh ones make the logits ~1e-10)."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, sl.keras.layers.BatchNormalization):
-            g, b, m, v = layer.get_weights()
-            layer.set_weights([(1 + 0.3 * rng.normal(size=g.shape)).astype("f"),
-                               (0.3 * rng.normal(size=b.shape)).astype("f"),
-                               (0.3 * rng.normal(size=m.shape)).astype("f"),
-                               (0.5 + rng.random(v.shape)).astype("f")])
-
-
-def forced_architecture(model, off, seed=0):
-    """A random ``off`` fraction of every mask group's channels switched off."""
-    rng = np.random.default_rng(seed)
-    by_key, choices = {}, {}
-    for mask in sl.layers.figs_masks(model):
-        key = mask.arch_key or mask.name
-        if key not in by_key:
-            n = mask.channels
-            by_key[key] = sorted(rng.choice(n, max(1, n - int(round(off * n))),
-                                            replace=False).tolist())
-        choices[mask.name] = by_key[key]
-    return Architecture(choices)
 
 
 def _cost(model):
     total = sl.cost.profile(model).total
     return int(total.params), int(total.metric("macs"))
-
-
-def _saturate(model, arch):
-    for mask in sl.layers.figs_masks(model):
-        logits = np.full([mask.channels], -40.0, np.float32)
-        logits[arch.choices[mask.name]] = 40.0
-        mask.arch("logits").assign(logits)
 
 
 def measure(name):
@@ -114,7 +67,7 @@ def measure(name):
         diff = float(np.abs(masked(x, training=False).numpy()
                             - child(x, training=False).numpy()).max())
         sl.apply_architecture(masked, None)
-        _saturate(masked, arch)
+        saturate(masked, arch)
         expected = (float(figs_expected_cost(masked, "params")),
                     float(figs_expected_cost(masked, "macs")))
         c_params, c_macs = _cost(child)

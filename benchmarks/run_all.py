@@ -20,7 +20,7 @@ import time
 from benchmarks.common import table, write_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-NOT_BENCHMARKS = {"common", "run_all"}
+NOT_BENCHMARKS = {"applications", "common", "run_all"}
 
 
 def benchmark_names():
