@@ -20,15 +20,18 @@ Writes ``benchmarks/results/search_vs_random.json`` and prints the table.
 Example:
     python -m benchmarks.search_vs_random                  # ~1 hour on a busy 2-core box
     python -m benchmarks.search_vs_random --quick          # one seed, 2 random, darts only
+    python -m benchmarks.search_vs_random --methods=bars --merge   # add a method
 """
 
+import json
 import math
+import os
 import statistics
 import time
 
 from absl import app, flags
 
-from benchmarks.common import table, write_json
+from benchmarks.common import RESULTS, table, write_json
 from searchlayers import datasets, schedules, tuning
 
 FLAGS = flags.FLAGS
@@ -39,13 +42,16 @@ flags.DEFINE_integer("random", 5, "Random children at equal cost per seed.")
 flags.DEFINE_integer("epochs", 4, "Search epochs.")
 flags.DEFINE_integer("retrain_epochs", 4, "Retraining epochs (searched and random alike).")
 flags.DEFINE_integer("batch_size", 64, "Batch size.")
+flags.DEFINE_bool("merge", False, "Keep the methods of an earlier run with the same settings "
+                  "(add --methods to it).")
 
 # Sizes of the spaces (small: 2 shared cores). DARTS family: C = 8, 3 cells of 2 nodes.
 OPTIONS = {"darts": {"channels": 8, "cells": 3, "steps": 2},
            "gdas": {"channels": 8, "cells": 3, "steps": 2},
            "bnas": {"channels": 8, "cells": 3, "steps": 2},
            "figs": {}}
-SCHEDULE = {"darts": "darts", "gdas": "gdas", "bnas": "bnas", "figs": "figs", "snas": "snas"}
+SCHEDULE = {"darts": "darts", "gdas": "gdas", "bnas": "bnas", "figs": "figs", "snas": "snas",
+            "bars": "bars"}
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
@@ -103,6 +109,32 @@ def run_method(method, seeds, random, epochs, retrain_epochs, batch_size):
     }
 
 
+def _table(results):
+    rows = []
+    for method, r in results.items():
+        verdict = {True: "yes", False: "no", None: "n/a"}[r["beats_random"]]
+        rows.append([method, f"{r['searched_mean']:.3f} +- {r['searched_std']:.3f}",
+                     f"{r['random_mean']:.3f} +- {r['random_std']:.3f}",
+                     f"{r['difference']:+.3f} [{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}]",
+                     verdict, r["median_max_prob"]])
+    return table(rows, ["method", "searched", "random (equal cost)", "difference [95% CI]",
+                        "beats random", "median max p"])
+
+
+def _previous(config):
+    """Methods of an earlier full run with the same settings (``--merge``)."""
+    path = os.path.join(RESULTS, "search_vs_random.json")
+    if not os.path.exists(path):
+        return {}, 0.0
+    with open(path) as f:
+        old = json.load(f)
+    same = {k: v for k, v in old.get("config", {}).items() if k != "methods"}
+    if same != {k: v for k, v in config.items() if k != "methods"}:
+        raise ValueError(f"search_vs_random --merge: {path} was run with other settings "
+                         f"({same}); allowed: the same settings but for --methods.")
+    return old["results"], old.get("seconds", 0.0)
+
+
 def main(argv):
     del argv
     import examples.methods  # noqa: F401  (registers the methods)
@@ -111,27 +143,22 @@ def main(argv):
     seeds, random = (1, 2) if FLAGS.quick else (FLAGS.seeds, FLAGS.random)
     epochs = 2 if FLAGS.quick else FLAGS.epochs
     retrain_epochs = 2 if FLAGS.quick else FLAGS.retrain_epochs
+    config = dict(quick=FLAGS.quick, methods=methods, seeds=seeds, random=random, epochs=epochs,
+                  retrain_epochs=retrain_epochs, batch_size=FLAGS.batch_size, tolerance=0.05,
+                  options=OPTIONS)
+    results, seconds = _previous(config) if FLAGS.merge and not FLAGS.quick else ({}, 0.0)
     start = time.perf_counter()
-    results = {}
     for method in methods:
         results[method] = run_method(method, seeds, random, epochs, retrain_epochs,
                                      FLAGS.batch_size)
-    rows = []
-    for method, r in results.items():
-        verdict = {True: "yes", False: "no", None: "n/a"}[r["beats_random"]]
-        rows.append([method, f"{r['searched_mean']:.3f} +- {r['searched_std']:.3f}",
-                     f"{r['random_mean']:.3f} +- {r['random_std']:.3f}",
-                     f"{r['difference']:+.3f} [{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}]",
-                     verdict, r["median_max_prob"]])
-    print(table(rows, ["method", "searched", "random (equal cost)", "difference [95% CI]",
-                       "beats random", "median max p"]))
-    path = write_json("search_vs_random", {
-        "config": dict(quick=FLAGS.quick, methods=methods, seeds=seeds, random=random,
-                       epochs=epochs, retrain_epochs=retrain_epochs,
-                       batch_size=FLAGS.batch_size, tolerance=0.05, options=OPTIONS),
-        "results": results, "seconds": time.perf_counter() - start,
-        "not_beating_random": [m for m, r in results.items() if not r["beats_random"]],
-    })
+        # written after every method: a long run that stops keeps what it measured
+        path = write_json("search_vs_random", {
+            "config": {**config, "methods": list(results)}, "results": results,
+            "seconds": seconds + time.perf_counter() - start,
+            "complete": all(m in results for m in methods),
+            "not_beating_random": [m for m, r in results.items() if not r["beats_random"]],
+        })
+    print(_table(results))
     print(f"wrote {path}")
 
 
