@@ -1,20 +1,72 @@
 """``SearchLayer``: the one protocol every search layer answers.
 
-1. *Architecture variables*: trainable weights named ``arch_*`` (created with
-   ``add_arch_weight``). Layers with the same ``arch_key`` share them once
-   ``searchlayers.search.tie_arch_variables(model)`` has run (every entry point
-   of the package — ``SearchModel``, the callbacks, ``derive``,
-   ``arch_variables`` — runs it).
-2. *Sampling*: through ``searchlayers.relax``, with a non-trainable
-   ``temperature`` variable (a callback assigns it; no retracing) and stateless
-   noise seeded by ``[seed, sample_step]``. ``sample_step`` is a variable that
-   every replica reads alike, so replicas sample the same architecture and a
-   resumed search continues the same noise stream.
-3. *Expected cost*: ``cost(input_shape)`` returns a ``searchlayers.cost.Cost``
-   whose fields are differentiable tensors.
-4. *Derivation*: ``sample_choice`` picks a discrete choice, ``set_choice``
-   fixes the supernet's forward pass to it, ``derived_layer`` returns the plain
-   layer that replaces this one.
+This docstring is the protocol's one description; ``README.md`` points here.
+Callers (``derive``, ``slicing``, ``cost``, ``regularizers``, ``architecture``,
+the callbacks) use these names and nothing else of a search layer.
+
+*State*
+
+- ``arch_weights`` / ``arch(name)``: trainable architecture variables named
+  ``arch_*`` (``add_arch_weight``). Layers with the same ``arch_key`` share them
+  once ``searchlayers.search.tie_arch_variables(model)`` has run (every entry
+  point of the package runs it).
+- ``temperature``: a non-trainable variable a callback assigns (no retracing);
+  ``sample_step``: the step of the stateless noise seeded by ``[seed, step]``,
+  read alike by every replica, so replicas sample the same architecture and a
+  resumed search continues the same noise stream (``noise_seed``).
+- ``choice``: the fixed choice, stored one way for every layer: one
+  non-trainable variable (``add_choice_weight``) whose entries are all ``-1``
+  while the layer is free, else ``encode_choice(choice)`` (a categorical index;
+  a FiGS mask's 0/1 vector; an EnTranNAS cell's 0/1 ``[edges, ops]`` matrix).
+  ``choice_is_fixed()`` is the tensor test the forward passes use.
+
+*Choice*
+
+- ``choice_names`` / ``num_choices``: the names of the choices (a categorical
+  layer: one per candidate; a FiGS mask: one per channel).
+- ``strategies``: what ``sample_choice`` answers (at least ``"argmax"`` and
+  ``"sample"``; FiGS masks add ``"expected"``).
+- ``probabilities()``: the distribution over choices, no noise; one-hot (or
+  the fixed mask) when a choice is fixed.
+- ``sample_choice(strategy, seed)``: a JSON-serializable discrete choice.
+- ``check_choice(choice)``: the normalized choice, or a one-line error naming
+  the layer, the choice and what is allowed (``architecture`` validates
+  records with it).
+- ``set_choice(choice)``: fixes the forward pass to ``choice`` (``None`` frees
+  it): the supernet then computes what the derived model computes.
+- ``cost(input_shape)``: the expected ``searchlayers.cost.Cost`` under
+  ``probabilities()`` (differentiable tensors).
+- ``entropy()``: entropy of each distribution, a vector (default: categorical
+  over the last axis of ``probabilities()``).
+
+Categorical layers (``MixedOp``, the gates) share all of it through
+``searchlayers.layers.choice.CategoricalChoice``.
+
+*Derivation: one hook*
+
+``derivation(choice)`` says what the layer becomes in the derived graph, as a
+small value object of this module:
+
+- ``Replace(layer)``: a plain layer takes its place (a ``MixedOp``'s chosen
+  candidate, an EnTranNAS cell's sub-model); ``make()`` builds the copy with
+  the weights inherited. Channel slicing applies the rule of ``layer``.
+- ``Drop(zeros)``: the edge disappears (``Zeroise``): an ``Add`` it fed loses
+  that input; ``zeros`` materializes the zeros where a consumer needs them.
+- ``Pick(index)``: the input ``index`` passes (a depth gate); the cells after
+  it are dropped.
+- ``KeepChannels(mask)``: the layer disappears and only the channels of the
+  boolean ``mask`` are kept (FiGS masks, width gates): the layers around it
+  are sliced.
+- ``Sliceable(layer)``: a plain layer that narrows itself (the binary
+  composites of ``layers.binary``): ``input_channels`` / ``output_channels``
+  say which channels a narrower copy keeps, ``sliced`` builds it and
+  ``inline`` writes it into the derived graph as plain layers.
+
+A class states which of these it derives to in ``derives_to`` (analyses that
+have no choice, such as the expected-cost walk, read ``channel_rule``).
+``searchlayers.derive`` and ``searchlayers.slicing`` dispatch in tfmot's order:
+the layer's own hook (``derivation_of``), then the channel-rule registry
+(``searchlayers.slicing.register_channel_rule``), then opaque.
 """
 
 import zlib
@@ -24,9 +76,120 @@ import tensorflow as tf
 from searchlayers import checks, relax
 from searchlayers._keras import keras
 
-# Returned by ``derived_layer`` when the choice removes the layer's output
-# (Zeroise): the edge and its compute disappear from the derived model.
+# Deprecated: what ``derived_layer`` returns for a ``Drop`` (use ``derivation``).
 ZERO = "zero"
+
+
+# -- the derivation hook's answers ---------------------------------------------------
+class Derivation:
+    """What a layer becomes in the derived graph (see the module docstring).
+
+    ``kind``: the channel rule ``searchlayers.slicing`` applies to it (None for
+    ``Replace``: the rule of the replacement).
+    """
+
+    kind = None
+    __slots__ = ()
+
+    def __repr__(self):
+        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+
+class Replace(Derivation):
+    """A plain layer takes the place of the search layer.
+
+    ``layer``: the template (its channel rule applies when slicing); ``make()``
+    is a copy named ``name`` with its weights, built on ``input_shape`` (or
+    ``layer`` itself when ``input_shape`` is None: a fresh layer already).
+
+    Example:
+        >>> d = keras.layers.Dense(2); _ = d(tf.ones([1, 3]))
+        >>> Replace(d, "child", [None, 3]).make().name
+        'child'
+    """
+
+    __slots__ = ("layer", "name", "input_shape")
+
+    def __init__(self, layer, name=None, input_shape=None):
+        self.layer, self.name, self.input_shape = layer, name, input_shape
+
+    def make(self):
+        if self.input_shape is None:
+            return self.layer
+        return copy_layer(self.layer, self.input_shape, self.name)
+
+
+class Drop(Replace):
+    """The edge disappears (``Zeroise``): an ``Add`` it fed loses that input.
+    ``make()`` gives the layer computing its zeros, for a consumer that needs them."""
+
+    kind = "zero"
+    __slots__ = ()
+
+
+class Pick(Derivation):
+    """Input ``index`` passes through (a depth gate's chosen depth)."""
+
+    kind = "pick"
+    __slots__ = ("index",)
+
+    def __init__(self, index):
+        self.index = int(index)
+
+
+class KeepChannels(Derivation):
+    """The layer disappears and the channels of the boolean ``mask`` are kept."""
+
+    kind = "mask"
+    __slots__ = ("mask",)
+
+    def __init__(self, mask):
+        import numpy as np
+
+        self.mask = np.asarray(mask, bool)
+
+
+class Sliceable(Derivation):
+    """A plain layer that narrows itself: ``layer.input_channels(nonzero)``,
+    ``layer.output_channels(wanted)``, ``layer.sliced(keep_in, keep_out, name)``
+    and ``layer.inline(x, name)`` (see ``searchlayers.layers.binary``)."""
+
+    kind = "sliceable"
+    __slots__ = ("layer",)
+
+    def __init__(self, layer):
+        self.layer = layer
+
+
+def derivation_of(layer, choice=None):
+    """``layer``'s own derivation hook for ``choice``, or None for a layer without
+    one (its channel rule then comes from the registry).
+
+    Example:
+        >>> derivation_of(keras.layers.Dense(2)) is None
+        True
+    """
+    hook = getattr(type(layer), "derivation", None)
+    return hook(layer, choice) if callable(hook) else None
+
+
+def channel_rule(layer):
+    """The channel rule a layer's own protocol declares, without a choice
+    (``searchlayers.slicing.kind``): the ``kind`` of its ``derives_to``;
+    ``"opaque"`` for another search layer (counted by its own ``cost``) or a
+    model; None when the layer declares nothing (the registry decides).
+
+    Example:
+        >>> channel_rule(keras.layers.Dense(2)) is None
+        True
+    """
+    target = getattr(type(layer), "derives_to", None)
+    if isinstance(target, type) and issubclass(target, Derivation) and target.kind:
+        return target.kind
+    if isinstance(layer, (SearchLayer, keras.Model)):
+        return "opaque"
+    return None
 
 
 def is_arch_variable(variable):
@@ -130,10 +293,54 @@ class SearchLayer(keras.layers.Layer):
         step = self.sample_step.assign_add(1)
         return tf.stack([tf.constant(self.seed, tf.int64), step])
 
+    # -- the fixed choice: one variable, -1 while free ------------------------
+    def add_choice_weight(self, shape=(), dtype=tf.int32):
+        """Creates ``choice``, the fixed choice's non-trainable variable (-1: free)."""
+        self.choice = self.add_weight(
+            "choice", shape=list(shape), dtype=dtype,
+            initializer=keras.initializers.Constant(-1), trainable=False,
+        )
+        return self.choice
+
+    def choice_is_fixed(self):
+        """A boolean tensor: whether ``set_choice`` fixed the forward pass."""
+        return tf.reduce_all(self.choice >= 0)
+
+    def encode_choice(self, choice):
+        """The value of the ``choice`` variable for a (checked) choice; default:
+        the categorical index."""
+        return choice
+
+    def set_choice(self, choice):
+        """Fixes the forward pass to ``choice`` (``None`` frees it)."""
+        if choice is None:
+            self.choice.assign(tf.fill(tf.shape(self.choice), tf.constant(-1, self.choice.dtype)))
+        else:
+            self.choice.assign(tf.cast(self.encode_choice(self.check_choice(choice)),
+                                       self.choice.dtype))
+
     # -- protocol for subclasses ----------------------------------------------
+    strategies = ("argmax", "sample")
+    derives_to = Replace
+
+    @property
+    def choice_names(self):
+        """One name per choice (see the module docstring)."""
+        raise NotImplementedError
+
+    @property
+    def num_choices(self):
+        return len(self.choice_names)
+
     def probabilities(self):
         """Current distribution over choices (no noise)."""
         raise NotImplementedError
+
+    def entropy(self):
+        """Entropy of each distribution (a vector): categorical over the last axis
+        of ``probabilities()``."""
+        p = self.probabilities()
+        return -tf.reduce_sum(p * tf.math.log(tf.maximum(p, 1e-12)), axis=-1)
 
     def cost(self, input_shape):
         """Expected ``searchlayers.cost.Cost`` under ``probabilities()``."""
@@ -143,30 +350,33 @@ class SearchLayer(keras.layers.Layer):
         """A JSON-serializable discrete choice ("argmax" or "sample")."""
         raise NotImplementedError
 
-    def set_choice(self, choice):
-        """Fixes the forward pass to ``choice`` (``None`` clears it)."""
-        raise NotImplementedError
-
     def check_choice(self, choice):
         """``choice`` (normalized) if this layer accepts it, else ValueError /
         TypeError naming the layer, the choice and what is allowed.
 
-        Default: an integer index into ``choice_names`` (layers with
-        ``num_choices``); layers with another kind of choice override it.
+        Default: an integer index into ``choice_names``; layers with another
+        kind of choice override it.
         ``searchlayers.architecture`` validates records with it.
         """
-        n = getattr(self, "num_choices", None)
-        if n is None:
-            return choice
+        n = self.num_choices
         listing = ", ".join(f"{i}: {c}" for i, c in enumerate(self.choice_names))
         return checks.integer(
             f"{type(self).__name__} '{self.name}'", "choice", choice, low=0, high=n - 1,
             allowed=f"an integer index in 0..{n - 1} ({listing})",
         )
 
-    def derived_layer(self, choice):
-        """The plain Keras layer (weights inherited) or ``ZERO`` for ``choice``."""
+    def derivation(self, choice):
+        """What this layer becomes in the derived graph for ``choice``: a
+        ``Replace``, ``Drop``, ``Pick``, ``KeepChannels`` or ``Sliceable``."""
         raise NotImplementedError
+
+    def derived_layer(self, choice):
+        """Deprecated: ``derivation(choice)`` as a layer (``Replace``), ``ZERO``
+        (``Drop``) or None (the layer disappears)."""
+        found = self.derivation(choice)
+        if isinstance(found, Drop):
+            return ZERO
+        return found.make() if isinstance(found, Replace) else None
 
     def get_config(self):
         config = super().get_config()

@@ -46,6 +46,7 @@ import tensorflow as tf
 
 from searchlayers import checks
 from searchlayers._keras import keras, register
+from searchlayers.layers.base import Sliceable
 from searchlayers.layers.ops import BN_MOMENTUM, _subsample, register_op
 
 L = keras.layers
@@ -423,7 +424,8 @@ def _narrow_bn(new, old, keep, shift):
 class _Composite(L.Layer):
     """A layer built from sub-layers; reports its cost as the sum of theirs.
 
-    Derivation (``searchlayers.derive`` with width masks) narrows it with
+    Derivation (``searchlayers.derive`` with width masks; the ``Sliceable``
+    answer of the derivation hook) narrows it with
     ``sliced(keep_in, keep_out)`` — weights inherited, the contribution of the cut
     (zero) inputs folded into the BatchNorm — and writes it into the derived graph
     as plain larq / Keras layers with ``inline(x)``. ``input_channels`` /
@@ -432,8 +434,13 @@ class _Composite(L.Layer):
     structure).
     """
 
-    channel_kind = "sliceable"  # the rule searchlayers.slicing applies
+    derives_to = Sliceable  # its own derivation hook (see SearchLayer's protocol)
+    channel_kind = "sliceable"  # TRANSITION: read by slicing until it dispatches on derives_to
     channel_groups = 1
+
+    def derivation(self, choice=None):
+        """``Sliceable``: derived, it narrows itself (``sliced``, ``inline``)."""
+        return Sliceable(self)
 
     def _build_sub(self, layer, shape):
         with tf.name_scope(layer.name):  # unique weight names (H5 needs them)

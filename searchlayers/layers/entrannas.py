@@ -43,7 +43,7 @@ Derivation: ``sample_choice`` returns the JSON record ``[[ [input, op_name],
 ...] per node]`` (input 0/1 are the cell inputs, ``m + 2`` is node ``m``);
 nodes may have any number of entries (DST). ``set_choice(record)`` fixes the
 forward pass to it (Engine and Transit cells then compute exactly that
-sub-graph); ``derived_layer(record)`` returns a plain Functional sub-model
+sub-graph); ``derivation(record)`` replaces it by a plain Functional sub-model
 ``[s0, s1] -> output`` built from copies of the chosen ops (weights inherited).
 
 Example:
@@ -60,7 +60,7 @@ import tensorflow as tf
 
 from searchlayers import checks, relax
 from searchlayers._keras import keras, register
-from searchlayers.layers.base import SearchLayer
+from searchlayers.layers.base import Replace, SearchLayer
 from searchlayers.layers.ops import BN_MOMENTUM, check_op_name, get_op
 
 L = keras.layers
@@ -318,13 +318,8 @@ class EnTranCell(SearchLayer):
         if self.dst:
             self.add_arch_weight("betas", [self.steps],
                                  initializer=keras.initializers.Constant(self.beta_init))
-        self.choice_mask = self.add_weight(
-            "choice_mask", shape=[self.num_edges, self.num_ops], initializer="zeros",
-            trainable=False,
-        )
-        self.choice_fixed = self.add_weight(
-            "choice_fixed", shape=[], dtype=tf.int32, initializer="zeros", trainable=False,
-        )
+        # a fixed choice: the 0/1 [edges, ops] mask of its record (-1s while free)
+        self.add_choice_weight([self.num_edges, self.num_ops], tf.float32)
         super().build(input_shape)
 
     def _op_input_shape(self, state):
@@ -364,7 +359,7 @@ class EnTranCell(SearchLayer):
         return top_k_selection(probs, self.steps, self._allowed, self.top_k)
 
     def _mask(self):
-        return tf.where(self.choice_fixed > 0, self.choice_mask, self.selection())
+        return tf.where(self.choice_is_fixed(), self.choice, self.selection())
 
     # -- forward ----------------------------------------------------------------------
     def _apply(self, layer, x, training):
@@ -386,7 +381,7 @@ class EnTranCell(SearchLayer):
 
         engine = self.role == "engine"
         if engine:
-            coeff = tf.where(self.choice_fixed > 0, self.choice_mask, self.coefficients())
+            coeff = tf.where(self.choice_is_fixed(), self.choice, self.coefficients())
         else:
             mask = self._mask()
             needed = self._needed(mask) if self.feature_sharing else None
@@ -530,19 +525,17 @@ class EnTranCell(SearchLayer):
             )
         return mask
 
-    def set_choice(self, choice):
-        if choice is None:
-            self.choice_fixed.assign(0)
-            return
-        self.choice_mask.assign(self.choice_mask_of(choice))
-        self.choice_fixed.assign(1)
+    def encode_choice(self, choice):
+        return self.choice_mask_of(choice)
 
-    def derived_layer(self, choice):
-        """A Functional ``[s0, s1] -> output`` sub-model of the chosen sub-graph
-        (``x -> output`` when the cell was called on one tensor)."""
+    def derivation(self, choice):
+        """``Replace`` by a Functional ``[s0, s1] -> output`` sub-model of the
+        chosen sub-graph (``x -> output`` when the cell was called on one tensor)."""
+        return Replace(self._sub_model(self.choice_mask_of(choice)))
+
+    def _sub_model(self, mask):
         from searchlayers.layers.base import copy_layer
 
-        mask = self.choice_mask_of(choice)
         if self._single:  # one input feeds both states, as in the supernet
             inputs = keras.Input(self._state_shapes[0][1:], name=f"{self.name}_in")
             states = [inputs, inputs]

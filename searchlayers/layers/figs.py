@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from searchlayers import checks, relax
 from searchlayers._keras import keras, register
-from searchlayers.layers.base import SearchLayer
+from searchlayers.layers.base import KeepChannels, SearchLayer
 
 STRATEGIES = ("expected", "argmax", "alive", "sample")
 
@@ -54,6 +54,7 @@ class FiGSMask(SearchLayer):
     """
 
     strategies = STRATEGIES
+    derives_to = KeepChannels  # derived: the neighbours keep the chosen channels
 
     def __init__(
         self,
@@ -99,13 +100,8 @@ class FiGSMask(SearchLayer):
         self.add_arch_weight(
             "logits", [self.channels], keras.initializers.Constant(self.initial_logit)
         )
-        # A fixed choice (set_choice): the mask is exactly ``fixed_mask``.
-        self.fixed_mask = self.add_weight(
-            "fixed_mask", shape=[self.channels], initializer="ones", trainable=False
-        )
-        self.choice_fixed = self.add_weight(
-            "choice_fixed", shape=[], dtype=tf.int32, initializer="zeros", trainable=False
-        )
+        # A fixed choice (set_choice): the mask is exactly ``choice`` (-1s while free).
+        self.add_choice_weight([self.channels], tf.float32)
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
@@ -134,7 +130,7 @@ class FiGSMask(SearchLayer):
             m = tf.cond(tf.cast(training, tf.bool), self._train_mask, self._inference_mask)
         else:
             m = self._train_mask() if training else self._inference_mask()
-        return tf.where(self.choice_fixed > 0, self.fixed_mask, m)
+        return tf.where(self.choice_is_fixed(), self.choice, m)
 
     def call(self, x, training=None):
         m = tf.cast(self.mask(training), x.dtype)
@@ -144,7 +140,7 @@ class FiGSMask(SearchLayer):
     def probabilities(self):
         """``P(mask_c = 1) = sigmoid(nu_c)``; the fixed mask when a choice is set."""
         p = tf.sigmoid(self.arch("logits"))
-        return tf.where(self.choice_fixed > 0, self.fixed_mask, p)
+        return tf.where(self.choice_is_fixed(), self.choice, p)
 
     def entropy(self):
         """Bernoulli entropy of each channel's mask (a vector)."""
@@ -202,21 +198,25 @@ class FiGSMask(SearchLayer):
             checks.fail(where, "choice", choice, allowed)
         return sorted(kept)
 
-    def set_choice(self, choice):
-        """Fixes the mask to exactly the channels ``choice`` (``None`` clears)."""
-        if choice is None:
-            self.choice_fixed.assign(0)
-            self.fixed_mask.assign(tf.ones([self.channels]))
-            return
-        kept = self.check_choice(choice)
+    def encode_choice(self, choice):
+        """The 0/1 mask of the kept channels ``choice``."""
         mask = np.zeros([self.channels], np.float32)
-        mask[kept] = 1.0
-        self.fixed_mask.assign(mask)
-        self.choice_fixed.assign(1)
+        mask[choice] = 1.0
+        return mask
 
-    def derived_layer(self, choice):
-        """Masks disappear when derived: their channels are sliced (``derive``)."""
-        return None
+    def channel_keep(self, choice):
+        """The boolean mask of the channels ``choice`` keeps.
+
+        Example:
+            >>> m = FiGSMask(); _ = m(tf.ones([1, 4]))
+            >>> m.channel_keep([0, 2]).tolist()
+            [True, False, True, False]
+        """
+        return self.encode_choice(self.check_choice(choice)) > 0
+
+    def derivation(self, choice):
+        """``KeepChannels``: masks disappear, their channels are sliced (``derive``)."""
+        return KeepChannels(self.channel_keep(choice))
 
     def get_config(self):
         config = super().get_config()

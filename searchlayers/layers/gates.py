@@ -32,16 +32,17 @@ Cost and derivation go through the shared machinery:
 import numpy as np
 import tensorflow as tf
 
-from searchlayers import checks, relax
+from searchlayers import checks
 from searchlayers._keras import keras, register
-from searchlayers.layers.base import SearchLayer
+from searchlayers.layers.base import KeepChannels, Pick, channel_rule, derivation_of
+from searchlayers.layers.choice import CategoricalChoice
 
 MODES = ("gumbel", "gumbel_hard", "softmax")
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
 
 
-class _CategoricalGate(SearchLayer):
-    """Base: one categorical choice (logits ``arch_logits``), relaxed by ``mode``."""
+class _CategoricalGate(CategoricalChoice):
+    """Base: one categorical choice (``CategoricalChoice``), relaxed by ``mode``."""
 
     def __init__(self, mode="gumbel", arch_key=None, temperature=1.0, seed=None, **kwargs):
         super().__init__(arch_key=arch_key, temperature=temperature, seed=seed, **kwargs)
@@ -52,76 +53,12 @@ class _CategoricalGate(SearchLayer):
             )
         self.mode = mode
 
-    def _build_choices(self, count):
-        self.add_arch_weight("logits", [count])
-        self.choice = self.add_weight(
-            "choice", shape=[], dtype=tf.int32, initializer=keras.initializers.Constant(-1),
-            trainable=False,
-        )
-
-    @property
-    def num_choices(self):
-        return len(self.choice_names)
-
-    def _train_weights(self):
-        logits = self.arch("logits")
-        if self.mode == "softmax":
-            return relax.softmax(logits, self.temperature)
-        hard = self.mode == "gumbel_hard"
-        return relax.gumbel_softmax(logits, self.temperature, self.noise_seed(), hard=hard)
-
-    def _inference_weights(self):
-        logits = self.arch("logits")
-        if self.mode == "gumbel_hard":
-            return relax.one_hot_argmax(logits)
-        return relax.softmax(logits, self.temperature)
-
-    def mixing_weights(self, training=False):
-        """The relaxed choice ``m`` of this call (one-hot when a choice is fixed)."""
-        if tf.is_tensor(training):
-            w = tf.cond(tf.cast(training, tf.bool), self._train_weights, self._inference_weights)
-        else:
-            w = self._train_weights() if training else self._inference_weights()
-        fixed = tf.one_hot(tf.maximum(self.choice, 0), self.num_choices, dtype=w.dtype)
-        return tf.where(self.choice >= 0, fixed, w)
-
-    def probabilities(self):
-        """``softmax(alpha / T)`` (``"softmax"``) or ``softmax(alpha)``; one-hot when fixed."""
-        logits = self.arch("logits")
-        if self.mode == "softmax":
-            probs = relax.softmax(logits, self.temperature)
-        else:
-            probs = tf.nn.softmax(logits)
-        fixed = tf.one_hot(tf.maximum(self.choice, 0), self.num_choices)
-        return tf.where(self.choice >= 0, fixed, probs)
-
     def cost(self, input_shape=None):
         """A gate has no weights and no MACs; its effect on the cost of its
         neighbours is counted by ``searchlayers.regularizers.expected_cost``."""
         from searchlayers.cost import Cost
 
         return Cost.zero()
-
-    def sample_choice(self, strategy="argmax", seed=None):
-        """``"argmax"`` of the logits, or one Gumbel ``"sample"`` (seeded)."""
-        logits = self.arch("logits")
-        if strategy == "argmax":
-            return int(tf.argmax(logits))
-        if strategy == "sample":
-            seed = [self.seed, 0 if seed is None else int(seed)]
-            return int(tf.argmax(relax.gumbel_softmax(logits, 1.0, seed)))
-        raise ValueError(
-            f"{type(self).__name__} '{self.name}': unknown strategy {strategy!r}; "
-            "allowed: 'argmax', 'sample'."
-        )
-
-    def set_choice(self, choice):
-        self.choice.assign(-1 if choice is None else self.check_choice(choice))
-
-    def derived_layer(self, choice):
-        """None: ``searchlayers.derive`` removes a gate (slices channels / routes
-        the chosen input) instead of replacing it by a layer."""
-        return None
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode}
@@ -153,7 +90,8 @@ class WidthGate(_CategoricalGate):
         TensorShape([2, 10])
     """
 
-    channel_kind = "mask"  # searchlayers.slicing: keeps the chosen channels
+    derives_to = KeepChannels  # derived: the neighbours keep the chosen channels
+    channel_kind = "mask"  # TRANSITION: read by slicing until it dispatches on derives_to
 
     def __init__(self, widths=WIDTHS, groups=1, mode="gumbel", arch_key=None, temperature=1.0,
                  seed=None, **kwargs):
@@ -190,7 +128,7 @@ class WidthGate(_CategoricalGate):
         for i, n in enumerate(kept):
             rows[i, :, :n] = 1.0
         self._masks = rows.reshape(len(kept), self.channels)  # [choices, channels]
-        self._build_choices(len(kept))
+        self.build_choice()
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
@@ -220,6 +158,10 @@ class WidthGate(_CategoricalGate):
         """
         return self._masks[int(choice)] > 0
 
+    def derivation(self, choice):
+        """``KeepChannels``: the leading channels of the chosen width (per group)."""
+        return KeepChannels(self.channel_keep(self.check_choice(choice)))
+
     def get_config(self):
         return {**super().get_config(), "widths": self.widths, "groups": self.groups}
 
@@ -247,7 +189,8 @@ class GumbelDepthGate(_CategoricalGate):
         TensorShape([1, 8, 8, 4])
     """
 
-    channel_kind = "pick"  # searchlayers.slicing: the chosen input passes
+    derives_to = Pick  # derived: the chosen input passes
+    channel_kind = "pick"  # TRANSITION: read by slicing until it dispatches on derives_to
 
     @property
     def choice_names(self):
@@ -267,7 +210,7 @@ class GumbelDepthGate(_CategoricalGate):
                 f"{[s.as_list() for s in shapes]}."
             )
         self.depths = len(shapes)
-        self._build_choices(self.depths)
+        self.build_choice()
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
@@ -286,6 +229,10 @@ class GumbelDepthGate(_CategoricalGate):
             [1.0, 1.0, 0.0]
         """
         return tf.math.cumsum(self.probabilities(), reverse=True)
+
+    def derivation(self, choice):
+        """``Pick``: the chosen depth's input passes (the cells after it are dropped)."""
+        return Pick(self.check_choice(choice))
 
 
 def gate_layers(model):
@@ -314,7 +261,7 @@ def depth_weights(graph):
     """
     weights = {}
     for gate, gate_node, gate_ins, _ in graph.calls:
-        if not isinstance(gate, GumbelDepthGate):
+        if channel_rule(gate) != "pick":
             continue
         probs = gate.probabilities()
         avoid = {t: t in graph.output_ids for t in graph.tensors}  # reaches out, not via gate
@@ -337,14 +284,14 @@ def depth_weights(graph):
 
 def live_nodes(graph, choices):
     """``{id(node)}`` of the calls a derived network keeps: those that reach an
-    output when every ``GumbelDepthGate`` passes only its chosen input."""
+    output when every depth gate (a ``Pick``) passes only its chosen input."""
     live_tensors, live = set(graph.output_ids), set()
     for layer, node, ins, outs in reversed(graph.calls):
         if not any(o in live_tensors for o in outs):
             continue
         live.add(id(node))
-        if isinstance(layer, GumbelDepthGate) and layer.name in choices:
-            live_tensors.add(ins[int(choices[layer.name])])
+        if channel_rule(layer) == "pick" and layer.name in choices:
+            live_tensors.add(ins[derivation_of(layer, choices[layer.name]).index])
         else:
             live_tensors.update(ins)
     return live

@@ -4,15 +4,15 @@ import tensorflow as tf
 
 from searchlayers import checks, relax
 from searchlayers._keras import keras, register
-from searchlayers.layers.base import ZERO, SearchLayer
+from searchlayers.layers.base import Drop, Replace
+from searchlayers.layers.choice import SINGLE_PATH_MODES, CategoricalChoice
 from searchlayers.layers.ops import Zeroise, check_op_name, get_op
 
 SOFT_MODES = ("softmax", "gumbel")
-SINGLE_PATH_MODES = ("uniform", "fair")
 
 
 @register
-class MixedOp(SearchLayer):
+class MixedOp(CategoricalChoice):
     """A searchable edge: one of ``candidates`` applied to the input.
 
     Modes:
@@ -29,7 +29,10 @@ class MixedOp(SearchLayer):
     sampling unless a choice is fixed. ``set_choice(i)`` fixes the forward pass
     to candidate ``i`` in every mode (the derived network's behaviour); then only
     that candidate runs, in the soft modes too at inference (in training they
-    compute the one-hot mixture, which equals it).
+    compute the one-hot mixture, which equals it). The choice logic
+    (probabilities, sampling, the fixed choice) is ``CategoricalChoice``'s.
+    Derived, candidate ``i`` replaces the edge (``Replace``), or the edge
+    disappears when it is ``none`` (``Drop``).
 
     Args:
         candidates: registered op names (``searchlayers.layers.op_names()``),
@@ -125,12 +128,7 @@ class MixedOp(SearchLayer):
             )
         self._input_shape = input_shape
         self._output_shape = shapes[0]
-        if self.mode not in SINGLE_PATH_MODES:
-            self.add_arch_weight("logits", [self.num_choices])
-        self.choice = self.add_weight(
-            "choice", shape=[], dtype=tf.int32, initializer=keras.initializers.Constant(-1),
-            trainable=False,
-        )
+        self.build_choice()
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
@@ -166,21 +164,12 @@ class MixedOp(SearchLayer):
             out = y if out is None else out + y
         return out if out is not None else self._run(0, x, training)
 
-    def _weights(self, training):
-        """Mixing weights of the soft modes (ignoring a fixed choice)."""
-        logits = self.arch("logits")
-        if self.mode == "gumbel" and training:
-            return relax.gumbel_softmax(logits, self.temperature, self.noise_seed())
-        return relax.softmax(logits, self.temperature)
-
     def _index(self, training):
         """Index of the one candidate to run, and the ST scale (hard mode)."""
         scale = None
         if self.mode == "gumbel_hard":
             if training:
-                scale = relax.gumbel_softmax(
-                    self.arch("logits"), self.temperature, self.noise_seed(), hard=True
-                )
+                scale = self._train_weights()  # the straight-through one-hot
                 index = tf.argmax(scale, output_type=tf.int32)
             else:
                 index = tf.argmax(self.arch("logits"), output_type=tf.int32)
@@ -189,7 +178,7 @@ class MixedOp(SearchLayer):
             index = relax.fair_choice(self.num_choices, self.seed, step)
         else:
             index = relax.uniform_choice(self.num_choices, self.noise_seed())
-        fixed = self.choice >= 0
+        fixed = self.choice_is_fixed()
         if scale is not None:
             scale = tf.where(fixed, tf.ones_like(scale), scale)
         return tf.where(fixed, self.choice, index), scale
@@ -198,33 +187,19 @@ class MixedOp(SearchLayer):
         static = tf.get_static_value(training) if tf.is_tensor(training) else training
         training = training if static is None and tf.is_tensor(training) else bool(static)
         if self.mode in SOFT_MODES:
-            weights = self._weights(training)
             if training is not False:  # a one-hot mixture: exactly the fixed op
-                one_hot = tf.one_hot(tf.maximum(self.choice, 0), self.num_choices)
-                return self._weighted_sum(tf.where(self.choice >= 0, one_hot, weights), x,
-                                          training)
+                return self._weighted_sum(self.mixing_weights(training), x, training)
+            weights = self._inference_weights()
             # At inference a fixed choice runs that op alone. Not in training: the
             # gradient of larq's custom-gradient quantizers inside a switch_case
             # branch fails in TF 2.21 (captured forward tensors of the branch).
-            index = tf.where(self.choice >= 0, self.choice, self.num_choices)
+            index = tf.where(self.choice_is_fixed(), self.choice, self.num_choices)
             return self._switch(index, x, training,
                                 mixture=lambda: self._weighted_sum(weights, x, training))
         index, scale = self._index(training)
         return self._switch(index, x, training, scale)
 
     # -- protocol ------------------------------------------------------------------
-    def probabilities(self):
-        """Mixing weights (softmax) or sampling distribution (other modes)."""
-        n = self.num_choices
-        if self.mode in SINGLE_PATH_MODES:
-            probs = tf.fill([n], 1.0 / n)
-        elif self.mode == "softmax":
-            probs = relax.softmax(self.arch("logits"), self.temperature)
-        else:
-            probs = tf.nn.softmax(self.arch("logits"))
-        fixed = tf.one_hot(tf.maximum(self.choice, 0), n)
-        return tf.where(self.choice >= 0, fixed, probs)
-
     def candidate_costs(self):
         """The ``Cost`` of each candidate on this layer's input shape."""
         from searchlayers import cost  # cost imports layers lazily too
@@ -237,34 +212,12 @@ class MixedOp(SearchLayer):
         costs = self.candidate_costs()
         return sum(probs[i] * c for i, c in enumerate(costs))
 
-    def sample_choice(self, strategy="argmax", seed=None):
-        if self.mode in SINGLE_PATH_MODES and strategy != "sample":
-            raise ValueError(
-                f"MixedOp '{self.name}' (mode {self.mode!r}) has no architecture logits: "
-                "derive it with strategy='sample', from an Architecture (e.g. found by "
-                "searchlayers.evolution), or after set_choice()."
-            )
-        if strategy == "argmax":
-            return int(tf.argmax(self.arch("logits")))
-        if strategy == "sample":
-            seed = [self.seed, 0] if seed is None else [self.seed, int(seed)]
-            if self.mode in SINGLE_PATH_MODES:
-                return int(relax.uniform_choice(self.num_choices, seed))
-            return int(tf.argmax(relax.gumbel_softmax(self.arch("logits"), 1.0, seed)))
-        raise ValueError(
-            f"MixedOp '{self.name}': unknown strategy {strategy!r}; allowed: 'argmax', 'sample'."
-        )
-
-    def set_choice(self, choice):
-        self.choice.assign(-1 if choice is None else self.check_choice(choice))
-
-    def derived_layer(self, choice):
-        op = self.ops[int(choice)]
-        if isinstance(op, Zeroise):
-            return ZERO
-        from searchlayers.layers.base import copy_layer
-
-        return copy_layer(op, self._input_shape, name=f"{self.name}_{self.choice_names[int(choice)]}")
+    def derivation(self, choice):
+        """``Replace`` by a copy of candidate ``choice`` (named after this layer and
+        the candidate), or ``Drop`` when the candidate is ``Zeroise``."""
+        i = self.check_choice(choice)
+        found = Drop if isinstance(self.ops[i], Zeroise) else Replace
+        return found(self.ops[i], f"{self.name}_{self.choice_names[i]}", self._input_shape)
 
     def get_config(self):
         config = super().get_config()
