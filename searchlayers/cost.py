@@ -84,6 +84,7 @@ import numpy as np
 import tensorflow as tf
 
 from searchlayers._keras import keras, require_built
+from searchlayers.graph import is_graph, nodes
 
 
 __all__ = [
@@ -653,15 +654,6 @@ def _output_shape(layer, input_shape):
         raise
 
 
-def _layer_calls(model, layer):
-    """(input_shape, output_shape) of each call of ``layer`` in ``model``'s graph."""
-    calls = []
-    for index, node in enumerate(layer._inbound_nodes):
-        if f"{layer.name}_ib-{index}" in model._network_nodes:
-            calls.append((node.input_shapes, node.output_shapes))
-    return calls
-
-
 def _single_shape(shapes):
     """The shape of a single-input call, as it is seen by the cost formulas."""
     return shapes[0] if isinstance(shapes, list) and len(shapes) == 1 else shapes
@@ -669,11 +661,8 @@ def _single_shape(shapes):
 
 def _graph_calls(model):
     """(layer, input_shape, output_shape) for every call in a graph network."""
-    for layer in model.layers:
-        if isinstance(layer, _L.InputLayer):
-            continue
-        for in_shape, out_shape in _layer_calls(model, layer):
-            yield layer, _single_shape(in_shape), _single_shape(out_shape)
+    for node in nodes(model):
+        yield node.layer, _single_shape(node.input_shapes), _single_shape(node.output_shapes)
 
 
 def _chained_calls(model, input_shape):
@@ -686,7 +675,7 @@ def _chained_calls(model, input_shape):
 
 
 def _model_calls(model, input_shape=None):
-    if getattr(model, "_is_graph_network", False):
+    if is_graph(model):
         return _graph_calls(model)
     if isinstance(model, keras.Sequential):
         return _chained_calls(model, input_shape)

@@ -19,6 +19,8 @@ from searchlayers import checks
 from searchlayers._keras import input_like, keras, require_built
 from searchlayers.architecture import Architecture, as_architecture  # noqa: F401 (re-export)
 from searchlayers.layers.base import ZERO, SearchLayer, copy_layer, search_layers  # noqa: F401 (copy_layer re-exported)
+from searchlayers.graph import call_node, replay
+from searchlayers.transforms import call_copy
 
 STRATEGIES = ("argmax", "sample", "expected", "best_of_k")
 # Strategies every search layer answers; a layer may offer more (``strategies``).
@@ -244,8 +246,8 @@ def _live_nodes(model, architecture):
 
 def _rebuild_sequential(model, architecture):
     if _has_masks(model):  # channel slicing replays the graph, then re-stacks it
-        graph = _rebuild_functional(model, architecture)
-        layers = [l for l in graph.layers if not isinstance(l, keras.layers.InputLayer)]
+        flat = _rebuild_functional(model, architecture)
+        layers = [l for l in flat.layers if not isinstance(l, keras.layers.InputLayer)]
         return keras.Sequential([input_like(model.inputs[0]), *layers],
                                 name=f"{model.name}_derived")
     layers, inherit = [], []
@@ -255,7 +257,7 @@ def _rebuild_sequential(model, architecture):
         elif isinstance(layer, keras.Model):
             layers.append(_rebuild(layer, architecture))
         else:
-            new = type(layer).from_config(layer.get_config())
+            new = copy_layer(layer)  # weights once the Sequential is built
             layers.append(new)
             inherit.append((layer, new))
     derived = keras.Sequential(layers, name=f"{model.name}_derived")
@@ -266,7 +268,7 @@ def _rebuild_sequential(model, architecture):
 
 
 def _rebuild_functional(model, architecture):
-    """Replays ``model``'s node graph (as Functional._run_internal_graph does).
+    """Replays ``model``'s node graph (``searchlayers.graph.replay``).
 
     With FiGS masks or width gates in the graph, every value also carries the
     supernet channels it keeps (``searchlayers.slicing.ChannelPlan``) and each layer
@@ -290,26 +292,16 @@ def _rebuild_functional(model, architecture):
                 "them.", stacklevel=3)
     present = {}  # id(derived tensor) -> supernet channel indices it holds
     inputs = [input_like(t) for t in model.inputs]
-    usage = model._tensor_usage_count
-    values = {str(id(x)): [y] * usage[str(id(x))] for x, y in zip(model.inputs, inputs)}
     copies = {"_inputs": inputs}
-    for depth in sorted(model._nodes_by_depth, reverse=True):
-        for node in model._nodes_by_depth[depth]:
-            if node.is_input:
-                continue
-            if live is not None and id(node) not in live:  # cut off by a depth gate
-                for x_id in node.flat_output_ids:
-                    values[x_id] = [None] * usage.get(x_id, 0)
-                continue
-            args, kwargs = node.map_arguments(values)
-            if plan is None:
-                outputs = _replay(node.layer, args, kwargs, architecture, copies)
-            else:
-                outputs = _replay_sliced(node, args, kwargs, architecture, copies, plan, present)
-            for x_id, y in zip(node.flat_output_ids, tf.nest.flatten(outputs)):
-                values[x_id] = [y] * usage[x_id]
-    outputs = [_materialize(values[str(id(x))].pop()) for x in model.outputs]
-    outputs = tf.nest.pack_sequence_as(model._nested_outputs, outputs)
+
+    def visit(node, args, kwargs):
+        if plan is None:
+            return _replay(node.layer, args, kwargs, architecture, copies)
+        return _replay_sliced(node, args, kwargs, architecture, copies, plan, present)
+
+    cut = None if live is None else (lambda node: id(node) not in live)  # by a depth gate
+    outputs = replay(model, visit, inputs, skip=cut)
+    outputs = tf.nest.map_structure(_materialize, outputs)
     return keras.Model(inputs, outputs, name=f"{model.name}_derived")
 
 
@@ -341,7 +333,6 @@ def _replay(layer, args, kwargs, architecture, copies):
             return live[0]  # the other edges were removed: no Add left
         args = (live,)
     args = tf.nest.map_structure(_materialize, args, check_types=False)
-    kwargs = {k: v for k, v in kwargs.items() if k not in ("training", "mask")}
     if id(layer) in copies:
         return copies[id(layer)](*args, **kwargs)
     if isinstance(layer, keras.Model):
@@ -350,11 +341,7 @@ def _replay(layer, args, kwargs, architecture, copies):
         return new(*args, **kwargs)
     if callable(getattr(layer, "inline", None)):
         return _inline(copy_layer(layer, layer._build_input_shape), args[0])
-    new = type(layer).from_config(layer.get_config())
-    copies[id(layer)] = new
-    out = new(*args, **kwargs)
-    new.set_weights(layer.get_weights())
-    return out
+    return call_copy(layer, args, kwargs, copies)
 
 
 # -- channel slicing (FiGS masks) ----------------------------------------------------------
@@ -448,7 +435,7 @@ def _replay_sliced(node, args, kwargs, architecture, copies, plan, present):
         src = held(xs[0], ins[0])
         key = (id(layer), tuple(src))
         if key in copies:
-            y = copies[key](xs[0]) if target is not layer else slicing._run_node(
+            y = copies[key](xs[0]) if target is not layer else call_node(
                 node, xs, copies[key])
         else:
             call = {} if target is not layer else {"node": node, "args": xs}
@@ -457,8 +444,8 @@ def _replay_sliced(node, args, kwargs, architecture, copies, plan, present):
             copies[key] = y._keras_history.layer
         return finish(y, src, out_id)
     new = copies.get(id(layer))
-    if new is None:
-        new = copies[id(layer)] = type(layer).from_config(layer.get_config())
+    if new is None:  # merge, concat, flatten: no weights
+        new = copies[id(layer)] = copy_layer(layer)
     if kind == "merge":
         live = [(x, i) for x, i in zip(xs, ins) if not isinstance(x, _Zero)]
         if not live:
@@ -468,7 +455,7 @@ def _replay_sliced(node, args, kwargs, architecture, copies, plan, present):
                  for x, i in live]  # a 1-channel input broadcasts as it is
         if len(parts) == 1:
             return parts[0]
-        y = new(parts) if len(parts) < len(xs) else slicing._run_node(node, parts, new)
+        y = new(parts) if len(parts) < len(xs) else call_node(node, parts, new)
         present[id(y)] = want
         return y
     if kind == "concat":

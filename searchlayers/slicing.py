@@ -52,6 +52,7 @@ import numpy as np
 import tensorflow as tf
 
 from searchlayers._keras import keras
+from searchlayers.graph import call_node, ids, is_graph, nodes
 from searchlayers.layers.base import SearchLayer, leading_closure  # noqa: F401
 from searchlayers.layers.figs import FiGSMask
 
@@ -203,7 +204,7 @@ def _channels_last(layer):
     return getattr(layer, "data_format", None) in (None, "channels_last")
 
 
-def _call_node(layer):
+def _only_node(layer):
     nodes = getattr(layer, "_inbound_nodes", [])
     return nodes[0] if len(nodes) == 1 else None
 
@@ -270,7 +271,7 @@ def _resize_rescaling(config, idx):
 def _rule_reshape(layer):
     """A ``Reshape`` between two shapes with one position and the same channels
     (a squeeze-excite ``(C,) -> (1, 1, C)``) is channel-wise."""
-    node = _call_node(layer)
+    node = _only_node(layer)
     if node is None:
         return "opaque"
     a, b = node.keras_inputs[0], tf.nest.flatten(node.outputs)[0]
@@ -307,7 +308,7 @@ def _rule_op(layer):
 
 
 def _probe_op(layer):
-    node = _call_node(layer)
+    node = _only_node(layer)
     if node is None or layer.weights:
         return "opaque"
     ins = tf.nest.flatten(node.keras_inputs)
@@ -328,28 +329,15 @@ def _probe_op(layer):
     x = np.random.default_rng(0).normal(size=shape).astype(np.float32) * 3.0
     c = shape[-1]
     try:
-        full = _run_node(node, [tf.constant(x)]).numpy()
+        full = call_node(node, [tf.constant(x)]).numpy()
         for idx in (np.arange(0, c, 2), np.arange(c // 2, c)):
-            part = _run_node(node, [tf.constant(x[..., idx])]).numpy()
+            part = call_node(node, [tf.constant(x[..., idx])]).numpy()
             if part.shape != full[..., idx].shape or not np.allclose(
                     part, full[..., idx], rtol=1e-5, atol=1e-6, equal_nan=True):
                 return "opaque"
     except Exception:  # noqa: BLE001 (an op that cannot take fewer channels)
         return "opaque"
     return "channelwise"
-
-
-def _run_node(node, tensors, layer=None):
-    """Calls ``layer`` (default: the node's own) as ``node`` was called, with
-    ``tensors`` in place of its inputs (constants and keyword arguments kept)."""
-    layer = node.layer if layer is None else layer
-    values = {}
-    for kt, t in zip(tf.nest.flatten(node.keras_inputs), tensors):
-        values.setdefault(str(id(kt)), []).append(t)
-    values = {k: v[::-1] for k, v in values.items()}
-    args, kwargs = node.map_arguments(values)
-    kwargs = {k: v for k, v in kwargs.items() if k not in ("training", "mask")}
-    return layer(*args, **kwargs)
 
 
 for _cls in _REDUCE:
@@ -440,7 +428,7 @@ class Graph:
     """
 
     def __init__(self, model):
-        if not getattr(model, "_is_graph_network", False):
+        if not is_graph(model):
             raise TypeError(
                 f"FiGS channel analysis needs a Functional or Sequential model with an "
                 f"Input; '{model.name}' ({type(model).__name__}) has no layer graph."
@@ -449,19 +437,13 @@ class Graph:
         self.calls, self.tensors, self.consumers = [], {}, {}
         for x in model.inputs:
             self.tensors[str(id(x))] = x
-        for depth in sorted(model._nodes_by_depth, reverse=True):
-            for node in model._nodes_by_depth[depth]:
-                if node.is_input:
-                    continue
-                ins = [str(id(t)) for t in tf.nest.flatten(node.keras_inputs)]
-                outs = list(node.flat_output_ids)
-                for t in tf.nest.flatten(node.keras_inputs):
-                    self.tensors[str(id(t))] = t
-                for t in tf.nest.flatten(node.outputs):
-                    self.tensors[str(id(t))] = t
-                for pos, tid in enumerate(ins):
-                    self.consumers.setdefault(tid, []).append((node.layer, node, pos))
-                self.calls.append((node.layer, node, ins, outs))
+        for node in nodes(model):
+            ins, outs = ids(node.keras_inputs), list(node.flat_output_ids)
+            for t in tf.nest.flatten(node.keras_inputs) + tf.nest.flatten(node.outputs):
+                self.tensors[str(id(t))] = t
+            for pos, tid in enumerate(ins):
+                self.consumers.setdefault(tid, []).append((node.layer, node, pos))
+            self.calls.append((node.layer, node, ins, outs))
         self.output_ids = {str(id(x)) for x in model.outputs}
 
     def channels(self, tid):
@@ -811,7 +793,7 @@ def _evaluate_constant(layer, node, consts, channels, merge=False):
         tensors.append(tf.constant(np.broadcast_to(np.nan_to_num(c).astype(np.float32),
                                                    shape)))
     try:
-        y = _run_node(node, tensors, layer)
+        y = call_node(node, tensors, layer)
         y = tf.nest.flatten(y)[0].numpy().astype(np.float64)
     except Exception:  # noqa: BLE001 (a layer that cannot run on its own)
         return None
@@ -955,7 +937,7 @@ def slice_channelwise(layer, x, idx, channels, name=None, node=None, args=None):
     if name:
         config["name"] = name
     new = type(layer).from_config(config)
-    y = new(x) if node is None else _run_node(node, args, new)
+    y = new(x) if node is None else call_node(node, args, new)
     sliced = []
     for w in layer.weights:
         value = w.numpy()

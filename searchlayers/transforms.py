@@ -14,8 +14,9 @@ Example:
 
 import tensorflow as tf
 
+from searchlayers.graph import replay
 from searchlayers._keras import input_like, keras
-from searchlayers.layers.base import SearchLayer, search_layers
+from searchlayers.layers.base import SearchLayer, copy_layer, search_layers
 
 BN_WHICH = ("all", "last")
 
@@ -331,46 +332,47 @@ def _inline_nested(model):
                 f"insert_masks: nested model '{inner.name}' ({type(inner).__name__}) has no "
                 "layer graph, so its layers cannot get masks; allowed: nested Functional or "
                 "Sequential models built on an Input (they are inlined).")
-    copies, names = {}, set()
+    copies, names = {}, set(l.name for l in model.layers if not isinstance(l, keras.Model))
 
-    def copy(layer, prefix):
-        new = copies.get(id(layer))
-        if new is None:
-            config = layer.get_config()
-            if prefix is not None and layer.name in names:
-                config["name"] = f"{prefix}_{layer.name}"
-            names.add(config["name"])
-            new = copies[id(layer)] = (type(layer).from_config(config), layer)
-        return new
+    def visit_in(net):
+        def visit(node, args, kwargs):
+            layer = node.layer
+            if isinstance(layer, keras.Model):
+                return replay(layer, visit_in(layer), tf.nest.flatten((args, kwargs)))
+            name = None
+            if id(layer) not in copies:
+                taken = net is not model and layer.name in names
+                name = f"{net.name}_{layer.name}" if taken else layer.name
+                names.add(name)
+            return call_copy(layer, args, kwargs, copies, name=name)
+        return visit
 
-    def replay(net, tensors):
-        usage = net._tensor_usage_count
-        values = {str(id(x)): [y] * max(usage.get(str(id(x)), 1), 1)
-                  for x, y in zip(net.inputs, tensors)}
-        for depth in sorted(net._nodes_by_depth, reverse=True):
-            for node in net._nodes_by_depth[depth]:
-                if node.is_input:
-                    continue
-                args, kwargs = node.map_arguments(values)
-                kwargs = {k: v for k, v in kwargs.items() if k not in ("training", "mask")}
-                layer = node.layer
-                if isinstance(layer, keras.Model):
-                    out = replay(layer, tf.nest.flatten((args, kwargs)))
-                else:
-                    new, old = copy(layer, None if net is model else net.name)
-                    fresh = not new.built
-                    out = new(*args, **kwargs)
-                    if fresh and old.weights:
-                        new.set_weights(old.get_weights())
-                for x_id, y in zip(node.flat_output_ids, tf.nest.flatten(out)):
-                    values[x_id] = [y] * max(usage.get(x_id, 1), 1)
-        outs = [values[str(id(x))][-1] for x in net.outputs]
-        return tf.nest.pack_sequence_as(net._nested_outputs, outs)
-
-    names.update(l.name for l in model.layers if not isinstance(l, keras.Model))
     inputs = [input_like(t) for t in model.inputs]
-    outputs = replay(model, inputs)
-    return keras.Model(inputs, outputs, name=model.name)
+    return keras.Model(inputs, replay(model, visit_in(model), inputs), name=model.name)
+
+
+def call_copy(layer, args, kwargs, copies, name=None):
+    """Calls ``copies[id(layer)]``, the copy of ``layer`` made on its first call
+    (``copy_layer``, renamed ``name`` if given) with ``layer``'s weights set once that call has built it, so
+    a layer that creates weights in ``call`` (``MultiHeadAttention``) copies too,
+    and a shared layer stays one shared copy. For graph rebuilding: the first
+    call's inputs are symbolic (Keras tensors), its result is computed later.
+
+    Example:
+        >>> import numpy as np
+        >>> d = keras.layers.Dense(2); x = tf.ones([1, 3]); _ = d(x)
+        >>> inputs, copies = keras.Input((3,)), {}
+        >>> m = keras.Model(inputs, call_copy(d, (inputs,), {}, copies))
+        >>> bool(np.allclose(m(x), d(x))), m.layers[1] is copies[id(d)] is not d
+        (True, True)
+    """
+    new = copies.get(id(layer))
+    if new is not None:
+        return new(*args, **kwargs)
+    new = copies[id(layer)] = copy_layer(layer, name=name)
+    out = new(*args, **kwargs)
+    new.set_weights(layer.get_weights())
+    return out
 
 
 def insert_masks(model, skip_output=True, temperature=0.001, hard=False, keep_one=False,
@@ -406,8 +408,6 @@ def insert_masks(model, skip_output=True, temperature=0.001, hard=False, keep_on
         >>> [type(l).__name__ for l in insert_masks(m).layers]
         ['Conv2D', 'ReLU', 'FiGSMask', 'Flatten', 'Dense']
     """
-    import tensorflow as tf
-
     from searchlayers import slicing
     from searchlayers.layers.figs import FiGSMask
 
@@ -426,29 +426,18 @@ def insert_masks(model, skip_output=True, temperature=0.001, hard=False, keep_on
             first = sites[tids[0]].name
             for tid in tids:
                 group_name[tid] = f"{first}_group"
-    inputs = [input_like(t) for t in model.inputs]
-    usage = model._tensor_usage_count
-    values = {str(id(x)): [y] * usage[str(id(x))] for x, y in zip(model.inputs, inputs)}
     copies = {}
-    for layer, node, ins, outs in graph.calls:
-        args, kwargs = node.map_arguments(values)
-        kwargs = {k: v for k, v in kwargs.items() if k not in ("training", "mask")}
-        new = copies.get(id(layer))
-        fresh = new is None
-        if fresh:
-            new = copies[id(layer)] = type(layer).from_config(layer.get_config())
-        out = new(*args, **kwargs)
-        if fresh:
-            new.set_weights(layer.get_weights())
-        flat = tf.nest.flatten(out)
-        for tid, y in zip(outs, flat):
-            if tid in sites:
-                y = FiGSMask(temperature=temperature, hard=hard, keep_one=keep_one,
-                             group=group_name.get(tid), initial_logit=initial_logit,
-                             name=f"{sites[tid].name}_mask")(y)
-            values[tid] = [y] * usage[tid]
-    outputs = [values[str(id(x))].pop() for x in model.outputs]
-    outputs = tf.nest.pack_sequence_as(model._nested_outputs, outputs)
+
+    def visit(node, args, kwargs):
+        out = call_copy(node.layer, args, kwargs, copies)
+        flat = [FiGSMask(temperature=temperature, hard=hard, keep_one=keep_one,
+                         group=group_name.get(tid), initial_logit=initial_logit,
+                         name=f"{sites[tid].name}_mask")(y) if tid in sites else y
+                for tid, y in zip(node.flat_output_ids, tf.nest.flatten(out))]
+        return tf.nest.pack_sequence_as(out, flat)
+
+    inputs = [input_like(t) for t in model.inputs]
+    outputs = replay(model, visit, inputs)
     result = keras.Model(inputs, outputs, name=f"{model.name}_masked")
     if sequential:
         layers = [l for l in result.layers if not isinstance(l, keras.layers.InputLayer)]
