@@ -51,6 +51,7 @@ import numpy as np
 from searchlayers import checks
 from searchlayers import regularizers as reg
 from searchlayers._keras import keras, register
+from searchlayers.layers.base import SearchLayer
 
 CATEGORICAL_PROB = 0.6  # the issue's bar for DARTS edges (8 ops: uniform is 0.125)
 MASK_PROB = 0.9  # a mask channel is decided when p <= 0.1 or p >= 0.9
@@ -74,7 +75,9 @@ def is_bernoulli(layer):
         >>> is_bernoulli(sl.FiGSMask()), is_bernoulli(sl.MixedOp(["skip_connect", "none"]))
         (True, False)
     """
-    return callable(getattr(layer, "entropy", None))
+    # every SearchLayer has the categorical entropy; a Bernoulli layer overrides it
+    own = getattr(type(layer), "entropy", None)
+    return callable(own) and own is not SearchLayer.entropy
 
 
 def _rows(layer):
