@@ -64,7 +64,8 @@ flags.DEFINE_list("scratch_seeds", ["0", "1"], "From-scratch seeds per subnet (a
 flags.DEFINE_integer("supernet_epochs", 8, "Epochs of each supernet.")
 flags.DEFINE_float("bn_lr", bnnas_search.SUPERNET_LR, "Adam lr of the BN-only supernet.")
 flags.DEFINE_float("all_lr", 0.005, "Adam lr of the all-weights supernet.")
-# From examples.bnnas_search: --seed (subnet draw, supernets) and --skip (identity choice).
+flags.DEFINE_integer("seed", 0, "Random seed (subnet draw, supernets).")
+flags.DEFINE_bool("skip", False, "Offer an identity choice where a layer has a shortcut.")
 
 QUICK = dict(subnets=10, scratch_epochs=2, scratch_seeds=["0", "1"], supernet_epochs=4)
 

@@ -28,7 +28,7 @@ Example:
 import os
 import time
 
-from absl import app, flags
+from absl import flags
 
 import searchlayers as sl
 from searchlayers import callbacks, cost, datasets, export
@@ -39,39 +39,46 @@ from searchlayers._keras import keras
 from examples import common
 from models import bars
 
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-    """The script's flags (defined when run, so the module imports as a library)."""
-    flags.DEFINE_integer("epochs", 30, "Search epochs (each: one pass over the search halves).")
-    flags.DEFINE_integer("warmup", 10, "Epochs of supernet warm-up (architecture frozen).")
-    flags.DEFINE_integer("retrain_epochs", 20, "Epochs of the derived child's retraining.")
-    flags.DEFINE_string("out", "out/bars_search", "Folder of the outputs.")
-    flags.DEFINE_float("budget_ratio", 1.0,
-                       "FLOPs budget of eq. 7 as a fraction of the supernet's initial expected "
-                       "equivalent ops (0: no FLOPs term). Below 1 the term is the one "
-                       "consistent arch gradient of a short search and drives every edge to "
-                       "shortcut / none; lower it for long searches.")
-    flags.DEFINE_enum("mode", "gumbel", ["gumbel", "gumbel_hard", "softmax"],
-                      "Relaxation of op, depth and width (softmax: the no-Gumbel ablation).")
-    flags.DEFINE_bool("cell_shortcut", True, "Cell-level shortcut (False: the ablation).")
-    flags.DEFINE_integer("channels", 16, "Node channels of the first stage.")
-    flags.DEFINE_integer("stages", 2, "Stages (each but the first starts with a reduction cell).")
-    flags.DEFINE_integer("cells", 2, "Normal cells per stage: the largest searched depth.")
-    flags.DEFINE_integer("steps", 2, "Nodes per cell.")
-    flags.DEFINE_integer("k", 8, "Architectures sampled at derive time (BARS: 8).")
-    flags.DEFINE_integer("batch_size", 64, "Batch size (each half of a bi-level pair).")
-    flags.DEFINE_float("lr", 3e-3, "Weight learning rate (Adam).")
-    flags.DEFINE_float("arch_lr", 3e-3, "Architecture Adam learning rate (BARS: 3e-4).")
-    flags.DEFINE_bool("inherit", False, "Fine-tune the derived weights instead of retraining.")
-    flags.DEFINE_integer("seed", 0, "Random seed.")
+FLAGS = common.example_flags("out/bars_search")  # --out, --seed, --steps_per_epoch
+flags.DEFINE_integer("epochs", 30, "Search epochs (each: one pass over the search halves).",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("warmup", 10, "Epochs of supernet warm-up (architecture frozen).",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("retrain_epochs", 20, "Epochs of the derived child's retraining.",
+                     flag_values=FLAGS)
+flags.DEFINE_float("budget_ratio", 1.0,
+                   "FLOPs budget of eq. 7 as a fraction of the supernet's initial expected "
+                   "equivalent ops (0: no FLOPs term). Below 1 the term is the one "
+                   "consistent arch gradient of a short search and drives every edge to "
+                   "shortcut / none; lower it for long searches.", flag_values=FLAGS)
+flags.DEFINE_enum("mode", "gumbel", ["gumbel", "gumbel_hard", "softmax"],
+                  "Relaxation of op, depth and width (softmax: the no-Gumbel ablation).",
+                  flag_values=FLAGS)
+flags.DEFINE_bool("cell_shortcut", True, "Cell-level shortcut (False: the ablation).",
+                  flag_values=FLAGS)
+flags.DEFINE_integer("channels", 16, "Node channels of the first stage.", flag_values=FLAGS)
+flags.DEFINE_integer("stages", 2, "Stages (each but the first starts with a reduction cell).",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("cells", 2, "Normal cells per stage: the largest searched depth.",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("steps", 2, "Nodes per cell.", flag_values=FLAGS)
+flags.DEFINE_integer("k", 8, "Architectures sampled at derive time (BARS: 8).",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("batch_size", 64, "Batch size (each half of a bi-level pair).",
+                     flag_values=FLAGS)
+flags.DEFINE_float("lr", 3e-3, "Weight learning rate (Adam).", flag_values=FLAGS)
+flags.DEFINE_float("arch_lr", 3e-3, "Architecture Adam learning rate (BARS: 3e-4).",
+                   flag_values=FLAGS)
+flags.DEFINE_bool("inherit", False, "Fine-tune the derived weights instead of retraining.",
+                  flag_values=FLAGS)
 
 
 def search(epochs=30, warmup=10, budget_ratio=1.0, mode="gumbel", cell_shortcut=True,
            channels=16, stages=2, cells=2, steps=2, batch_size=64, lr=3e-3, arch_lr=3e-3,
-           log_dir=None, verbose=2, extra_callbacks=()):
+           log_dir=None, verbose=2, extra_callbacks=(), steps_per_epoch=None):
     """Builds and searches a BARS supernet on digits; returns ``(search_model, history)``.
+
+    ``steps_per_epoch`` shortens the epochs.
 
     Example:
         >>> search_model, history = search(epochs=1, warmup=0)  # doctest: +SKIP
@@ -91,7 +98,8 @@ def search(epochs=30, warmup=10, budget_ratio=1.0, mode="gumbel", cell_shortcut=
         found.append(callbacks.ArchitectureLogger(log_dir, tensorboard=False))
     found.extend(extra_callbacks)
     data = datasets.search_pairs("digits", batch_size)
-    history = model.fit(data, epochs=epochs, verbose=verbose, callbacks=found)
+    history = model.fit(data.repeat() if steps_per_epoch else data, epochs=epochs,
+                        verbose=verbose, steps_per_epoch=steps_per_epoch, callbacks=found)
     return model, {**history.history, "budget": budget}
 
 
@@ -107,7 +115,8 @@ def retrain(child, epochs, batch_size=64, lr=3e-3, inherit=False):
 
 def run(epochs=30, warmup=10, retrain_epochs=20, out="out/bars_search", budget_ratio=1.0,
         mode="gumbel", cell_shortcut=True, channels=16, stages=2, cells=2, steps=2, k=8,
-        batch_size=64, lr=3e-3, arch_lr=3e-3, inherit=False, seed=0, verbose=2):
+        batch_size=64, lr=3e-3, arch_lr=3e-3, inherit=False, seed=0, verbose=2,
+        steps_per_epoch=None):
     """The whole pipeline; returns the summary dict (also written to ``out``).
 
     Example:
@@ -119,7 +128,7 @@ def run(epochs=30, warmup=10, retrain_epochs=20, out="out/bars_search", budget_r
     start = time.time()
     model, history = search(epochs, warmup, budget_ratio, mode, cell_shortcut, channels, stages,
                             cells, steps, batch_size, lr, arch_lr, os.path.join(out, "arch"),
-                            verbose)
+                            verbose, steps_per_epoch=steps_per_epoch)
     searched = time.time() - start
     supernet = model.model
     expected = float(reg.expected_cost(supernet, "equivalent_ops", search_only=True))
@@ -149,7 +158,7 @@ def run(epochs=30, warmup=10, retrain_epochs=20, out="out/bars_search", budget_r
                  num_lce_bconv2d=report["num_lce_bconv2d"], bytes=len(lce)),
         float_tflite_bytes=len(tflite),
         parity=dict(rel_max_diff=parity.rel_max_diff, argmax_agreement=parity.argmax_agreement),
-        seconds=time.time() - start,
+        seed=seed,
     )
     lce_path = os.path.join(out, "child.lce.tflite")
     common.finish(
@@ -161,19 +170,18 @@ def run(epochs=30, warmup=10, retrain_epochs=20, out="out/bars_search", budget_r
         exports=[summary_lib.export_entry(lce_path, parity)],
         notes=[f"BARS cost term: budget {history['budget']:,.0f} equivalent ops of the search "
                f"layers; expected at the end {expected:,.0f} (expected, search layers only)"]
-        if history.get("budget") else [], details=summary, supernet_kind="expected")
+        if history.get("budget") else [], details=summary, supernet_kind="expected",
+        seconds=time.time() - start)
     return summary
 
 
 def main(argv):
     del argv
-    summary = run(FLAGS.epochs, FLAGS.warmup, FLAGS.retrain_epochs, FLAGS.out, FLAGS.budget_ratio,
-                  FLAGS.mode, FLAGS.cell_shortcut, FLAGS.channels, FLAGS.stages, FLAGS.cells,
-                  FLAGS.steps, FLAGS.k, FLAGS.batch_size, FLAGS.lr, FLAGS.arch_lr, FLAGS.inherit,
-                  FLAGS.seed)
-    print(f"({summary['seconds']:.0f} s)")
+    run(FLAGS.epochs, FLAGS.warmup, FLAGS.retrain_epochs, FLAGS.out, FLAGS.budget_ratio,
+        FLAGS.mode, FLAGS.cell_shortcut, FLAGS.channels, FLAGS.stages, FLAGS.cells, FLAGS.steps,
+        FLAGS.k, FLAGS.batch_size, FLAGS.lr, FLAGS.arch_lr, FLAGS.inherit, FLAGS.seed,
+        steps_per_epoch=FLAGS.steps_per_epoch)
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    common.main(main, FLAGS)

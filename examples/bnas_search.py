@@ -19,7 +19,7 @@ Example:
 import os
 import time
 
-from absl import app, flags
+from absl import flags
 
 import searchlayers as sl
 from searchlayers import callbacks, cost, datasets, export
@@ -29,24 +29,26 @@ from searchlayers._keras import keras
 from examples import common
 from models import bnas, darts
 
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-    """The script's flags (defined when run, so the module imports as a library)."""
-    flags.DEFINE_integer("epochs", 5, "Search epochs.")
-    flags.DEFINE_integer("retrain_epochs", 10, "Epochs of the derived child's retraining.")
-    flags.DEFINE_string("out", "out/bnas_search", "Folder of the JSON summary and the flatbuffer.")
-    flags.DEFINE_float("gamma", 1.0, "Zeroise transferability (BNAS eq. 5); 1 = argmax.")
-    flags.DEFINE_float("lam", 1.0, "Diversity strength lambda (BNAS: 1.0).")
-    flags.DEFINE_float("tau", 7.7, "Diversity annealing tau in epochs (BNAS: 7.7).")
-    flags.DEFINE_integer("channels", 8, "Channels of the first cells (BNAS search: 16).")
-    flags.DEFINE_integer("cells", 3, "Number of cells (BNAS search: 8).")
-    flags.DEFINE_integer("steps", 2, "Intermediate nodes per cell (BNAS: 4).")
-    flags.DEFINE_integer("batch_size", 64, "Batch size (each half of a bi-level pair).")
-    flags.DEFINE_float("arch_lr", 3e-3, "Architecture Adam learning rate.")
-    flags.DEFINE_float("lr", 0.025, "Weight SGD learning rate (cosine decay, BNAS: 0.025).")
-    flags.DEFINE_integer("seed", 0, "Random seed.")
+FLAGS = common.example_flags("out/bnas_search")  # --out, --seed, --steps_per_epoch
+flags.DEFINE_integer("epochs", 5, "Search epochs.", flag_values=FLAGS)
+flags.DEFINE_integer("retrain_epochs", 10, "Epochs of the derived child's retraining.",
+                     flag_values=FLAGS)
+flags.DEFINE_float("gamma", 1.0, "Zeroise gamma (BNAS eq. 5): how strongly the 'no "
+                   "connection' op is discounted when deriving; 1 = plain argmax.",
+                   flag_values=FLAGS)
+flags.DEFINE_float("lam", 1.0, "Diversity strength lambda (BNAS: 1.0): rewards spread-out "
+                   "op distributions early in the search.", flag_values=FLAGS)
+flags.DEFINE_float("tau", 7.7, "Diversity annealing tau in epochs (BNAS: 7.7).",
+                   flag_values=FLAGS)
+flags.DEFINE_integer("channels", 8, "Channels of the first cells (BNAS search: 16).",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("cells", 3, "Number of cells (BNAS search: 8).", flag_values=FLAGS)
+flags.DEFINE_integer("steps", 2, "Intermediate nodes per cell (BNAS: 4).", flag_values=FLAGS)
+flags.DEFINE_integer("batch_size", 64, "Batch size (each half of a bi-level pair).",
+                     flag_values=FLAGS)
+flags.DEFINE_float("arch_lr", 3e-3, "Architecture Adam learning rate.", flag_values=FLAGS)
+flags.DEFINE_float("lr", 0.025, "Weight SGD learning rate (cosine decay, BNAS: 0.025).",
+                   flag_values=FLAGS)
 
 
 def build(channels=8, cells=3, steps=2):
@@ -106,7 +108,7 @@ NEGATIVE_LOSS = ("the search loss can be negative: BNAS' diversity term subtract
 
 def run(epochs=5, retrain_epochs=10, out="out/bnas_search", gamma=1.0, lam=1.0, tau=7.7,
         channels=8, cells=3, steps=2, batch_size=64, arch_lr=3e-3, lr=0.025, verbose=2,
-        seed=None):
+        seed=None, steps_per_epoch=None):
     """The whole pipeline; returns the summary dict (also written to ``out``).
 
     Example:
@@ -118,7 +120,7 @@ def run(epochs=5, retrain_epochs=10, out="out/bnas_search", gamma=1.0, lam=1.0, 
     if seed is not None:
         keras.utils.set_random_seed(seed)
     supernet, history = search(epochs, channels, cells, steps, lam, tau, batch_size, arch_lr,
-                               lr, verbose)
+                               lr, verbose, steps_per_epoch=steps_per_epoch)
     arch = bnas.bnas_architecture(supernet, gamma)
     child = bnas.derive_bnas(supernet, gamma)
     model, accuracy = retrain(child, retrain_epochs, batch_size, lr)
@@ -137,7 +139,6 @@ def run(epochs=5, retrain_epochs=10, out="out/bnas_search", gamma=1.0, lam=1.0, 
                  num_lce_bconv2d=report["num_lce_bconv2d"]),
         parity=dict(rel_max_diff=parity.rel_max_diff, argmax_agreement=parity.argmax_agreement,
                     size_bytes=parity.size_bytes),
-        seconds=time.time() - start,
     )
     losses = summary["search_loss"]
     notes = [NEGATIVE_LOSS + (f" (this run: lowest {min(losses):.3f})"
@@ -148,18 +149,16 @@ def run(epochs=5, retrain_epochs=10, out="out/bnas_search", gamma=1.0, lam=1.0, 
         f"Zeroise gamma {gamma:g})", out, supernet, model, architecture=arch,
         accuracy={"test (retrained child)": accuracy},
         exports=[summary_lib.export_entry(os.path.join(out, "child.lce.tflite"), parity)],
-        notes=notes, details={**summary, "seed": seed})
+        notes=notes, details={**summary, "seed": seed}, seconds=time.time() - start)
     return summary
 
 
 def main(argv):
     del argv
-    summary = run(FLAGS.epochs, FLAGS.retrain_epochs, FLAGS.out, FLAGS.gamma, FLAGS.lam,
-                  FLAGS.tau, FLAGS.channels, FLAGS.cells, FLAGS.steps, FLAGS.batch_size,
-                  FLAGS.arch_lr, FLAGS.lr, seed=FLAGS.seed)
-    print(f"({summary['seconds']:.0f} s)")
+    run(FLAGS.epochs, FLAGS.retrain_epochs, FLAGS.out, FLAGS.gamma, FLAGS.lam, FLAGS.tau,
+        FLAGS.channels, FLAGS.cells, FLAGS.steps, FLAGS.batch_size, FLAGS.arch_lr, FLAGS.lr,
+        seed=FLAGS.seed, steps_per_epoch=FLAGS.steps_per_epoch)
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    common.main(main, FLAGS)

@@ -28,7 +28,7 @@ Example:
 import os
 import time
 
-from absl import app, flags
+from absl import flags
 
 import tensorflow as tf
 
@@ -40,31 +40,42 @@ from searchlayers._keras import keras
 from examples import common
 from models import spos
 
-FLAGS = flags.FLAGS
 TRANSITION_OP = "mb_k3_e6"  # MobileNetV2's block
 SUPERNET_LR = 0.02
-flags.DEFINE_integer("epochs", 12, "Supernet epochs (BN-NAS: 10% of SPOS').")
+FLAGS = common.example_flags("out/bnnas_search")  # --out, --seed, --steps_per_epoch
+flags.DEFINE_integer("epochs", 12, "Supernet epochs (BN-NAS: 10% of SPOS').", flag_values=FLAGS)
 flags.DEFINE_enum("bn_only", "all", ["all", "last", "none"],
                   "Which weights train in the supernet: every BN (paper), each candidate's "
-                  "last BN (authors' code), or everything (SPOS).")
-flags.DEFINE_enum("mode", "uniform", ["uniform", "fair"], "Single-path sampling.")
-flags.DEFINE_bool("skip", False, "Offer an identity choice where a layer has a shortcut.")
+                  "last BN (authors' code), or everything (SPOS).", flag_values=FLAGS)
+flags.DEFINE_integer("depth", 2, "Layers per stage of the three-stage supernet (the first "
+                     "layer of the 2nd and 3rd stage is a transition).", lower_bound=1,
+                     flag_values=FLAGS)
+flags.DEFINE_enum("mode", "uniform", ["uniform", "fair"], "Single-path sampling.",
+                  flag_values=FLAGS)
+flags.DEFINE_bool("skip", False, "Offer an identity choice where a layer has a shortcut.",
+                  flag_values=FLAGS)
 flags.DEFINE_string("transition_op", TRANSITION_OP,
                     "Fixed op of the layers without a shortcut (stage transitions); '' searches "
-                    "them too (a frozen-weight supernet then does not learn on digits).")
-flags.DEFINE_float("limit", None, "MACs limit of the searched subnet (absolute).")
-flags.DEFINE_float("limit_fraction", 0.4, "Without --limit: min + fraction * (max - min) MACs.")
-flags.DEFINE_integer("generations", 20, "Evolution generations (50 subnets each).")
-flags.DEFINE_bool("compare_accuracy", False, "Also search by validation accuracy (SPOS).")
-flags.DEFINE_integer("retrain_epochs", 15, "Epochs of the derived subnet's retraining.")
-flags.DEFINE_integer("batch_size", 16, "Supernet batch size (small: more steps per epoch).")
-flags.DEFINE_float("lr", SUPERNET_LR, "Supernet learning rate (Adam).")
-flags.DEFINE_string("out", "out/bnnas_search", "Folder of the JSON summary, figure, .tflite.")
-flags.DEFINE_integer("seed", 0, "Random seed.")
+                    "them too (a frozen-weight supernet then does not learn on digits).",
+                    flag_values=FLAGS)
+flags.DEFINE_float("limit", None, "MACs limit of the searched subnet (absolute).",
+                   flag_values=FLAGS)
+flags.DEFINE_float("limit_fraction", 0.4, "Without --limit: min + fraction * (max - min) MACs.",
+                   flag_values=FLAGS)
+flags.DEFINE_integer("generations", 20, "Evolution generations (50 subnets each).",
+                     flag_values=FLAGS)
+flags.DEFINE_bool("compare_accuracy", False, "Also search by validation accuracy (SPOS).",
+                  flag_values=FLAGS)
+flags.DEFINE_integer("retrain_epochs", 15, "Epochs of the derived subnet's retraining.",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("batch_size", 16, "Supernet batch size (small: more steps per epoch).",
+                     flag_values=FLAGS)
+flags.DEFINE_float("lr", SUPERNET_LR, "Supernet learning rate (Adam).", flag_values=FLAGS)
 
 
-def build_supernet(transition_op=TRANSITION_OP, mode="uniform", skip=False, seed=0):
-    """The digits supernet of this example (``models.spos``).
+def build_supernet(transition_op=TRANSITION_OP, mode="uniform", skip=False, seed=0, depth=2):
+    """The digits supernet of this example (``models.spos``, its three digits
+    stages with ``depth`` layers each).
 
     ``transition_op`` fixes the layers without a shortcut (the first layer of a
     stage that changes stride or width) to one op; ``None`` or ``""`` searches
@@ -80,34 +91,39 @@ def build_supernet(transition_op=TRANSITION_OP, mode="uniform", skip=False, seed
     Example:
         >>> [l.name for l in sl.layers.search_layers(build_supernet())]
         ['layer0', 'layer1', 'layer3', 'layer5']
+        >>> [l.name for l in sl.layers.search_layers(build_supernet(depth=1))]
+        ['layer0']
     """
-    return spos.spos_supernet(datasets.info("digits").input_shape, 10, mode=mode, skip=skip,
-                              transition_op=transition_op or None, seed=seed)
+    stages = tuple((channels, depth, stride) for channels, _, stride in spos.DIGITS_STAGES)
+    return spos.spos_supernet(datasets.info("digits").input_shape, 10, stages, mode=mode,
+                              skip=skip, transition_op=transition_op or None, seed=seed)
 
 
 def train_supernet(epochs, bn_only="all", mode="uniform", skip=False, batch_size=16,
                    lr=SUPERNET_LR, log_dir=None, verbose=2, transition_op=TRANSITION_OP,
-                   seed=0, patience=None):
+                   seed=0, patience=None, steps_per_epoch=None, depth=2):
     """Builds and trains the supernet; returns ``(supernet, evaluator)``.
 
     ``bn_only``: "all" / "last" (``transforms.train_only_batchnorm``: every
     convolution and the classifier stay at their random initialization, BN-NAS
     sec. 3.4) or "none" (every weight trains, SPOS). Adam at ``lr`` (0.02 for
     BN only, ~0.005 for all weights on digits); ``patience`` stops once the BN
-    ranks are stable that many epochs (``BNScoreEvaluator``).
+    ranks are stable that many epochs (``BNScoreEvaluator``); ``steps_per_epoch``
+    shortens the epochs; ``depth``: layers per stage (``build_supernet``).
 
     Example:
         >>> supernet, evaluator = train_supernet(2)  # doctest: +SKIP
         >>> evaluator.history[-1]["ranks"]  # doctest: +SKIP
     """
-    supernet = build_supernet(transition_op, mode, skip, seed)
+    supernet = build_supernet(transition_op, mode, skip, seed, depth)
     if bn_only != "none":
         transforms.train_only_batchnorm(supernet, which=bn_only)
     train = datasets.load("digits", "train", batch_size=batch_size, drop_remainder=True, seed=seed)
     supernet.compile(optimizer=keras.optimizers.Adam(lr), loss=common.LOSS, metrics=["accuracy"])
     evaluator = sl.BNScoreEvaluator(log_dir, patience=patience)
     sl.prebuild(supernet, train)  # the step is traced once, not twice
-    supernet.fit(train, epochs=epochs, verbose=verbose, callbacks=[evaluator])
+    supernet.fit(train.repeat() if steps_per_epoch else train, epochs=epochs, verbose=verbose,
+                 steps_per_epoch=steps_per_epoch, callbacks=[evaluator])
     return supernet, evaluator
 
 
@@ -149,7 +165,9 @@ def main(argv):
     start = time.perf_counter()
     supernet, evaluator = train_supernet(FLAGS.epochs, FLAGS.bn_only, FLAGS.mode, FLAGS.skip,
                                          FLAGS.batch_size, FLAGS.lr, FLAGS.out,
-                                         transition_op=FLAGS.transition_op, seed=FLAGS.seed)
+                                         transition_op=FLAGS.transition_op, seed=FLAGS.seed,
+                                         steps_per_epoch=FLAGS.steps_per_epoch,
+                                         depth=FLAGS.depth)
     times["supernet_training"] = time.perf_counter() - start
 
     t = time.perf_counter()
@@ -190,7 +208,7 @@ def main(argv):
     for stage, seconds in times.items():
         print(f"  {stage:<22} {seconds:9.3f} s")
     summary = {
-        "config": {k: getattr(FLAGS, k) for k in ("epochs", "bn_only", "mode", "skip",
+        "config": {k: getattr(FLAGS, k) for k in ("epochs", "depth", "bn_only", "mode", "skip",
                                                    "transition_op", "batch_size", "lr",
                                                    "generations", "retrain_epochs", "seed")},
         "limit_macs": limit, "architecture": result.best.names, "meta": result.best.meta,
@@ -198,12 +216,13 @@ def main(argv):
         "rank_distance_per_epoch": [h["distance"] for h in evaluator.history],
         "accuracy_search": compared, "test_accuracy": accuracy, "tflite": exported,
         "cost": {"derived": profiles[1].to_dict()["total"]}, "seconds": times,
+        "seed": FLAGS.seed,
     }
     result.best.save(os.path.join(FLAGS.out, "architecture.json"))
     derived_macs = summary_lib.cost_of(model, "exact")["macs"]
     common.finish(
         "bnnas", f"BN-NAS single-path supernet on digits ({FLAGS.epochs} epochs, "
-        f"{'BN-only' if FLAGS.bn_only else 'all weights'} trained; evolution on the BN "
+        f"{'all weights' if FLAGS.bn_only == 'none' else 'BN only'} trained; evolution on the BN "
         f"indicator, {result.evaluated} subnets)", FLAGS.out, supernet, model,
         architecture=result.best, accuracy={"test (retrained subnet)": accuracy},
         exports=[summary_lib.export_entry(exported["path"], exported)],
@@ -215,8 +234,8 @@ def main(argv):
                "bn_rank_similarity.png (paper Fig. 4): how alike the BN-score rankings of "
                "the candidate ops are between two epochs (1 - distance / max distance; 1 = "
                "the same ranking: the early-bird signal that the supernet can stop)"],
-        details=summary)
+        details=summary, seconds=time.perf_counter() - start)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.main(main, FLAGS)

@@ -12,11 +12,69 @@ Example:
 """
 
 import os
+import sys
+
+from absl import app, flags
 
 from searchlayers import datasets, export
 from searchlayers import retrain as retrain_lib
 
 LOSS = retrain_lib.LOSS
+
+
+def example_flags(out):
+    """A new ``FlagValues`` holding the flags every example takes (``--out``,
+    ``--seed``, ``--steps_per_epoch``); the example defines its own flags on it
+    (``flag_values=FLAGS``). Each example owns its flags, so two examples import
+    (and run, ``run_example``) in one process without clashing names.
+
+    Example:
+        >>> sorted(example_flags("out/x"))
+        ['out', 'seed', 'steps_per_epoch']
+    """
+    values = flags.FlagValues()
+    flags.DEFINE_string("out", out, "Folder of every file the run writes (summary.json, "
+                        "PNGs, flatbuffers); the run summary lists them.", flag_values=values)
+    flags.DEFINE_integer("seed", 0, "Random seed (weights, data order, sampling).",
+                         flag_values=values)
+    flags.DEFINE_integer("steps_per_epoch", None, "Steps of each search / supernet epoch "
+                         "(default: one pass over the data); small for a quick try.",
+                         lower_bound=1, flag_values=values)
+    return values
+
+
+def main(example_main, values):
+    """``python -m examples.<name>``: ``absl.app.run(example_main)`` with the
+    example's flags ``values`` (``example_flags``) joined to absl's own
+    (``--help`` lists them, ``--verbosity`` works as usual).
+
+    Example:
+        >>> main(darts_search.main, darts_search.FLAGS)  # doctest: +SKIP
+    """
+    flags.FLAGS.append_flag_values(values)
+    for flag in values._flags().values():  # --help lists the main module's key flags
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+
+    def run(argv):
+        values.mark_as_parsed()  # parsed through flags.FLAGS (the same Flag objects)
+        return example_main(argv)
+
+    app.run(run)
+
+
+def run_example(module, argv=()):
+    """Runs an example in this process: parses ``argv`` (e.g. ``["--epochs=1"]``)
+    with the example's own flags (the others back at their defaults) and calls
+    its ``main``. For tests and notebooks; ``python -m`` goes through ``main``.
+
+    Example:
+        >>> from examples import quickstart
+        >>> run_example(quickstart, ["--epochs=1", "--out=/tmp/q"])  # doctest: +SKIP
+    """
+    values = module.FLAGS
+    values.unparse_flags()
+    values([module.__name__, *argv])
+    return module.main([module.__name__])
 
 
 def sgd(lr, steps, alpha=0.01):
@@ -79,13 +137,13 @@ def export_lce(model, out=None, name="child.lce.tflite"):
 
 def finish(method, searched, out, supernet=None, child=None, architecture=None, accuracy=None,
            exports=(), budget=None, notes=(), details=None, supernet_kind="expected",
-           decision=None):
+           decision=None, seconds=None):
     """The run summary every example ends with (``searchlayers.summary.run_summary``):
     how decided ``supernet``'s search ended, its cost (``supernet_kind``:
     "expected" for a probability-weighted supernet, "exact" for a plain network)
     against ``child``'s exact cost, and every PNG / JSON / CSV under ``out``.
-    ``decision`` (a ``summary.decision_of`` dict) replaces ``supernet``'s.
-    Prints the table, writes ``out/summary.json``; returns the dict.
+    ``decision`` (a ``summary.decision_of`` dict) replaces ``supernet``'s;
+    ``seconds``: the run's wall time. Prints the table, writes ``out/summary.json``; returns the dict.
 
     Example:
         >>> finish("darts", "DARTS cells", "out/darts", supernet, child)  # doctest: +SKIP
@@ -107,4 +165,4 @@ def finish(method, searched, out, supernet=None, child=None, architecture=None, 
         else summary.decision_of(supernet),
         architecture=architecture, cost=costs, accuracy=accuracy, exports=exports,
         files=[f for f in files if not f.endswith("summary.json")], budget=budget,
-        notes=notes, details=details)
+        notes=notes, details=details, seconds=seconds)

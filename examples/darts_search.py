@@ -21,7 +21,7 @@ Example:
 import os
 import time
 
-from absl import app, flags
+from absl import flags
 
 import tensorflow as tf
 
@@ -33,27 +33,27 @@ from searchlayers._keras import keras
 from examples import common
 from models import darts
 
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-    """The script's flags (defined when run, so the module imports as a library)."""
-    flags.DEFINE_enum("method", "darts", ["darts", "snas", "gdas"], "Search method.")
-    flags.DEFINE_integer("epochs", 10, "Search epochs.")
-    flags.DEFINE_integer("retrain_epochs", 15, "Epochs of the derived child's retraining.")
-    flags.DEFINE_string("out", "out/darts_search", "Folder of the JSON summary and the .tflite.")
-    flags.DEFINE_bool("entropy", False, "Add the BARS entropy schedule (negative to positive).")
-    flags.DEFINE_enum("training", "auto", ["auto", "bilevel", "joint"],
-                      "auto: bi-level for darts / gdas, joint for snas.")
-    flags.DEFINE_enum("rule", "argmax", ["argmax", "top2"], "Derivation rule.")
-    flags.DEFINE_integer("channels", 8, "Channels of the first cells.")
-    flags.DEFINE_integer("cells", 3, "Number of cells (reductions at 1/3 and 2/3).")
-    flags.DEFINE_integer("steps", 3, "Intermediate nodes per cell.")
-    flags.DEFINE_integer("batch_size", 64, "Batch size (each half of a bi-level pair).")
-    flags.DEFINE_float("arch_lr", 3e-3, "Architecture Adam learning rate (DARTS: 3e-4 over "
-                       "~100x more steps than a digits search takes).")
-    flags.DEFINE_float("lr", 0.05, "Weight SGD learning rate (cosine decay, momentum 0.9).")
-    flags.DEFINE_integer("seed", 0, "Random seed.")
+FLAGS = common.example_flags("out/darts_search")  # --out, --seed, --steps_per_epoch
+flags.DEFINE_enum("method", "darts", ["darts", "snas", "gdas"], "Search method.",
+                  flag_values=FLAGS)
+flags.DEFINE_integer("epochs", 10, "Search epochs.", flag_values=FLAGS)
+flags.DEFINE_integer("retrain_epochs", 15, "Epochs of the derived child's retraining.",
+                     flag_values=FLAGS)
+flags.DEFINE_bool("entropy", False, "Add the BARS entropy schedule (negative to positive).",
+                  flag_values=FLAGS)
+flags.DEFINE_enum("training", "auto", ["auto", "bilevel", "joint"],
+                  "auto: bi-level for darts / gdas, joint for snas.", flag_values=FLAGS)
+flags.DEFINE_enum("rule", "argmax", ["argmax", "top2"], "Derivation rule.", flag_values=FLAGS)
+flags.DEFINE_integer("channels", 8, "Channels of the first cells.", flag_values=FLAGS)
+flags.DEFINE_integer("cells", 3, "Number of cells (reductions at 1/3 and 2/3).",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("steps", 3, "Intermediate nodes per cell.", flag_values=FLAGS)
+flags.DEFINE_integer("batch_size", 64, "Batch size (each half of a bi-level pair).",
+                     flag_values=FLAGS)
+flags.DEFINE_float("arch_lr", 3e-3, "Architecture Adam learning rate (DARTS: 3e-4 over "
+                   "~100x more steps than a digits search takes).", flag_values=FLAGS)
+flags.DEFINE_float("lr", 0.05, "Weight SGD learning rate (cosine decay, momentum 0.9).",
+                   flag_values=FLAGS)
 
 
 MODES = {"darts": "softmax", "snas": "gumbel", "gdas": "gumbel_hard"}
@@ -171,7 +171,7 @@ def main(argv):
     supernet, history = search(
         FLAGS.method, FLAGS.epochs, FLAGS.entropy, bilevel, channels=FLAGS.channels,
         cells=FLAGS.cells, steps=FLAGS.steps, batch_size=FLAGS.batch_size,
-        arch_lr=FLAGS.arch_lr, lr=FLAGS.lr)
+        arch_lr=FLAGS.arch_lr, lr=FLAGS.lr, steps_per_epoch=FLAGS.steps_per_epoch)
     search_s = time.time() - start
     child = derive_child(supernet, FLAGS.rule)
     model, accuracy = retrain(child, FLAGS.retrain_epochs, FLAGS.batch_size, FLAGS.lr)
@@ -193,7 +193,7 @@ def main(argv):
         "architecture": child.architecture.names, "test_accuracy": accuracy,
         "cost": {"supernet": profiles[0].to_dict()["total"],
                  "derived": profiles[1].to_dict()["total"]},
-        "tflite": exported, "search_seconds": search_s, "total_seconds": time.time() - start,
+        "tflite": exported, "search_seconds": search_s, "seed": FLAGS.seed,
     }
     common.finish(
         FLAGS.method, f"DARTS cell space on digits ({FLAGS.cells} cells, {FLAGS.steps} nodes, "
@@ -201,10 +201,9 @@ def main(argv):
         f"{'bi-level' if summary['bilevel'] else 'joint'}, {FLAGS.epochs} epochs)",
         FLAGS.out, supernet, model, architecture=child.architecture,
         accuracy={"test (retrained child)": accuracy},
-        exports=[summary_lib.export_entry(exported["path"], exported)], details=summary)
-    print(f"({summary['total_seconds']:.0f} s)")
+        exports=[summary_lib.export_entry(exported["path"], exported)], details=summary,
+        seconds=time.time() - start)
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    common.main(main, FLAGS)

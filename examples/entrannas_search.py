@@ -30,7 +30,7 @@ Example:
 import os
 import time
 
-from absl import app, flags
+from absl import flags
 
 import numpy as np
 import tensorflow as tf
@@ -43,31 +43,32 @@ from searchlayers._keras import keras
 from examples import common
 from models import entrannas
 
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-    """The script's flags (defined when run, so the module imports as a library)."""
-    flags.DEFINE_integer("epochs", 10, "Search epochs.")
-    flags.DEFINE_integer("retrain_epochs", 15, "Epochs of the derived child's retraining.")
-    flags.DEFINE_string("out", "out/entrannas_search", "Folder of the JSON summary.")
-    flags.DEFINE_bool("dst", False, "EnTranNAS-DST: learned thresholds, flexible topology.")
-    flags.DEFINE_float("dst_lambda", 0.1, "Threshold regularizer weight (DST).")
-    flags.DEFINE_bool("sharing", True, "Feature sharing.")
-    flags.DEFINE_bool("bottleneck", False, "1x1 bottleneck (ratio 4) around the ops.")
-    flags.DEFINE_enum("engine", "first", list(entrannas.ENGINE), "Which cells are Engine cells.")
-    flags.DEFINE_float("temperature", 5.0, "Initial temperature.")
-    flags.DEFINE_float("rate", 0.923, "Temperature factor per epoch.")
-    flags.DEFINE_integer("channels", 8, "Channels of the first cells.")
-    flags.DEFINE_integer("cells", 3, "Number of cells (reductions at 1/3 and 2/3).")
-    flags.DEFINE_integer("steps", 3, "Intermediate nodes per cell.")
-    flags.DEFINE_integer("batch_size", 64, "Batch size (each half of a bi-level pair).")
-    flags.DEFINE_float("arch_lr", 6e-3, "Architecture Adam learning rate (paper: 6e-4 on "
-                       "CIFAR-10 over far more steps than a digits search takes).")
-    flags.DEFINE_float("lr", 0.05, "Weight SGD learning rate (cosine decay, momentum 0.9).")
-    flags.DEFINE_integer("seed", 0, "Random seed.")
-    flags.DEFINE_list("lambdas", ["0", "0.2", "1"], "DST lambdas of the edge-count sweep "
-                      "(paper Table 4); empty to skip.")
+FLAGS = common.example_flags("out/entrannas_search")  # --out, --seed, --steps_per_epoch
+flags.DEFINE_integer("epochs", 10, "Search epochs.", flag_values=FLAGS)
+flags.DEFINE_integer("retrain_epochs", 15, "Epochs of the derived child's retraining.",
+                     flag_values=FLAGS)
+flags.DEFINE_bool("dst", False, "EnTranNAS-DST: learned thresholds, flexible topology.",
+                  flag_values=FLAGS)
+flags.DEFINE_float("dst_lambda", 0.1, "Threshold regularizer weight (DST).", flag_values=FLAGS)
+flags.DEFINE_bool("sharing", True, "Feature sharing.", flag_values=FLAGS)
+flags.DEFINE_bool("bottleneck", False, "1x1 bottleneck (ratio 4) around the ops.",
+                  flag_values=FLAGS)
+flags.DEFINE_enum("engine", "first", list(entrannas.ENGINE), "Which cells are Engine cells.",
+                  flag_values=FLAGS)
+flags.DEFINE_float("temperature", 5.0, "Initial temperature.", flag_values=FLAGS)
+flags.DEFINE_float("rate", 0.923, "Temperature factor per epoch.", flag_values=FLAGS)
+flags.DEFINE_integer("channels", 8, "Channels of the first cells.", flag_values=FLAGS)
+flags.DEFINE_integer("cells", 3, "Number of cells (reductions at 1/3 and 2/3).",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("steps", 3, "Intermediate nodes per cell.", flag_values=FLAGS)
+flags.DEFINE_integer("batch_size", 64, "Batch size (each half of a bi-level pair).",
+                     flag_values=FLAGS)
+flags.DEFINE_float("arch_lr", 6e-3, "Architecture Adam learning rate (paper: 6e-4 on "
+                   "CIFAR-10 over far more steps than a digits search takes).", flag_values=FLAGS)
+flags.DEFINE_float("lr", 0.05, "Weight SGD learning rate (cosine decay, momentum 0.9).",
+                   flag_values=FLAGS)
+flags.DEFINE_list("lambdas", ["0", "0.2", "1"], "DST lambdas of the edge-count sweep "
+                  "(paper Table 4); empty to skip.", flag_values=FLAGS)
 
 
 DST_TEMPERATURE, DST_RATE = 1.0, 0.9  # the paper's EnTranNAS-DST (ImageNet) schedule
@@ -75,10 +76,11 @@ DST_TEMPERATURE, DST_RATE = 1.0, 0.9  # the paper's EnTranNAS-DST (ImageNet) sch
 
 def search(epochs=10, dst=False, dst_lambda=0.1, sharing=True, bottleneck=False, engine="first",
            temperature=5.0, rate=0.923, channels=8, cells=3, steps=3, batch_size=64,
-           arch_lr=6e-3, lr=0.05, verbose=2, extra_callbacks=()):
+           arch_lr=6e-3, lr=0.05, verbose=2, extra_callbacks=(), steps_per_epoch=None):
     """Builds and searches an EnTranNAS supernet on digits; returns ``(supernet, history)``.
 
-    ``extra_callbacks`` run after the temperature schedule.
+    ``extra_callbacks`` run after the temperature schedule; ``steps_per_epoch``
+    shortens the epochs.
 
     Example:
         >>> supernet, history = search(epochs=2, dst=True)  # doctest: +SKIP
@@ -91,10 +93,12 @@ def search(epochs=10, dst=False, dst_lambda=0.1, sharing=True, bottleneck=False,
     data = datasets.search_pairs("digits", batch_size)
     model = sl.SearchModel(supernet, bilevel=True, arch_optimizer=keras.optimizers.Adam(
         arch_lr, beta_1=0.5, beta_2=0.999))
-    model.compile(optimizer=common.sgd(lr, epochs * int(data.cardinality())), loss=common.LOSS,
+    per_epoch = steps_per_epoch or int(data.cardinality())
+    model.compile(optimizer=common.sgd(lr, epochs * per_epoch), loss=common.LOSS,
                   metrics=["accuracy"])
     schedule = callbacks.TemperatureScheduler.entrannas(start=temperature, rate=rate)
-    history = model.fit(data, epochs=epochs, verbose=verbose,
+    history = model.fit(data.repeat() if steps_per_epoch else data, epochs=epochs,
+                        verbose=verbose, steps_per_epoch=steps_per_epoch,
                         callbacks=[schedule, *extra_callbacks])
     return supernet, history.history
 
@@ -152,7 +156,7 @@ def main(argv):
     supernet, history = search(
         FLAGS.epochs, FLAGS.dst, FLAGS.dst_lambda, FLAGS.sharing, FLAGS.bottleneck,
         FLAGS.engine, FLAGS.temperature, FLAGS.rate, FLAGS.channels, FLAGS.cells, FLAGS.steps,
-        FLAGS.batch_size, FLAGS.arch_lr, FLAGS.lr)
+        FLAGS.batch_size, FLAGS.arch_lr, FLAGS.lr, steps_per_epoch=FLAGS.steps_per_epoch)
     search_s = time.time() - start
     supernet.compile(loss=common.LOSS, metrics=["accuracy"])
     test = datasets.load("digits", "test", batch_size=256)
@@ -185,7 +189,7 @@ def main(argv):
             [float(v) for v in FLAGS.lambdas], FLAGS.epochs, FLAGS.seed, sharing=FLAGS.sharing,
             bottleneck=FLAGS.bottleneck, engine=FLAGS.engine, channels=FLAGS.channels,
             cells=FLAGS.cells, steps=FLAGS.steps, batch_size=FLAGS.batch_size,
-            arch_lr=FLAGS.arch_lr, lr=FLAGS.lr)
+            arch_lr=FLAGS.arch_lr, lr=FLAGS.lr, steps_per_epoch=FLAGS.steps_per_epoch)
     summary = {
         "dst": FLAGS.dst, "dst_lambda": FLAGS.dst_lambda, "sharing": FLAGS.sharing,
         "bottleneck": FLAGS.bottleneck, "engine": FLAGS.engine, "epochs": FLAGS.epochs,
@@ -196,8 +200,7 @@ def main(argv):
         "test_accuracy": accuracy, "search_seconds": search_s,
         "cost": {"supernet": profiles[0].to_dict()["total"],
                  "derived": profiles[1].to_dict()["total"]},
-        "tflite": tflite, "lambda_sweep": sweep,
-        "total_seconds": time.time() - start,
+        "tflite": tflite, "lambda_sweep": sweep, "seed": FLAGS.seed,
     }
     edges, ops = entrannas.edge_counts(supernet), entrannas.op_counts(supernet)
     summary["op_counts"] = ops
@@ -209,10 +212,9 @@ def main(argv):
         FLAGS.out, supernet, model, architecture=f"{words} (edges: kept input edges per "
         "node, as the paper counts; ops: kept (input, op) pairs)",
         accuracy={"test (retrained child)": accuracy, "test (supernet)": float(super_acc)},
-        exports=[summary_lib.export_entry(tflite["path"], tflite)], details=summary)
-    print(f"({summary['total_seconds']:.0f} s)")
+        exports=[summary_lib.export_entry(tflite["path"], tflite)], details=summary,
+        seconds=time.time() - start)
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    common.main(main, FLAGS)

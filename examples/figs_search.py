@@ -19,7 +19,7 @@ Example:
 import os
 import time
 
-from absl import app, flags, logging
+from absl import flags, logging
 import tensorflow as tf
 
 import searchlayers as sl
@@ -31,27 +31,26 @@ from searchlayers.transforms import insert_masks
 from examples import common
 from models.figs import SPACES
 
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-    """The script's flags (defined when run, so the module imports as a library)."""
-    flags.DEFINE_enum("space", "resnet", sorted(SPACES), "Network to put masks into.")
-    flags.DEFINE_enum("metric", "params", ["params", "flops"], "Cost to search under.")
-    flags.DEFINE_float("target", 0.5, "Target cost as a fraction of the unmasked network's.")
-    flags.DEFINE_enum("mode", "target", ["target", "additive"],
-                      "target: the strength is a Lagrange multiplier that settles the expected "
-                      "cost on the target and the derived model is fit to it exactly "
-                      "(searchlayers.budget); additive: FiGS eq. 6 with a fixed strength, "
-                      "stopped at the first epoch at or under the target.")
-    flags.DEFINE_float("strength", 1.0, "Regularization strength lambda (on cost / target); "
-                       "the starting value in the target mode.")
-    flags.DEFINE_integer("search_epochs", 8, "Most epochs of architecture learning.")
-    flags.DEFINE_integer("retrain_epochs", 3, "Epochs of retraining the derived network.")
-    flags.DEFINE_float("arch_lr", 0.05, "Adam learning rate of the mask logits.")
-    flags.DEFINE_integer("batch_size", 32, "Batch size.")
-    flags.DEFINE_integer("seed", 0, "Random seed.")
-    flags.DEFINE_string("out", "out/figs", "Folder for the TFLite file.")
+FLAGS = common.example_flags("out/figs")  # --out, --seed, --steps_per_epoch
+flags.DEFINE_enum("space", "resnet", sorted(SPACES), "Network to put masks into.",
+                  flag_values=FLAGS)
+flags.DEFINE_enum("metric", "params", ["params", "flops"], "Cost to search under.",
+                  flag_values=FLAGS)
+flags.DEFINE_float("target", 0.5, "Target cost as a fraction of the unmasked network's.",
+                   flag_values=FLAGS)
+flags.DEFINE_enum("mode", "target", ["target", "additive"],
+                  "target: the strength is a Lagrange multiplier that settles the expected "
+                  "cost on the target and the derived model is fit to it exactly "
+                  "(searchlayers.budget); additive: FiGS eq. 6 with a fixed strength, "
+                  "stopped at the first epoch at or under the target.", flag_values=FLAGS)
+flags.DEFINE_float("strength", 1.0, "Regularization strength lambda (on cost / target); "
+                   "the starting value in the target mode.", flag_values=FLAGS)
+flags.DEFINE_integer("search_epochs", 8, "Most epochs of architecture learning.",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("retrain_epochs", 3, "Epochs of retraining the derived network.",
+                     flag_values=FLAGS)
+flags.DEFINE_float("arch_lr", 0.05, "Adam learning rate of the mask logits.", flag_values=FLAGS)
+flags.DEFINE_integer("batch_size", 32, "Batch size.", flag_values=FLAGS)
 
 
 class StopAtTarget(keras.callbacks.Callback):
@@ -126,7 +125,8 @@ def main(argv):
     print(f"{base.name}: {float(full):,.0f} {FLAGS.metric}; target {target:,.0f}; "
           f"{len(sl.layers.figs_masks(supernet))} masks")
     search(supernet, FLAGS.metric, target, FLAGS.strength, FLAGS.search_epochs,
-           FLAGS.arch_lr, FLAGS.batch_size, FLAGS.seed, mode=FLAGS.mode)
+           FLAGS.arch_lr, FLAGS.batch_size, FLAGS.seed, mode=FLAGS.mode,
+           steps_per_epoch=FLAGS.steps_per_epoch)
     fit = None
     if FLAGS.mode == "target":
         fit = budget.fit(supernet, target, FLAGS.metric)  # trims / fills to the target
@@ -157,14 +157,11 @@ def main(argv):
         budget=fit if fit is not None else {"metric": FLAGS.metric, "asked": target,
                                             "got": exact},
         details={"space": FLAGS.space, "unmasked_cost": float(full), "mode": FLAGS.mode,
-                 "seed": FLAGS.seed,
-                 "seconds": time.time() - start},
-        supernet_kind="exact")
-    print(f"({time.time() - start:.0f} s)")
+                 "seed": FLAGS.seed},
+        supernet_kind="exact", seconds=time.time() - start)
     if report.max_abs_diff >= export.FLOAT_ATOL:
         raise SystemExit("The TFLite file is outside its parity tolerance.")
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    common.main(main, FLAGS)

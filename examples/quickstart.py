@@ -13,25 +13,26 @@ Example:
 import os
 import time
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 from searchlayers._keras import keras
 from searchlayers import cost, datasets, export
+from searchlayers import summary
 import tensorflow as tf
 
+from examples import common
 from models.simple import binary_cnn, float_cnn
 
-FLAGS = flags.FLAGS
-flags.DEFINE_integer("epochs", 3, "Training epochs of each model.")
-flags.DEFINE_string("out", "out/quickstart", "Folder for the exported flatbuffers.")
-flags.DEFINE_integer("batch_size", 32, "Training batch size.")
-flags.DEFINE_integer("seed", 0, "Random seed (weights and shuffle order).")
+FLAGS = common.example_flags("out/quickstart")  # --out, --seed, --steps_per_epoch
+flags.DEFINE_integer("epochs", 3, "Training epochs of each model.", flag_values=FLAGS)
+flags.DEFINE_integer("batch_size", 32, "Training batch size.", flag_values=FLAGS)
 
 CHANNELS = (32, 128, 128)
 
 
-def train(model, epochs, batch_size, seed, learning_rate):
+def train(model, epochs, batch_size, seed, learning_rate, steps_per_epoch=None):
     """Compiles and fits ``model`` on digits; returns its test accuracy.
+    ``steps_per_epoch`` shortens the epochs.
 
     Example:
         >>> train(float_cnn(), epochs=1, batch_size=64, seed=0, learning_rate=1e-3)
@@ -44,7 +45,8 @@ def train(model, epochs, batch_size, seed, learning_rate):
     )
     train_ds = datasets.load("digits", "train", batch_size=batch_size, seed=seed)
     val_ds = datasets.load("digits", "validation", batch_size=256)
-    model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=2)
+    model.fit(train_ds.repeat() if steps_per_epoch else train_ds, validation_data=val_ds,
+              epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=2)
     _, accuracy = model.evaluate(datasets.load("digits", "test", batch_size=256), verbose=0)
     logging.info("%s: test accuracy %.3f", model.name, accuracy)
     return accuracy
@@ -118,18 +120,31 @@ def main(argv):
     float_model = float_cnn(shape, 10, channels=CHANNELS)
     binary_model = binary_cnn(shape, 10, channels=CHANNELS)
     accuracy = {
-        "float_cnn": train(float_model, FLAGS.epochs, FLAGS.batch_size, FLAGS.seed, 3e-3),
-        "binary_cnn": train(binary_model, FLAGS.epochs, FLAGS.batch_size, FLAGS.seed, 1e-2),
+        "float_cnn": train(float_model, FLAGS.epochs, FLAGS.batch_size, FLAGS.seed, 3e-3,
+                           FLAGS.steps_per_epoch),
+        "binary_cnn": train(binary_model, FLAGS.epochs, FLAGS.batch_size, FLAGS.seed, 1e-2,
+                            FLAGS.steps_per_epoch),
     }
     print("\nCost profiles:")
     print(cost.compare(cost.profile(float_model), cost.profile(binary_model),
                        names=["float_cnn", "binary_cnn"]))
     print("\nTest accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in accuracy.items()))
-    passed = print_exports(export_all(float_model, binary_model, FLAGS.out))
-    logging.info("quickstart finished in %.1f s", time.time() - start)
+    reports = export_all(float_model, binary_model, FLAGS.out)
+    passed = print_exports(reports)
+    print()
+    summary.run_summary(
+        "quickstart", f"no search: a float CNN and its binarized twin (larq), channels "
+        f"{CHANNELS}, {FLAGS.epochs} epochs each on digits", out=FLAGS.out,
+        architecture="float_cnn and binary_cnn (models.simple), as built",
+        cost={m.name: summary.cost_of(m, "exact") for m in (float_model, binary_model)},
+        accuracy={f"test ({name})": value for name, value in accuracy.items()},
+        exports=[summary.export_entry(os.path.join(FLAGS.out, name), report)
+                 for name, report in reports.items()],
+        files=summary.written(FLAGS.out), details={"seed": FLAGS.seed},
+        seconds=time.time() - start)
     if not passed:
         raise SystemExit("A flatbuffer is outside its parity tolerance (FAIL above).")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.main(main, FLAGS)

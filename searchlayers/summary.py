@@ -16,6 +16,7 @@ block and writes ``summary.json`` with the same keys (``KEYS``):
   agreement) when known;
 - ``files``: every PNG / JSON / CSV the run wrote (``summary.json`` included);
 - ``budget``: asked vs got (``searchlayers.budget.Fit.to_dict()``), or None;
+- ``seconds``: the run's wall time, or None;
 - ``notes``: lines the user should read (e.g. why a loss goes negative);
 - ``details``: the example's own fields (history, genotype, ...).
 
@@ -34,7 +35,7 @@ import os
 import numpy as np
 
 KEYS = ("method", "searched", "decision", "architecture", "cost", "accuracy", "exports",
-        "files", "budget", "notes", "details")
+        "files", "budget", "seconds", "notes", "details")
 METRICS = ("params", "macs")
 
 
@@ -139,7 +140,7 @@ def written(folder, suffixes=(".png", ".json", ".csv")):
 
 def run_summary(method, searched, out=None, decision=None, architecture=None, cost=None,
                 accuracy=None, exports=(), files=(), budget=None, notes=(), details=None,
-                echo=True):
+                seconds=None, echo=True):
     """The run's summary as a dict (``KEYS``); printed as a table when ``echo``
     and written to ``out/summary.json`` when ``out`` (then listed in ``files``).
 
@@ -174,7 +175,7 @@ def run_summary(method, searched, out=None, decision=None, architecture=None, co
         "method": method, "searched": searched, "decision": decision,
         "architecture": architecture, "cost": dict(cost or {}),
         "accuracy": dict(accuracy or {}), "exports": list(exports), "files": files,
-        "budget": budget, "notes": list(notes), "details": details or {},
+        "budget": budget, "seconds": seconds, "notes": list(notes), "details": details or {},
     })
     if out is not None:
         os.makedirs(out, exist_ok=True)
@@ -242,6 +243,8 @@ def format_table(result):
         if e.get("argmax_agreement") is not None:
             parity += f", argmax agreement {e['argmax_agreement']:.1%}"
         lines.append(f"{'export':<13} {e.get('path')} ({size}{parity})")
+    if result.get("seconds") is not None:
+        lines.append(f"{'time':<13} {result['seconds']:,.0f} s")
     for path in result.get("files") or []:
         lines.append(f"{'wrote':<13} {path}")
     for note in result.get("notes") or []:

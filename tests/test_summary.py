@@ -30,7 +30,7 @@ def fake(tmp_path, capsys):
                                                   "argmax_agreement": 1.0})],
         files=[str(png)],
         budget={"metric": "macs", "asked": 200000.0, "got": 212000.0},
-        notes=["a note"], details={"epochs": 3})
+        notes=["a note"], details={"epochs": 3}, seconds=42.4)
     return tmp_path, result
 
 
@@ -46,6 +46,7 @@ def test_json_has_every_key_and_the_figures(fake, capsys):
     assert written["exports"][0]["bytes"] == 2048
     assert written["files"] == [str(folder / "architecture.png"), str(folder / "summary.json")]
     assert written["cost"]["supernet"]["kind"] == "expected"
+    assert written["seconds"] == 42.4
 
 
 def test_printed_table(fake, capsys):
@@ -65,7 +66,8 @@ def test_printed_table(fake, capsys):
     assert lines[8] == "accuracy      test 0.951"
     assert lines[9] == (f"export        {folder / 'child.tflite'} (2.0 KiB, parity max |diff| "
                         "3.0e-07, argmax agreement 100.0%)")
-    assert lines[10:] == [f"wrote         {folder / 'architecture.png'}",
+    assert lines[10] == "time          42 s"
+    assert lines[11:] == [f"wrote         {folder / 'architecture.png'}",
                           f"wrote         {folder / 'summary.json'}",
                           "note          a note"]
 
