@@ -74,7 +74,7 @@ def measure(name):
         result["levels"].append({
             "off": off, "params": c_params, "macs": c_macs,
             "params_ratio": c_params / params, "macs_ratio": c_macs / macs,
-            "selects": len([l for l in child.layers if "_select_" in l.name]),
+            "selects": len([l for l in child.layers if isinstance(l, sl.layers.ChannelSelect)]),
             "pinned": len([l for l in child.layers if l.name.endswith("_fixed")]),
             "derive_s": derive_s, "tflite_bytes": len(export.to_tflite(child)),
             "expected_params": expected[0], "expected_macs": expected[1],

@@ -30,7 +30,8 @@ Conventions:
   a TF binary op (``x + y``, ``x * 0.5``: ``TFOpLambda``), 2 for ``Rescaling`` (scale and
   offset) and ``Normalization`` (subtract, divide), and for ``LayerNormalization`` /
   ``GroupNormalization`` 4 plus 1 with a learned scale or offset (fvcore's norm count).
-  Activations, pooling, softmax, padding, concatenation and reshapes are not counted.
+  Activations, pooling, softmax, padding, concatenation, reshapes and channel
+  selection (``ChannelSelect``, derive's re-indexing) move or map data: not counted.
 * Attention: ``MultiHeadAttention`` counts its query / key / value / output
   projections (``EinsumDense``, ``prod(output) * prod(contracted kernel dims)`` MACs)
   plus ``heads * Tq * Tv * (key_dim + value_dim)`` MACs for the scores and the weighted
@@ -85,6 +86,7 @@ import tensorflow as tf
 
 from searchlayers._keras import keras, require_built
 from searchlayers.graph import is_graph, nodes
+from searchlayers.layers.channel_select import ChannelSelect
 
 
 __all__ = [
@@ -541,6 +543,10 @@ def _multi_head_attention_cost(layer, in_shape, out_shape, cin, cout):
     return total + Cost(float_macs=matmuls, elementwise=heads * tq * key_dim)
 
 
+def _moves_data(layer, in_shape, out_shape, cin, cout):
+    return Cost.zero()
+
+
 def _table_cost(layer, in_shape, out_shape, cin, cout):
     return Cost(float_params=layer.count_params() if layer.built else 0)
 
@@ -562,6 +568,7 @@ _COUNTERS = (
     (_LAYER_SCALE + (_L.PReLU,), _scale_cost(1)),
     (tuple(_MERGE_OPS), _merge_cost),
     (_TF_OP, _tf_op_cost),
+    ((ChannelSelect,), _moves_data),
 )
 
 

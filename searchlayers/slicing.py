@@ -54,6 +54,7 @@ import tensorflow as tf
 from searchlayers._keras import keras
 from searchlayers.graph import call_node, ids, is_graph, nodes
 from searchlayers.layers.base import SearchLayer, leading_closure  # noqa: F401
+from searchlayers.layers.channel_select import ChannelSelect
 from searchlayers.layers.figs import FiGSMask
 
 _L = keras.layers
@@ -845,19 +846,20 @@ def select(x, src, dst, allowed=None, name=None):
     """Re-indexes the channels of ``x`` (holding supernet channels ``src``) to ``dst``.
 
     A channel of ``dst`` that is not in ``src`` (or not ``allowed``) is zero. Identity
-    when ``src == dst`` and all are allowed; otherwise a bias-free ``Dense`` with a
-    0/1 matrix (exact, plain Keras).
+    when ``src == dst`` and all are allowed; otherwise a weight-free
+    ``ChannelSelect`` (a gather: exact, and retraining leaves it alone).
+
+    Example:
+        >>> x = tf.constant([[1.0, 2.0]])          # holds supernet channels 3 and 5
+        >>> select(x, [3, 5], [5, 4, 3]).numpy().tolist()
+        [[2.0, 0.0, 1.0]]
     """
     src, dst = np.asarray(src, int), np.asarray(dst, int)
     ok = np.ones(len(src), bool) if allowed is None else np.asarray(allowed)[src]
     if len(src) == len(dst) and np.array_equal(src, dst) and ok.all():
         return x
-    matrix = (src[:, None] == dst[None, :]) & ok[:, None]
-    # a fixed channel map, not a weight: retraining the derived model leaves it alone
-    layer = keras.layers.Dense(len(dst), use_bias=False, name=name, trainable=False)
-    y = layer(x)
-    layer.set_weights([matrix.astype(np.float32)])
-    return y
+    position = {int(s): i for i, s in enumerate(src) if ok[i]}
+    return ChannelSelect([position.get(int(d), -1) for d in dst], name=name)(x)
 
 
 def _from_config(layer, **changes):

@@ -70,7 +70,7 @@ def test_resnet_derive_slices_channels_with_hand_count():
             + g1 * 10 + 10)
     assert child.count_params() == hand
     assert child.get_layer("head").get_weights()[0].shape == (g1, 10)
-    assert not [layer for layer in child.layers if "_select_" in layer.name]
+    assert not [layer for layer in child.layers if isinstance(layer, sl.layers.ChannelSelect)]
 
 
 def test_argmax_strategy_matches_inference_mask():
@@ -134,7 +134,7 @@ def test_concatenate_and_mask_before_batchnorm_stay_exact():
     kept = child.architecture.choices
     # BN turns mc's dropped zeros into constants; the 1x1 "out" conv folds them into
     # its bias, so no 0/1 select layer refills them
-    assert not [layer for layer in child.layers if "_select_" in layer.name]
+    assert not [layer for layer in child.layers if isinstance(layer, sl.layers.ChannelSelect)]
     assert child.get_layer("out").get_weights()[0].shape == (1, 1, len(kept["mc"]), 2)
     assert child.get_layer("cc").get_weights()[0].shape == (
         1, 1, len(kept["ma"]) + len(kept["mb"]), len(kept["mc"]))

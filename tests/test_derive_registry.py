@@ -33,7 +33,8 @@ def _force(model, keep):
 
 
 def _selects(model):
-    return [l.name for l in model.layers if "_select_" in l.name or l.name.endswith("_fixed")]
+    return [l.name for l in model.layers
+            if isinstance(l, sl.layers.ChannelSelect) or l.name.endswith("_fixed")]
 
 
 def test_tf_op_hard_swish_slices_through_instead_of_growing():

@@ -7,6 +7,7 @@ Example:
 """
 
 from searchlayers.layers.base import ZERO, SearchLayer, is_arch_variable, search_layers
+from searchlayers.layers.channel_select import ChannelSelect
 from searchlayers.layers.figs import FiGSMask, MaskingLayer, figs_masks
 from searchlayers.layers.mixed_op import MixedOp
 from searchlayers.layers.ops import (
@@ -36,6 +37,7 @@ __all__ = [
     "BinaryConvBN",
     "BinaryConvShortcut",
     "BinaryReduce",
+    "ChannelSelect",
     "QuantConv",
     "ScaledSign",
     "DARTS_OPS",
