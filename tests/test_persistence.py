@@ -115,7 +115,7 @@ def test_replicas_draw_the_same_sample():
 
     @tf.function
     def weights():
-        return strategy.run(lambda: op._weights(training=True))
+        return strategy.run(lambda: op.mixing_weights(training=True))
 
     per_replica = strategy.experimental_local_results(weights())
     np.testing.assert_array_equal(per_replica[0].numpy(), per_replica[1].numpy())
