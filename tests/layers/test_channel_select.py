@@ -109,3 +109,22 @@ def test_index_beyond_the_input_channels():
         ChannelSelect([0, 4], name="bad")(tf.ones([1, 4]))
     assert str(error.value) == ("ChannelSelect 'bad': indices[1] must be -1 or an input "
                                 "channel 0..3 (the input has 4 channels), got 4.")
+
+
+def test_derive_selects_the_kept_channels_of_an_opaque_output():
+    """A mask after a softmax over channels (opaque: every output channel depends on
+    every input channel): the softmax is kept whole and a ChannelSelect passes the
+    mask's kept channels on; the child computes what the masked supernet computes."""
+    x = K.Input((6, 6, 3))
+    h = K.layers.Softmax(name="sm")(K.layers.Conv2D(6, 3, padding="same", name="c1")(x))
+    h = K.layers.Conv2D(4, 3, padding="same", name="c2")(sl.layers.FiGSMask(name="m")(h))
+    model = K.Model(x, K.layers.Dense(2, name="head")(K.layers.GlobalAveragePooling2D()(h)))
+    arch = sl.Architecture({"m": [4, 0, 1]})
+    child = sl.derive(model, architecture=arch)
+    sl.apply_architecture(model, arch)
+    selects = [l for l in child.layers if isinstance(l, ChannelSelect)]
+    assert [l.indices for l in selects] == [(0, 1, 4)]
+    assert child.get_layer("c2").kernel.shape[-2] == 3  # reads the 3 kept channels only
+    data = RNG.normal(size=(4, 6, 6, 3)).astype(np.float32)
+    np.testing.assert_allclose(child(data).numpy(), model(data).numpy(), atol=1e-6)
+    assert export.parity(child, export.to_tflite(child), data).max_abs_diff < export.FLOAT_ATOL
