@@ -37,8 +37,9 @@ def example_flags(out):
                         "PNGs, flatbuffers); the run summary lists them.", flag_values=values)
     flags.DEFINE_integer("seed", 0, "Random seed (weights, data order, sampling).",
                          flag_values=values)
-    flags.DEFINE_integer("steps_per_epoch", None, "Steps of each search / supernet epoch "
-                         "(default: one pass over the data); small for a quick try.",
+    flags.DEFINE_integer("steps_per_epoch", None, "Steps of each search (or training) epoch "
+                         "(default: one pass over the data); small for a quick try. "
+                         "Retraining runs whole epochs.",
                          lower_bound=1, flag_values=values)
     return values
 
@@ -143,7 +144,8 @@ def finish(method, searched, out, supernet=None, child=None, architecture=None, 
     "expected" for a probability-weighted supernet, "exact" for a plain network)
     against ``child``'s exact cost, and every PNG / JSON / CSV under ``out``.
     ``decision`` (a ``summary.decision_of`` dict) replaces ``supernet``'s;
-    ``seconds``: the run's wall time. Prints the table, writes ``out/summary.json``; returns the dict.
+    ``seconds``: the run's wall time. Prints the table, writes
+    ``out/summary.json``; returns the dict.
 
     Example:
         >>> finish("darts", "DARTS cells", "out/darts", supernet, child)  # doctest: +SKIP

@@ -35,7 +35,7 @@ def train(model, epochs, batch_size, seed, learning_rate, steps_per_epoch=None):
     ``steps_per_epoch`` shortens the epochs.
 
     Example:
-        >>> train(float_cnn(), epochs=1, batch_size=64, seed=0, learning_rate=1e-3)
+        >>> train(float_cnn(), 1, 64, seed=0, learning_rate=1e-3)  # doctest: +SKIP
         0.9...
     """
     model.compile(
@@ -56,8 +56,8 @@ def export_all(float_model, binary_model, out):
     """Exports the flatbuffers, checks parity; returns ``{file name: ParityReport}``.
 
     Example:
-        >>> reports = export_all(float_model, binary_model, "out/quickstart")
-        >>> reports["binary_cnn.lce.tflite"].argmax_agreement
+        >>> reports = export_all(float_model, binary_model, "out/quickstart")  # doctest: +SKIP
+        >>> reports["binary_cnn.lce.tflite"].argmax_agreement  # doctest: +SKIP
         1.0
     """
     x_test, _ = datasets.arrays("digits", "test")
@@ -95,7 +95,7 @@ def print_exports(reports):
     """Prints size and parity of each file against its tolerance; returns all passed.
 
     Example:
-        >>> print_exports({"float_cnn.tflite": export.parity(model, flatbuffer, x)})
+        >>> print_exports({"float_cnn.tflite": export.parity(m, flat, x)})  # doctest: +SKIP
         True
     """
     print("\nExported flatbuffers (parity against the Keras model on the digits test split):")
@@ -134,7 +134,7 @@ def main(argv):
     print()
     summary.run_summary(
         "quickstart", f"no search: a float CNN and its binarized twin (larq), channels "
-        f"{CHANNELS}, {FLAGS.epochs} epochs each on digits", out=FLAGS.out,
+        f"{CHANNELS}, {FLAGS.epochs} epochs each on digits", out=FLAGS.out, decision=float_model,
         architecture="float_cnn and binary_cnn (models.simple), as built",
         cost={m.name: summary.cost_of(m, "exact") for m in (float_model, binary_model)},
         accuracy={f"test ({name})": value for name, value in accuracy.items()},
