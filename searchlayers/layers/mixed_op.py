@@ -28,9 +28,18 @@ class MixedOp(CategoricalChoice):
     At inference the hard mode runs ``argmax(alpha)``; single-path modes keep
     sampling unless a choice is fixed. ``set_choice(i)`` fixes the forward pass
     to candidate ``i`` in every mode (the derived network's behaviour); then only
-    that candidate runs, in the soft modes too at inference (in training they
-    compute the one-hot mixture, which equals it). The choice logic
-    (probabilities, sampling, the fixed choice) is ``CategoricalChoice``'s.
+    that candidate runs. At inference a traced call reads the ``choice``
+    variable (one trace serves every choice, as evolution's scoring needs). A
+    *training* call traced while a choice is fixed calls that candidate directly,
+    with no conditional (a ``switch_case`` costs more than a cheap op, and larq's
+    custom-gradient quantizers next to other candidates in one branch fail to
+    differentiate in TF 2.21); the unchosen candidates and the logits get no
+    gradient. Such a step asserts that the choice is unchanged when it runs:
+    after ``set_choice`` to another value, trace the training step again
+    (``model.compile(...)`` or ``model.make_train_function(force=True)``; a new
+    ``tf.function``). A step traced while the choice is free stays correct for
+    any choice. The choice logic (probabilities, sampling, the fixed choice) is
+    ``CategoricalChoice``'s.
     Derived, candidate ``i`` replaces the edge (``Replace``), or the edge
     disappears when it is ``none`` (``Drop``).
 
@@ -183,16 +192,36 @@ class MixedOp(CategoricalChoice):
             scale = tf.where(fixed, tf.ones_like(scale), scale)
         return tf.where(fixed, self.choice, index), scale
 
+    def _traced_choice(self):
+        """The fixed choice (a Python int) while this call is traced, or None."""
+        with tf.init_scope():  # the eager value, also from inside a tf.function
+            if not tf.executing_eagerly():  # a TF1 graph: no value to read
+                return None
+            choice = int(self.choice.numpy())
+        return choice if choice >= 0 else None
+
+    def _check_unchanged(self, choice):
+        """In a traced step specialised to ``choice``: fail if it has changed."""
+        if not tf.executing_eagerly():
+            tf.debugging.Assert(tf.equal(self.choice, choice), [
+                f"MixedOp '{self.name}': this training step was traced with choice "
+                f"{choice} fixed, but the choice is now", self.choice,
+                "; trace the step again after set_choice (model.compile(...) or "
+                "model.make_train_function(force=True))."])
+
     def call(self, x, training=None):
         static = tf.get_static_value(training) if tf.is_tensor(training) else training
         training = training if static is None and tf.is_tensor(training) else bool(static)
+        choice = self._traced_choice() if training is True else None
+        if choice is not None:  # the chosen op alone, no conditional (see the class doc)
+            self._check_unchanged(choice)
+            return self._run(choice, x, training)
         if self.mode in SOFT_MODES:
-            if training is not False:  # a one-hot mixture: exactly the fixed op
+            if training is not False:  # free: the mixture (one-hot if fixed later)
                 return self._weighted_sum(self.mixing_weights(training), x, training)
             weights = self._inference_weights()
-            # At inference a fixed choice runs that op alone. Not in training: the
-            # gradient of larq's custom-gradient quantizers inside a switch_case
-            # branch fails in TF 2.21 (captured forward tensors of the branch).
+            # Not in training: larq's custom-gradient quantizers in the mixture
+            # branch fail to differentiate in TF 2.21 (an unfed placeholder).
             index = tf.where(self.choice_is_fixed(), self.choice, self.num_choices)
             return self._switch(index, x, training,
                                 mixture=lambda: self._weighted_sum(weights, x, training))
