@@ -2,9 +2,12 @@
 
 ``derive(model, strategy=...)`` asks every search layer for its discrete
 choice (``argmax``, ``sample``, or BARS' ``best_of_k``), then rebuilds the
-model layer by layer: a search layer becomes the plain layer of its choice
-(weights inherited), a choice that removes an edge (Zeroise) drops the edge
-from the ``Add`` it fed, and every other layer is copied with its weights.
+model layer by layer, dispatching on each layer's own derivation hook
+(``derivation(choice)``, see ``searchlayers.layers.base``), then the channel-rule
+registry (``searchlayers.slicing``), then a plain copy: a ``Replace`` puts the
+plain layer of the choice in (weights inherited), a ``Drop`` (Zeroise) removes
+the edge from the ``Add`` it fed, a ``Pick`` passes one input, ``KeepChannels``
+slices the layers around it, and every other layer is copied with its weights.
 The result depends on nothing in this package.
 
 ``Architecture`` is the JSON record of the choices; ``derive(model,
@@ -18,7 +21,8 @@ import tensorflow as tf
 from searchlayers import checks
 from searchlayers._keras import input_like, keras, require_built
 from searchlayers.architecture import Architecture, as_architecture  # noqa: F401 (re-export)
-from searchlayers.layers.base import ZERO, SearchLayer, copy_layer, search_layers  # noqa: F401 (copy_layer re-exported)
+from searchlayers.layers.base import (Drop, KeepChannels, Pick, Replace, SearchLayer,  # noqa
+                                      Sliceable, channel_rule, copy_layer, derivation_of, search_layers)
 from searchlayers.graph import call_node, replay
 from searchlayers.transforms import call_copy
 
@@ -207,12 +211,17 @@ class _Zero:
         self.make = make
 
 
-def _search_replacement(layer, architecture, keep_zero):
-    choice = _lookup(architecture, layer)
-    new = layer.derived_layer(choice)
-    if new is ZERO and keep_zero:
-        new = copy_layer(layer.ops[choice], layer._input_shape, f"{layer.name}_zero")
-    return new
+def _derivation(layer, architecture, copies=None):
+    """``layer``'s own derivation hook (its choice for a search layer; None: no
+    hook, the registry decides), computed once per layer in ``copies``."""
+    key = ("derivation", id(layer))
+    if copies is not None and key in copies:
+        return copies[key]
+    choice = _lookup(architecture, layer) if isinstance(layer, SearchLayer) else None
+    found = derivation_of(layer, choice)
+    if copies is not None:
+        copies[key] = found
+    return found
 
 
 def _rebuild(model, architecture):
@@ -227,19 +236,16 @@ def _rebuild(model, architecture):
 
 
 def _has_masks(model):
-    """FiGS masks or width gates: the derived model slices channels."""
-    from searchlayers.layers.figs import FiGSMask
-
-    return any(isinstance(layer, FiGSMask) or getattr(type(layer), "channel_kind", None) == "mask"
-               for layer in model.layers)
+    """FiGS masks or width gates (``KeepChannels``): the derived model slices channels."""
+    return any(channel_rule(layer) == "mask" for layer in model.layers)
 
 
 def _live_nodes(model, architecture):
     """Ids of the nodes a depth-gated model keeps (None: all of them)."""
-    from searchlayers.layers.gates import GumbelDepthGate, live_nodes
+    from searchlayers.layers.gates import live_nodes
     from searchlayers.slicing import Graph
 
-    if not any(isinstance(layer, GumbelDepthGate) for layer in model.layers):
+    if not any(channel_rule(layer) == "pick" for layer in model.layers):
         return None
     return live_nodes(Graph(model), architecture.choices)
 
@@ -252,8 +258,8 @@ def _rebuild_sequential(model, architecture):
                                 name=f"{model.name}_derived")
     layers, inherit = [], []
     for layer in model.layers:
-        if isinstance(layer, SearchLayer):
-            layers.append(_search_replacement(layer, architecture, keep_zero=True))
+        if isinstance(layer, SearchLayer):  # a Replace (a Drop keeps its zeros layer)
+            layers.append(_derivation(layer, architecture).make())
         elif isinstance(layer, keras.Model):
             layers.append(_rebuild(layer, architecture))
         else:
@@ -310,21 +316,26 @@ def _materialize(value):
 
 
 def _inline(new, x):
-    """Calls a derived layer; binary composites become their plain layers."""
-    return new.inline(x, new.name) if callable(getattr(new, "inline", None)) else new(x)
+    """Calls a derived layer; a ``Sliceable`` (binary composite) becomes its plain layers."""
+    if isinstance(derivation_of(new), Sliceable):
+        return new.inline(x, new.name)
+    return new(x)
 
 
 def _replay(layer, args, kwargs, architecture, copies):
-    if getattr(type(layer), "channel_kind", None) == "pick":  # depth gate: chosen input
-        return _materialize(tf.nest.flatten(args[0])[int(_lookup(architecture, layer))])
-    if isinstance(layer, SearchLayer):
-        x = _materialize(args[0])
-        new = _search_replacement(layer, architecture, keep_zero=False)
-        if new is ZERO:
-            choice = _lookup(architecture, layer)
-            zero = copy_layer(layer.ops[choice], layer._input_shape, f"{layer.name}_zero")
-            return _Zero(lambda: zero(x))
-        return _inline(new, x)
+    """Replays one call; dispatch: the layer's own derivation hook, else a copy."""
+    found = _derivation(layer, architecture, copies)
+    if isinstance(found, Pick):  # depth gate: the chosen input passes
+        return _materialize(tf.nest.flatten(args[0])[found.index])
+    if isinstance(found, Drop):  # the edge disappears; zeros only if a consumer needs them
+        x, zero = _materialize(args[0]), found.make()
+        return _Zero(lambda: zero(x))
+    if isinstance(found, Replace):
+        return _inline(found.make(), _materialize(args[0]))
+    if isinstance(found, KeepChannels):  # not sliced here: its fixed 0/1 mask, no weights
+        from searchlayers import slicing
+
+        return slicing.fixed_mask(_materialize(args[0]), found.mask, name=f"{layer.name}_fixed")
     if isinstance(layer, keras.layers.Add):
         live = [t for t in tf.nest.flatten(args) if not isinstance(t, _Zero)]
         if not live:
@@ -339,7 +350,7 @@ def _replay(layer, args, kwargs, architecture, copies):
         new = _rebuild(layer, architecture)
         copies[id(layer)] = new
         return new(*args, **kwargs)
-    if callable(getattr(layer, "inline", None)):
+    if isinstance(found, Sliceable):
         return _inline(copy_layer(layer, layer._build_input_shape), args[0])
     return call_copy(layer, args, kwargs, copies)
 
@@ -353,9 +364,8 @@ def _replay_sliced(node, args, kwargs, architecture, copies, plan, present):
     ins = [str(id(t)) for t in tf.nest.flatten(node.keras_inputs)]
     outs = list(node.flat_output_ids)
     kind, target = plan.kind_of(layer), plan.target(layer)
-    name = None  # a MixedOp's chosen candidate is named after the MixedOp
-    if target is not layer:
-        name = f"{layer.name}_{layer.choice_names[int(_lookup(architecture, layer))]}"
+    found = copies[("derivation", id(layer))] = plan.derivation(layer)  # _replay reuses it
+    name = found.name if isinstance(found, Replace) else None  # e.g. "<MixedOp>_<candidate>"
     xs = tf.nest.flatten(args[0]) if args else []
     if len(xs) != len(ins):  # a TF op of several tensors (x * relu6(x + 3)): args and kwargs
         xs = [t for t in tf.nest.flatten((args, kwargs))  # in node.keras_inputs order

@@ -16,11 +16,13 @@ One walk of a model's layer graph serves two uses:
   convolutions, activations and pooling keep the channels of their input; Add,
   Concatenate and Flatten map indices through.
 
-Width gates (``searchlayers.layers.WidthGate``) are masks too: a categorical choice of
-leading channels. A ``GumbelDepthGate`` is a ``"pick"`` (the chosen input passes, the
-cells after it are dropped); a ``MixedOp`` follows the rule of its chosen candidate;
-binary composites (``BinaryConvShortcut``, ``BinaryReduce``, ...) are ``"sliceable"``:
-they narrow themselves to leading channels per group (``layer.sliced``).
+Search layers and binary composites answer for themselves through the derivation
+hook of ``searchlayers.layers.base`` (the protocol's one description): a
+``KeepChannels`` layer (FiGS mask, width gate) is a ``"mask"``, a ``Pick`` (depth
+gate) a ``"pick"`` (the chosen input passes, the cells after it are dropped), a
+``Replace`` follows the rule of its replacement (a ``MixedOp``'s chosen candidate), a
+``Drop`` is ``"zero"``, and a ``Sliceable`` (``BinaryConvShortcut``, ``BinaryReduce``,
+...) narrows itself to leading channels per group (``layer.sliced``).
 
 Layer kinds (``kind(layer)``): ``"mask"``, ``"reduce"`` (sums over input channels),
 ``"channelwise"`` (output channel ``c`` depends on input channel ``c`` only),
@@ -36,8 +38,9 @@ between one-position shapes (squeeze-excite) are channel-wise; Add / Multiply /
 ... merge (a one-channel input broadcasts); ``TFOpLambda`` / ``Lambda`` calls are
 probed on random inputs (slicing before == slicing after: ``h + 3``, ``relu6``,
 ``/ 6``), a listed element-wise TF op of two tensors merges; larq's Quant*
-layers follow their float classes. Dispatch: the layer's own protocol (a class
-attribute ``channel_kind``; masks; search layers), then the registry, then opaque.
+layers follow their float classes. Dispatch, in tfmot's order: the layer's own
+protocol (``base.channel_rule``: its ``derives_to``; another search layer or a
+model is opaque), then the registry, then opaque.
 
 Derivation never grows a model: a dropped channel is a known constant (0 after
 its mask; BatchNorm, ``h + 3``, ... map it to other constants, computed by running
@@ -53,9 +56,9 @@ import tensorflow as tf
 
 from searchlayers._keras import keras
 from searchlayers.graph import call_node, ids, is_graph, nodes
-from searchlayers.layers.base import SearchLayer, leading_closure  # noqa: F401
+from searchlayers.layers.base import (Drop, KeepChannels, Replace, SearchLayer, channel_rule,
+                                      derivation_of, leading_closure)  # noqa: F401
 from searchlayers.layers.channel_select import ChannelSelect
-from searchlayers.layers.figs import FiGSMask
 
 _L = keras.layers
 _REDUCE = (_L.Conv1D, _L.Conv2D, _L.Conv3D, _L.Dense, _L.SeparableConv1D, _L.SeparableConv2D)
@@ -114,8 +117,8 @@ def register_channel_rule(cls, rule, resize=None):
             count: ``resize(config, kept_indices) -> config`` of the narrower copy
             (e.g. a ``Reshape`` to ``(1, 1, C)``).
 
-    Dispatch (``kind``): the layer's own protocol (a class attribute
-    ``channel_kind``, FiGS masks, search layers), then this registry (the
+    Dispatch (``kind``): the layer's own protocol (``derives_to``, see
+    ``searchlayers.layers.base``), then this registry (the
     nearest class of the layer's MRO), then ``"opaque"``.
 
     Example:
@@ -161,13 +164,9 @@ def kind(layer):
         >>> kind(keras.layers.Softmax())
         'opaque'
     """
-    own = getattr(type(layer), "channel_kind", None)  # gates, binary composites
-    if isinstance(own, str):
+    own = channel_rule(layer)  # the layer's own protocol: masks, gates, composites
+    if own is not None:
         return own
-    if isinstance(layer, FiGSMask):
-        return "mask"
-    if isinstance(layer, (SearchLayer, keras.Model)):
-        return "opaque"
     found = _registered(layer)
     if found is None:
         return "opaque"
@@ -393,7 +392,7 @@ _register_larq()
 
 def zero_preserving(layer):
     """True when a zero input channel gives a zero output channel."""
-    if isinstance(layer, FiGSMask) or isinstance(layer, _POOL + _SHAPE_ONLY + _ZERO_ACT):
+    if channel_rule(layer) == "mask" or isinstance(layer, _POOL + _SHAPE_ONLY + _ZERO_ACT):
         return True
     if isinstance(layer, (_L.Dropout, _L.Reshape)):
         return True
@@ -468,9 +467,7 @@ class _Prob:
 
 def _mask_prob(layer):
     key = layer.arch_key or layer.name
-    if callable(getattr(layer, "channel_choices", None)):  # WidthGate
-        return _Prob(key, layer.channel_probabilities(), layer.channel_choices())
-    return _Prob(key, tf.sigmoid(layer.arch("logits")))
+    return _Prob(key, layer.channel_probabilities(), layer.channel_choices())
 
 
 def _combine(probs):
@@ -622,16 +619,13 @@ class ChannelPlan:
         from searchlayers.layers.gates import live_nodes
 
         self.graph = graph = Graph(model)
-        self.choices = choices
+        self.choices, self._derivations = choices, {}
         self.live = live_nodes(graph, choices)
-        self.kept = {}
+        self.kept = {}  # mask name -> the channels it keeps (its KeepChannels)
         for layer, _, _, _ in graph.calls:
-            if isinstance(layer, FiGSMask):
-                keep = np.zeros([layer.channels], bool)
-                keep[np.asarray(choices[layer.name], int)] = True
-                self.kept[layer.name] = keep
-            elif kind(layer) == "mask":
-                self.kept[layer.name] = layer.channel_keep(choices[layer.name])
+            found = self.derivation(layer)
+            if isinstance(found, KeepChannels):
+                self.kept[layer.name] = found.mask
         const = {tid: (_unknown(graph.channels(tid)) if graph.channels(tid) else None)
                  for tid in graph.tensors}
         for layer, node, ins, outs in graph.calls:
@@ -677,24 +671,29 @@ class ChannelPlan:
                 self._need(layer, ins, outs, needed, self.nz)
         return needed
 
-    def target(self, layer):
-        """The layer whose channel rule applies: a ``MixedOp``'s chosen candidate."""
-        from searchlayers.layers.mixed_op import MixedOp
+    def derivation(self, layer):
+        """``layer``'s own derivation hook for its choice (None: no hook, or a
+        search layer without a choice), computed once."""
+        if id(layer) not in self._derivations:
+            choice = self.choices.get(layer.name)
+            free = isinstance(layer, SearchLayer) and choice is None
+            self._derivations[id(layer)] = None if free else derivation_of(layer, choice)
+        return self._derivations[id(layer)]
 
-        if isinstance(layer, MixedOp) and self.choices.get(layer.name) is not None:
-            return layer.ops[int(self.choices[layer.name])]
-        return layer
+    def target(self, layer):
+        """The layer whose channel rule applies: a ``Replace``'s layer (a
+        ``MixedOp``'s chosen candidate), else ``layer``."""
+        found = self.derivation(layer)
+        return found.layer if isinstance(found, Replace) else layer
 
     def kind_of(self, layer):
-        """``kind`` of ``target(layer)``; ``"zero"`` for a chosen Zeroise."""
-        from searchlayers.layers.ops import Zeroise
-
-        target = self.target(layer)
-        return "zero" if isinstance(target, Zeroise) else kind(target)
+        """``kind`` of ``target(layer)``; ``"zero"`` for a ``Drop``."""
+        found = self.derivation(layer)
+        return "zero" if isinstance(found, Drop) else kind(self.target(layer))
 
     def pick(self, layer):
         """The input index a depth gate passes."""
-        return int(self.choices[layer.name])
+        return self.derivation(layer).index
 
     def fold(self, layer, tid, held):
         """``(indices, values)``: the constant non-zero channels of tensor ``tid``

@@ -6,7 +6,7 @@ Example:
     True
 """
 
-from searchlayers.layers.base import ZERO, SearchLayer, is_arch_variable, search_layers
+from searchlayers.layers.base import SearchLayer, is_arch_variable, search_layers
 from searchlayers.layers.channel_select import ChannelSelect
 from searchlayers.layers.figs import FiGSMask, MaskingLayer, figs_masks
 from searchlayers.layers.mixed_op import MixedOp
@@ -50,7 +50,6 @@ __all__ = [
     "MixedOp",
     "SearchLayer",
     "WidthGate",
-    "ZERO",
     "Zeroise",
     "figs_masks",
     "gate_layers",

@@ -76,10 +76,6 @@ import tensorflow as tf
 from searchlayers import checks, relax
 from searchlayers._keras import keras
 
-# Deprecated: what ``derived_layer`` returns for a ``Drop`` (use ``derivation``).
-ZERO = "zero"
-
-
 # -- the derivation hook's answers ---------------------------------------------------
 class Derivation:
     """What a layer becomes in the derived graph (see the module docstring).
@@ -369,14 +365,6 @@ class SearchLayer(keras.layers.Layer):
         """What this layer becomes in the derived graph for ``choice``: a
         ``Replace``, ``Drop``, ``Pick``, ``KeepChannels`` or ``Sliceable``."""
         raise NotImplementedError
-
-    def derived_layer(self, choice):
-        """Deprecated: ``derivation(choice)`` as a layer (``Replace``), ``ZERO``
-        (``Drop``) or None (the layer disappears)."""
-        found = self.derivation(choice)
-        if isinstance(found, Drop):
-            return ZERO
-        return found.make() if isinstance(found, Replace) else None
 
     def get_config(self):
         config = super().get_config()

@@ -435,7 +435,6 @@ class _Composite(L.Layer):
     """
 
     derives_to = Sliceable  # its own derivation hook (see SearchLayer's protocol)
-    channel_kind = "sliceable"  # TRANSITION: read by slicing until it dispatches on derives_to
     channel_groups = 1
 
     def derivation(self, choice=None):

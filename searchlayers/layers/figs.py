@@ -142,6 +142,15 @@ class FiGSMask(SearchLayer):
         p = tf.sigmoid(self.arch("logits"))
         return tf.where(self.choice_is_fixed(), self.choice, p)
 
+    def channel_probabilities(self):
+        """``P(channel c is kept) = sigmoid(nu_c)`` for the expected-cost walk (a
+        ``KeepChannels`` layer's cost-side answer; the logits, not a fixed choice)."""
+        return tf.sigmoid(self.arch("logits"))
+
+    def channel_choices(self):
+        """None: the channels are independent (a width gate's choices are not)."""
+        return None
+
     def entropy(self):
         """Bernoulli entropy of each channel's mask (a vector)."""
         logits = self.arch("logits")

@@ -91,7 +91,6 @@ class WidthGate(_CategoricalGate):
     """
 
     derives_to = KeepChannels  # derived: the neighbours keep the chosen channels
-    channel_kind = "mask"  # TRANSITION: read by slicing until it dispatches on derives_to
 
     def __init__(self, widths=WIDTHS, groups=1, mode="gumbel", arch_key=None, temperature=1.0,
                  seed=None, **kwargs):
@@ -190,7 +189,6 @@ class GumbelDepthGate(_CategoricalGate):
     """
 
     derives_to = Pick  # derived: the chosen input passes
-    channel_kind = "pick"  # TRANSITION: read by slicing until it dispatches on derives_to
 
     @property
     def choice_names(self):

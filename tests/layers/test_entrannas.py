@@ -48,7 +48,7 @@ def test_transit_equals_derived_cell(dst, sharing, bottleneck, reduction):
     if dst:  # thresholds high enough to prune some connections
         engine.arch("betas").assign([-0.5, 2.0])
     record = transit.sample_choice()
-    derived = transit.derived_layer(record)
+    derived = transit.derivation(record).make()
     assert not any(isinstance(l, sl.SearchLayer)
                    for l in derived._flatten_layers(include_self=False, recursive=True))
     x = _inputs()
@@ -60,7 +60,7 @@ def test_transit_equals_derived_cell(dst, sharing, bottleneck, reduction):
         fixed = engine(x, training=False).numpy()
     finally:
         engine.set_choice(None)
-    np.testing.assert_allclose(engine.derived_layer(record)(x, training=False).numpy(), fixed,
+    np.testing.assert_allclose(engine.derivation(record).make()(x, training=False).numpy(), fixed,
                                atol=1e-4)
 
 

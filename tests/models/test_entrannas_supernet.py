@@ -110,7 +110,7 @@ def test_transit_cells_run_the_derived_graph_unfixed():
     probe = K.Model(model.input, last.input)
     x, _ = _data(4)
     inputs = [t.numpy() for t in probe(x, training=False)]
-    derived = last.derived_layer(last.sample_choice())
+    derived = last.derivation(last.sample_choice()).make()
     np.testing.assert_allclose(derived(inputs, training=False).numpy(),
                                last(inputs, training=False).numpy(), atol=1e-5)
 
