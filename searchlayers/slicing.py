@@ -261,11 +261,25 @@ def _rule_rescaling(layer):
     return "channelwise"
 
 
-def _resize_rescaling(config, idx):
-    for key in ("scale", "offset"):
-        if _per_channel(config.get(key)):
-            config[key] = np.asarray(config[key])[idx].tolist()
-    return config
+def _resizer(*keys):
+    """A ``resize`` slicing the per-channel values of ``keys`` in a layer's config
+    (``Rescaling`` scale / offset; ``Normalization`` mean / variance given as arguments)."""
+
+    def resize(config, idx):
+        for key in keys:
+            if _per_channel(config.get(key)):
+                config[key] = np.asarray(config[key])[idx].tolist()
+        return config
+
+    return resize
+
+
+def _rule_normalization(layer):
+    axis = layer.axis if isinstance(layer.axis, (list, tuple)) else (layer.axis,)
+    given = [getattr(layer, k, None) for k in ("input_mean", "input_variance")]
+    if not _is_last(layer, axis) or any(_per_channel(v) and np.ndim(v) != 1 for v in given):
+        return "opaque"
+    return "channelwise"
 
 
 def _rule_reshape(layer):
@@ -356,8 +370,8 @@ for _cls in _MERGE:
 register_channel_rule(_L.Concatenate, _rule_concat)
 register_channel_rule(_L.Flatten, lambda layer: "flatten" if _channels_last(layer) else "opaque")
 register_channel_rule(_L.Reshape, _rule_reshape, _resize_reshape)
-register_channel_rule(_L.Rescaling, _rule_rescaling, _resize_rescaling)
-register_channel_rule(_L.Normalization, "channelwise")
+register_channel_rule(_L.Rescaling, _rule_rescaling, _resizer("scale", "offset"))
+register_channel_rule(_L.Normalization, _rule_normalization, _resizer("mean", "variance"))
 register_channel_rule(_L.Lambda, _rule_op)
 if hasattr(_L, "Identity"):
     register_channel_rule(_L.Identity, "channelwise")

@@ -290,11 +290,13 @@ def _merge_with(cls, **kw):
 
 
 def _norm(t):
-    """A Normalization holding per-channel statistics (as ``adapt`` leaves them)."""
+    """Normalization with per-channel statistics as ``adapt`` leaves them (weights),
+    then with statistics given as arguments (its config, narrowed by the rule's resize)."""
     layer = L.Normalization(axis=-1)
     layer.build(t.shape)
     layer.set_weights([np.linspace(-1, 1, 8), np.linspace(1, 2, 8), np.array(16)])
-    return layer(t)
+    given = L.Normalization(axis=-1, mean=np.linspace(1, -1, 8), variance=np.linspace(2, 1, 8))
+    return given(layer(t))
 
 
 # class -> (apply(t, other) -> tensor, rank of t: 1, 2 or 3 spatial dims, expected kind)
