@@ -53,18 +53,37 @@ def check_summary(out, folder, method):
     return s
 
 
+def test_examples_import_side_by_side():
+    # each example owns its flags: same names, different meanings, one process
+    from absl import flags
+
+    names = [*SMALLEST, "figs_search"]
+    modules = {n: importlib.import_module(f"examples.{n}") for n in names}
+    assert all(m.FLAGS is not flags.FLAGS for m in modules.values())
+    outs = {m.FLAGS["out"].default for m in modules.values()}
+    assert len(outs) == len(names)  # each writes to its own folder by default
+    modes = [modules[n].FLAGS["mode"].parser.enum_values for n in ("bars_search", "figs_search")]
+    assert modes == [["gumbel", "gumbel_hard", "softmax"], ["target", "additive"]]
+
+
+# two steps of search are undecided, and the examples say so
+@pytest.mark.filterwarnings("ignore::searchlayers.decision.UndecidedSearchWarning")
 @pytest.mark.parametrize("name", sorted(SMALLEST))
 def test_example_ends_with_the_run_summary(name, tmp_path, capsys):
+    import tensorflow as tf
+
     from examples import common
     from searchlayers._keras import keras
 
     module = importlib.import_module(f"examples.{name}")
     method, argv = SMALLEST[name]
     assert {"out", "seed"} <= set(module.FLAGS)  # every example takes --seed and --out
+    level = tf.get_logger().level  # examples quiet TensorFlow's logger; give it back
     try:
         assert common.run_example(module, [*argv, f"--out={tmp_path}", "--seed=1"]) is None
     finally:
         keras.backend.clear_session()
+        tf.get_logger().setLevel(level)
     s = check_summary(capsys.readouterr().out, tmp_path, method)
     assert s["details"]["seed"] == 1
     if name == "bnas_search":  # the diversity term can take the loss below zero
