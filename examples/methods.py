@@ -12,6 +12,11 @@ Importing this module registers:
   unmasked network's cost; the search stops at the target.
 * ``bnas``: ``examples.bnas_search`` (binary cells, diversity term) with the
   same cost term on equivalent ops; exported with LCE too.
+* ``bars``: ``models.bars``' supernet searched as ``examples.bars_search`` does
+  (bi-level, BARS' temperature / entropy schedules, ``ArchWarmup``) but with the
+  budget term in place of eq. 7 (whose gradient does not depend on the target,
+  see ``budget_term``), derived to the budget (``fitted``; "additive": BARS'
+  best of K = 8 samples), retrained from fresh weights, exported with LCE too.
 
 The target is ``budget`` times the supernet's expected cost when the search
 starts (``searchlayers.tuning.budget_target``).
@@ -20,20 +25,24 @@ starts (``searchlayers.tuning.budget_target``).
 ``steps`` (DARTS, BNAS), ``budget_mode`` ("target" or "additive", DARTS and
 FiGS), ``warmup`` (DARTS-space epochs that train only the
 weights, ``ArchWarmup``), ``space`` and ``network`` (keyword arguments of the
-FiGS network), ``arch_lr``, ``rule`` (DARTS derivation), ``gamma`` (BNAS).
+FiGS network), ``arch_lr``, ``rule`` (DARTS derivation), ``gamma`` (BNAS),
+``stages``, ``k``, ``schedule`` (BARS). ``arch_lr="auto"`` (BARS' default)
+takes the step-aware rule of ``searchlayers.schedules``.
 
 Example:
     >>> import examples.methods  # doctest: +SKIP
     >>> from searchlayers import tuning
     >>> tuning.method_names()  # doctest: +SKIP
-    ['bnas', 'darts', 'figs', 'gdas', 'snas']
+    ['bars', 'bnas', 'darts', 'figs', 'gdas', 'snas']
 """
 
-from searchlayers import ArchWarmup, FLOPsRegularizer, budget, datasets, derive, tuning
+from searchlayers import (ArchWarmup, FLOPsRegularizer, SearchModel, budget, datasets, derive,
+                          schedules, tuning)
+from searchlayers._keras import keras
 from searchlayers.transforms import insert_masks
 
-from examples import bnas_search, darts_search, figs_search
-from models import bnas
+from examples import bars_search, bnas_search, common, darts_search, figs_search
+from models import bars, bnas
 from models.figs import SPACES
 
 
@@ -50,9 +59,32 @@ def budget_term(supernet, spec, mode=None):
     Example:
         >>> budget_term(supernet, tuning.TrialSpec("darts", budget=0.5))  # doctest: +SKIP
     """
-    return FLOPsRegularizer(budget=tuning.budget_target(supernet, spec),
-                            metric=spec.cost_metric(), mode=mode or budget_mode(spec),
+    mode = mode or budget_mode(spec)
+    target = tuning.budget_target(supernet, spec)
+    term = FLOPsRegularizer(budget=reachable(supernet, target, spec) if mode == "target"
+                            else target, metric=spec.cost_metric(), mode=mode,
                             strength=spec.lam)
+    term.requested = target
+    return term
+
+
+def reachable(supernet, target, spec):
+    """``target`` moved to the closest cost the space can derive when it cannot
+    derive it (``budget.clamp``: said once; in the DARTS space a target below every
+    connected child would push every edge to "none").
+
+    Example:
+        >>> reachable(supernet, 1e3, tuning.TrialSpec("darts", budget=0.01))  # doctest: +SKIP
+        104576.0
+    """
+    return budget.clamp(supernet, target, spec.cost_metric(),
+                        where=f"{spec.method} budget {spec.budget:g}")[0]
+
+
+def with_requested(history, metric, requested):
+    """``history`` with ``budget_requested_<metric>``: the budget asked for before
+    ``reachable`` moved it (the report's "asked")."""
+    return {**history, f"budget_requested_{metric}": [float(requested)]}
 
 
 def budget_mode(spec):
@@ -113,7 +145,8 @@ def darts_family(name):
         child = (darts_search.derive_child(supernet, rule) if rule == "top2" else
                  fitted(supernet, term.budget, spec,
                         lambda: darts_search.derive_child(supernet, rule)))
-        return tuning.Searched(supernet, child, history)
+        return tuning.Searched(supernet, child,
+                               with_requested(history, term.metric, term.requested))
 
     return search
 
@@ -137,15 +170,17 @@ def figs(spec):
     o = spec.options
     shape = datasets.info("digits").input_shape
     base = SPACES[o.get("space", "resnet")](shape, 10, **o.get("network", {}))
-    target = tuning.budget_target(base, spec)
+    requested = tuning.budget_target(base, spec)
     supernet = insert_masks(base)
+    target = reachable(supernet, requested, spec) if budget_mode(spec) == "target" else requested
     figs_search.search(supernet, spec.cost_metric(), target, spec.lam, spec.epochs,
                        o.get("arch_lr", 0.05), spec.batch_size, spec.seed, spec.verbose,
                        extra_callbacks=spec.callbacks(), steps_per_epoch=spec.steps_per_epoch,
                        mode=budget_mode(spec))
     history = supernet.history.history if supernet.history is not None else {}
     child = fitted(supernet, target, spec, lambda: derive(supernet, "expected"))
-    return tuning.Searched(supernet, child, history)
+    return tuning.Searched(supernet, child,
+                           with_requested(history, spec.cost_metric(), requested))
 
 
 def figs_retrain(child, spec):
@@ -183,8 +218,51 @@ def bnas_retrain(child, spec):
     return bnas_search.retrain(child, spec.retrain_epochs, spec.batch_size)
 
 
+def bars_method(spec):
+    """BARS: ``models.bars.bars_supernet`` on digits, searched bi-level under the
+    budget term with BARS' temperature and entropy schedules
+    (``schedules.SearchSchedule("bars")``, ``options["schedule"]`` "auto" or
+    "paper"; the architecture learning rate its rule, or ``options["arch_lr"]``)
+    after ``options["warmup"]`` (default 1) weight-only epochs.
+
+    Example:
+        >>> searched = bars_method(tuning.TrialSpec("bars", budget=0.5, epochs=2))  # doctest: +SKIP
+    """
+    o = spec.options
+    supernet = bars.bars_supernet(datasets.info("digits").input_shape, 10,
+                                  channels=o.get("channels", 8), stages=o.get("stages", 2),
+                                  cells=o.get("cells", 2), steps=o.get("steps", 2))
+    term = budget_term(supernet, spec)
+    lr = o.get("arch_lr", "auto")
+    model = SearchModel(supernet, bilevel=True, arch_optimizer=keras.optimizers.Adam(
+        3e-3 if lr == "auto" else lr, beta_1=0.5, beta_2=0.999))
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=common.LOSS, metrics=["accuracy"])
+    warmup = int(o.get("warmup", 1))
+    found = [schedules.SearchSchedule("bars", preset=o.get("schedule", "auto"), warmup=warmup,
+                                      lr=lr == "auto"), ArchWarmup(warmup)]
+    data = datasets.search_pairs("digits", spec.batch_size)
+    history = model.fit(data.repeat() if spec.steps_per_epoch else data, epochs=spec.epochs,
+                        steps_per_epoch=spec.steps_per_epoch, verbose=spec.verbose,
+                        callbacks=[*found, term, *spec.callbacks()])
+    validation = datasets.arrays("digits", "validation")
+    child = fitted(supernet, term.budget, spec, lambda: bars.derive_bars(
+        model, validation, k=o.get("k", 8), seed=spec.seed)[0])
+    return tuning.Searched(supernet, child,
+                           with_requested(history.history, term.metric, term.requested))
+
+
+def bars_retrain(child, spec):
+    """``examples.bars_search.retrain`` (fresh weights, Adam).
+
+    Example:
+        >>> model, accuracy = bars_retrain(child, spec)  # doctest: +SKIP
+    """
+    return bars_search.retrain(child, spec.retrain_epochs, spec.batch_size)
+
+
 for _name in darts_search.MODES:
     tuning.register_method(_name, darts_family(_name), darts_retrain,
                            uses=("budget", "lam", "temperature"))
 tuning.register_method("figs", figs, figs_retrain)
 tuning.register_method("bnas", bnas_method, bnas_retrain, metric="equivalent_ops", lce=True)
+tuning.register_method("bars", bars_method, bars_retrain, metric="equivalent_ops", lce=True)

@@ -41,11 +41,12 @@ import dataclasses
 import warnings
 
 import numpy as np
+import tensorflow as tf
 
 from searchlayers import cost as cost_lib
 from searchlayers import regularizers as reg
 from searchlayers.derive import choose, derive
-from searchlayers.layers.base import search_layers
+from searchlayers.layers.base import derivation_of, search_layers
 from searchlayers.layers.figs import figs_masks
 
 TOLERANCE = 0.05  # "on budget": the derived cost within 5 % of the target
@@ -112,8 +113,36 @@ def exact_cost(model, architecture, metric):
         >>> exact_cost(supernet, sl.choose(supernet), "macs")  # doctest: +SKIP
         123456.0
     """
+    return _measure(model, architecture, metric)[0]
+
+
+def connected(model, seed=0):
+    """True when ``model``'s output depends on its input: two random inputs give
+    different outputs (inference mode). A derived child whose every path from
+    the input to the output went through a removed edge ("none") computes a
+    constant: it is no network, whatever its cost.
+
+    Example:
+        >>> from searchlayers._keras import keras
+        >>> m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        >>> connected(m)
+        True
+        >>> x = keras.Input((3,))
+        >>> connected(keras.Model(x, keras.layers.Dense(2)(x * 0.0)))
+        False
+    """
+    rng = np.random.default_rng(seed)
+    inputs = [rng.normal(size=(2, *t.shape[1:])).astype(t.dtype.as_numpy_dtype)
+              for t in model.inputs]
+    outputs = model(inputs if len(inputs) > 1 else inputs[0], training=False)
+    return any(not np.allclose(y[0], y[1], rtol=1e-5, atol=1e-7)
+               for y in map(np.asarray, tf.nest.flatten(outputs)))
+
+
+def _measure(model, architecture, metric):
+    """``(exact cost, connected)`` of ``derive(model, architecture=architecture)``."""
     child = derive(model, architecture=architecture)
-    return float(np.asarray(cost_lib.profile(child).total.metric(metric)))
+    return float(np.asarray(cost_lib.profile(child).total.metric(metric))), connected(child)
 
 
 def fit(model, target, metric="macs", rule=None):
@@ -130,21 +159,85 @@ def fit(model, target, metric="macs", rule=None):
     """
     target = reg.check_positive(target, "target", "budget.fit")
     metric = reg.check_metric(metric, "budget.fit")
-    layers = search_layers(model)
-    masks = figs_masks(model)
-    if masks and len(masks) == len(layers):
-        result = _fit_channels(model, masks, target, metric)
-    elif layers and all(hasattr(layer, "num_choices") for layer in layers):
-        result = _fit_choices(model, target, metric, rule)
-    else:
-        kinds = sorted({type(layer).__name__ for layer in layers}) or ["none"]
-        raise ValueError(
-            f"budget.fit: model '{model.name}' has search layers {kinds}; fit handles "
-            "networks of FiGSMask layers only, or of categorical layers (MixedOp) only."
-        )
+    masks = _space(model, "budget.fit")
+    result = (_fit_channels(model, masks, target, metric) if masks else
+              _fit_choices(model, target, metric, rule))
     if result.message:
         warnings.warn(result.message, BudgetWarning, stacklevel=2)
     return result
+
+
+def _space(model, where):
+    """The FiGS masks of a network of masks only, [] for one of categorical layers
+    only; anything else is an error."""
+    layers = search_layers(model)
+    masks = figs_masks(model)
+    if masks and len(masks) == len(layers):
+        return masks
+    if layers and all(hasattr(layer, "num_choices") for layer in layers):
+        return []
+    kinds = sorted({type(layer).__name__ for layer in layers}) or ["none"]
+    raise ValueError(
+        f"{where}: model '{model.name}' has search layers {kinds}; "
+        f"{where.split('.')[-1]} handles "
+        "networks of FiGSMask layers only, or of categorical layers (MixedOp) only."
+    )
+
+
+def achievable(model, metric="macs"):
+    """``(lowest, highest)``: the exact costs of the cheapest and the dearest
+    architecture worth searching for in ``model``'s space. Categorical spaces:
+    the dearest choices; the cheapest choices when that child's output still
+    depends on its input (``connected``: BARS, whose cells have a shortcut),
+    else the cheapest choices that remove no edge (DARTS: below the all-pool
+    child only "none" edges cut the cost, and they cut nodes, then the input
+    away). FiGS: one channel per mask, and all channels.
+
+    Example:
+        >>> low, high = achievable(supernet, "macs")  # doctest: +SKIP
+    """
+    return _achievable(model, metric, "budget.achievable")[:2]
+
+
+def _achievable(model, metric, where):
+    """``(lowest, highest, what the lowest is)`` (see ``achievable``)."""
+    metric = reg.check_metric(metric, where)
+    masks = _space(model, where)
+    if masks:
+        architecture, n = _channel_architectures(model, masks, 1.0, metric)
+        return (exact_cost(model, architecture(0), metric),
+                exact_cost(model, architecture(n), metric), "(one channel per mask)")
+    space = _Choices(model, metric, choose(model, "argmax"))
+    _, lowest, what = space.floor()
+    return lowest, space.exact(np.nanargmax(space.table.values, axis=1))[1], what
+
+
+def clamp(model, target, metric="macs", where="budget.clamp"):
+    """``(target, message)``: ``target``, or when ``fit`` cannot derive a child of
+    ``model`` within ``TOLERANCE`` of it (outside ``achievable``, and no
+    connected child near it), the closest cost it can, with the one-line notice
+    of the move (also warned once, ``BudgetWarning``; "" when none). For a
+    search's cost term: a target the space cannot derive makes it push the
+    distributions to where no child is (in DARTS: every edge "none").
+
+    Example:
+        >>> target, message = clamp(supernet, 0.1 * full, "macs")  # doctest: +SKIP
+    """
+    target = reg.check_positive(target, "target", where)
+    lowest, highest, _ = _achievable(model, metric, where)
+    if lowest * (1 - TOLERANCE) <= target <= highest * (1 + TOLERANCE):
+        return target, ""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BudgetWarning)  # said below, once
+        found = fit(model, target, metric)
+    if found.on_budget:
+        return target, ""
+    side = ("cheapest architecture of this search space whose output depends on its input"
+            if target < found.got else "dearest architecture this search space derives")
+    message = (f"{where}: budget {target:,.0f} {metric} cannot be met: the {side} costs "
+               f"{found.got:,.0f}; searching for {found.got:,.0f} {metric} instead.")
+    warnings.warn(message, BudgetWarning, stacklevel=2)
+    return found.got, message
 
 
 def _unreachable(asked, lowest, highest, metric, got):
@@ -154,10 +247,11 @@ def _unreachable(asked, lowest, highest, metric, got):
         return (f"budget {asked:,.0f} {metric} not met within {TOLERANCE:.0%}: the closest "
                 f"architecture found derives {got:,.0f} {metric} ({got / asked:.0%} of the "
                 f"budget; this space derives {lowest:,.0f} to {highest:,.0f}).")
-    side = "cheapest" if asked < lowest else "dearest"
-    return (f"budget {asked:,.0f} {metric} cannot be met: the {side} architecture this "
-            f"search space derives costs {lowest if asked < lowest else highest:,.0f}; "
-            f"derived the closest achievable, {got:,.0f} {metric}.")
+    side = ("cheapest architecture of this search space whose output depends on its input"
+            if asked < lowest else "dearest architecture this search space derives")
+    return (f"budget {asked:,.0f} {metric} cannot be met: the {side} costs "
+            f"{lowest if asked < lowest else highest:,.0f}; derived the closest achievable, "
+            f"{got:,.0f} {metric}.")
 
 
 # -- categorical layers -----------------------------------------------------------------
@@ -170,35 +264,121 @@ def _log_probs(model, table):
     return out
 
 
-def _fit_choices(model, target, metric, rule):
+def _cost_table(model, metric):
+    """``evolution.cost_table``, or None when a search layer has no per-choice
+    costs (gates: a ``WidthGate`` scales its neighbours' cost, it has none)."""
     from searchlayers.evolution import cost_table
 
-    table = cost_table(model, metric)
-    logp = _log_probs(model, table)
-    values = np.where(np.isnan(table.values), 0.0, table.values) / target
+    if not all(hasattr(layer, "candidate_costs") for layer in search_layers(model)):
+        return None
+    return cost_table(model, metric)
+
+
+def _local_table(model, metric, architecture):
+    """The cost table of the single changes around ``architecture``: per group and
+    choice, the supernet's cost with every choice fixed (``baselines``' fixed
+    cost, exact up to what deriving drops) minus ``architecture``'s, which is the
+    offset. For spaces whose cost is not additive (gates scale whole stages);
+    ``_fit_choices`` rebuilds it around each pick."""
+    from searchlayers.baselines import _fixed_cost
+    from searchlayers.evolution import ChoiceTable
+
+    table = ChoiceTable.from_layers(model, lambda layer: np.zeros(layer.num_choices), metric)
+    base_rows = table.encode(architecture)
+    base = _fixed_cost(model, table.decode(base_rows), metric)
+    values = np.full(table.values.shape, np.nan)
+    for r, n in enumerate(table.num_choices):
+        for c in range(n):
+            rows = base_rows.copy()
+            rows[r] = c
+            values[r, c] = 0.0 if c == base_rows[r] else (
+                _fixed_cost(model, table.decode(rows), metric) - base)
+    return dataclasses.replace(table, values=values, offset=base)
+
+
+def _zero_choices(model, table):
+    """``[rows, choices]``: True where the choice removes its edge (``Drop``)."""
+    by_name = {layer.name: layer for layer in search_layers(model)}
+    zero = np.zeros(table.values.shape, bool)
+    for r, names in enumerate(table.layers):
+        for c in range(int(table.num_choices[r])):
+            zero[r, c] = getattr(derivation_of(by_name[names[0]], c), "kind", None) == "zero"
+    return zero
+
+
+class _Choices:
+    """The categorical space of ``model`` under one metric: its cost table (or
+    the local one, rebuilt around each pick), log probabilities, and the exact
+    cost and connectivity of every architecture measured (cached)."""
+
+    def __init__(self, model, metric, start):
+        self.model, self.metric = model, metric
+        self.table = _cost_table(model, metric)
+        self.local = self.table is None
+        if self.local:
+            self.table = _local_table(model, metric, start)
+        self.logp = _log_probs(model, self.table)
+        self.zero = _zero_choices(model, self.table)
+        self.found = {}
+
+    def exact(self, rows, meta=None):
+        """``(architecture, exact cost, connected)`` of one row of choice indices."""
+        key = tuple(int(r) for r in rows)
+        if key not in self.found:
+            arch = choose(self.model, "argmax", rule=_rule_of(self.table.decode(rows)))
+            arch.meta.update(meta or {})
+            self.found[key] = (arch, *_measure(self.model, arch, self.metric))
+        return self.found[key]
+
+    def relinearize(self, rows):
+        if self.local:
+            self.table = _local_table(self.model, self.metric, self.exact(rows)[0])
+
+    def floor(self):
+        """``(rows, cost, what)``: the cheapest architecture whose output depends on
+        its input if that is the all-cheapest one; else the cheapest that removes
+        no edge (``what`` says which). Below it only removed edges cut the cost,
+        and they take whole nodes, then the input, away."""
+        values = np.where(np.isnan(self.table.values), np.inf, self.table.values)
+        cheapest = np.argmin(values, axis=1)
+        _, cost, connected = self.exact(cheapest)
+        if connected:
+            return cheapest, cost, "whose output depends on its input"
+        kept = np.where(self.zero, np.inf, values)
+        rows = np.where(np.isfinite(kept).any(axis=1), np.argmin(kept, axis=1), cheapest)
+        return rows, self.exact(rows)[1], "that removes no edge"
+
+
+def _fit_choices(model, target, metric, rule):
+    start = choose(model, "argmax", rule=rule)
+    space = _Choices(model, metric, start)
+    meta = dict(strategy="budget", target=target, metric=metric)
 
     def pick(mu):
-        score = np.where(np.isnan(table.values), -np.inf, logp - mu * values)
+        table = space.table
+        values = np.where(np.isnan(table.values), 0.0, table.values) / target
+        score = np.where(np.isnan(table.values) | ~allowed, -np.inf, space.logp - mu * values)
         return np.argmax(score, axis=1)
 
     def solve(goal):  # the Lagrangian pick whose table total is closest to goal
+        total = space.table.total
         best = pick(0.0)
-        low, high = -1.0, 1.0  # table.total(pick(mu)) falls as mu grows
-        while table.total(pick(high)) > goal and high < 1e9:
+        low, high = -1.0, 1.0  # total(pick(mu)) falls as mu grows
+        while total(pick(high)) > goal and high < 1e9:
             high *= 4.0
-        while table.total(pick(low)) < goal and low > -1e9:
+        while total(pick(low)) < goal and low > -1e9:
             low *= 4.0
         for _ in range(60):
             mid = 0.5 * (low + high)
             candidate = pick(mid)
-            if abs(table.total(candidate) - goal) < abs(table.total(best) - goal):
+            if abs(total(candidate) - goal) < abs(total(best) - goal):
                 best = candidate
-            if table.total(candidate) > goal:
+            if total(candidate) > goal:
                 low = mid
             else:
                 high = mid
         for candidate in (pick(low), pick(high)):
-            if abs(table.total(candidate) - goal) < abs(table.total(best) - goal):
+            if abs(total(candidate) - goal) < abs(total(best) - goal):
                 best = candidate
         return best
 
@@ -207,6 +387,7 @@ def _fit_choices(model, target, metric, rule):
         # distributions are near flat they jump by whole edges. Close the remaining gap
         # greedily by single changes, each losing the least log probability per unit of
         # cost it moves towards the goal.
+        table, logp = space.table, space.logp
         rows = np.array(rows)
         for _ in range(4 * len(rows)):
             gap = table.total(rows) - goal
@@ -215,7 +396,7 @@ def _fit_choices(model, target, metric, rule):
             current = table.values[np.arange(len(rows)), rows]
             moved = np.abs(gap) - np.abs(gap - (current[:, None] - table.values))
             lost = logp[np.arange(len(rows)), rows][:, None] - logp
-            ratio = np.where(np.isnan(table.values) | ~(moved > 0), np.inf,
+            ratio = np.where(np.isnan(table.values) | ~(moved > 0) | ~allowed, np.inf,
                              np.maximum(lost, 0.0) / np.where(moved > 0, moved, 1.0))
             if not np.isfinite(ratio).any():
                 break
@@ -223,34 +404,38 @@ def _fit_choices(model, target, metric, rule):
             rows[r] = c
         return rows
 
-    start = choose(model, "argmax", rule=rule)
-    argmax_rows = table.encode(start)
-    found = {tuple(argmax_rows): (start, exact_cost(model, start, metric))}
-
-    def exact(rows):  # (architecture, exact cost of its derived model), cached
-        key = tuple(int(r) for r in rows)
-        if key not in found:
-            arch = table.decode(rows)
-            arch = choose(model, "argmax", rule=_rule_of(arch))
-            arch.meta.update(strategy="budget", target=target, metric=metric)
-            found[key] = (arch, exact_cost(model, arch, metric))
-        return found[key]
-
-    argmax_exact = found[tuple(argmax_rows)][1]
+    argmax_rows = space.table.encode(start)
+    space.found[tuple(argmax_rows)] = (start, *_measure(model, start, metric))
+    argmax_exact = space.found[tuple(argmax_rows)][1]
+    _, lowest, what = space.floor()
+    allowed = np.ones(space.table.values.shape, bool)
+    if what == "that removes no edge" and target >= lowest * (1 - TOLERANCE):
+        # reachable without removing edges: remove only those the search removed
+        allowed = ~space.zero
+        allowed[np.arange(len(argmax_rows)), argmax_rows] = True
+    goal = target
     # The table leaves out what deriving changes beyond the chosen ops (edges of
     # "none" dropped, nodes removed): correct the table's goal by the gap between
     # the exact and the table cost of the last pick (a secant step), a few times.
-    shift = argmax_exact - table.total(argmax_rows)
     rows = argmax_rows
+    shift = argmax_exact - space.table.total(rows)
     for _ in range(6):
-        if abs(exact(rows)[1] / target - 1.0) <= TOLERANCE / 2:
+        _, got, connected = space.exact(rows, meta)
+        if connected and abs(got / goal - 1.0) <= TOLERANCE / 2:
             break
-        rows = repair(solve(target - shift), target - shift)
-        shift = exact(rows)[1] - table.total(rows)
-    lowest = min(exact(pick(1e12))[1], exact(table.argmin())[1])
-    highest = max(exact(pick(-1e12))[1], exact(np.nanargmax(table.values, axis=1))[1])
-    architecture, got = min(found.values(), key=lambda item: abs(item[1] - target))
-    lowest, highest = min(lowest, got), max(highest, got)
+        previous, rows = rows, repair(solve(goal - shift), goal - shift)
+        if np.array_equal(rows, previous):  # converged (e.g. on the cheapest architecture)
+            break
+        space.relinearize(rows)
+        shift = space.exact(rows, meta)[1] - space.table.total(rows)
+    table = space.table
+    highest = space.exact(np.nanargmax(table.values, axis=1))[1]
+    live = [(arch, cost) for arch, cost, connected in space.found.values() if connected]
+    if not live:  # not even the argmax child depends on its input: keep the closest
+        live = [(arch, cost) for arch, cost, _ in space.found.values()]
+    architecture, got = min(live, key=lambda item: abs(item[1] - target))
+    lowest = min([lowest] + [cost for _, cost in live])
+    highest = max(highest, got)
     message = _unreachable(target, lowest, highest, metric, got)
     return Fit(architecture, metric, target, got, argmax_exact, lowest, highest, message)
 
@@ -264,7 +449,9 @@ def _rule_of(architecture):
 
 
 # -- FiGS masks -------------------------------------------------------------------------
-def _fit_channels(model, masks, target, metric):
+def _channel_architectures(model, masks, target, metric):
+    """``(architecture(k), n)``: the architecture keeping the ``k`` most probable
+    (group, channel) entries besides each mask's best, for ``k`` in ``0..n``."""
     def key(mask):  # masks of one group share logits and keep the same channels
         return mask.group if mask.group is not None else mask.name
 
@@ -289,6 +476,11 @@ def _fit_channels(model, masks, target, metric):
         arch.meta.update(strategy="budget", target=target, metric=metric)
         return arch
 
+    return architecture, len(entries)
+
+
+def _fit_channels(model, masks, target, metric):
+    architecture, n = _channel_architectures(model, masks, target, metric)
     start = choose(model, "expected")
     argmax_exact = exact_cost(model, start, metric)
     costs = {}
@@ -298,7 +490,7 @@ def _fit_channels(model, masks, target, metric):
             costs[k] = exact_cost(model, architecture(k), metric)
         return costs[k]
 
-    lo, hi = 0, len(entries)
+    lo, hi = 0, n
     lowest, highest = cost_at(lo), cost_at(hi)
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -315,4 +507,5 @@ def _fit_channels(model, masks, target, metric):
     return Fit(arch, metric, target, got, argmax_exact, lowest, highest, message)
 
 
-__all__ = ["BudgetWarning", "Fit", "TOLERANCE", "exact_cost", "fit"]
+__all__ = ["BudgetWarning", "Fit", "TOLERANCE", "achievable", "clamp", "connected", "exact_cost",
+           "fit"]

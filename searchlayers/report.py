@@ -80,10 +80,30 @@ def budget_asked_got(record):
         ('params', 100.0, 103.0)
     """
     metric = record.get("metric", "equivalent_ops")
-    asked = (record.get("history") or {}).get(f"budget_{metric}")
+    history = record.get("history") or {}
+    # the budget asked for, before a search moved an unreachable one (budget.clamp)
+    asked = history.get(f"budget_requested_{metric}") or history.get(f"budget_{metric}")
     if not asked or metric not in _METRIC_VALUE:
         return None
     return metric, float(asked[-1]), _METRIC_VALUE[metric](record)
+
+
+def budget_searched(record):
+    """The budget the trial's search aimed at instead of an unreachable asked one
+    (``searchlayers.budget.clamp``), or None when it searched for the asked one.
+
+    Example:
+        >>> budget_searched({"metric": "macs", "history": {
+        ...     "budget_requested_macs": [100.0], "budget_macs": [130.0]}})
+        130.0
+    """
+    metric = record.get("metric", "equivalent_ops")
+    history = record.get("history") or {}
+    asked, searched = (history.get(f"budget_requested_{metric}"),
+                       history.get(f"budget_{metric}"))
+    if not asked or not searched or abs(searched[-1] / asked[-1] - 1) < 1e-6:
+        return None
+    return float(searched[-1])
 
 
 def _budget_text(record):
@@ -91,7 +111,9 @@ def _budget_text(record):
     if found is None:
         return "-", "-"
     _, asked, got = found
-    miss = "" if abs(got / asked - 1) <= 0.05 else " (missed)"
+    miss = ""
+    if abs(got / asked - 1) > 0.05:
+        miss = " (closest achievable)" if budget_searched(record) else " (missed)"
     return _si(asked), f"{_si(got)} = {got / asked:.0%}{miss}"
 
 
@@ -170,6 +192,9 @@ def _decision_lines(records):
             metric, asked, got = found
             parts.append(f"budget asked {asked:,.0f} / got {got:,.0f} {metric} "
                          f"({got / asked:.1%})")
+            if budget_searched(r):
+                parts.append(f"unreachable: searched for the closest achievable, "
+                             f"{budget_searched(r):,.0f}")
         if parts:
             lines.append(f"- trial {r['trial_id']} ({r['method']}): " + "; ".join(parts))
     return ["## Decision, budget and random baseline per trial", "", *lines, ""] if lines else []

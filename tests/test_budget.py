@@ -13,6 +13,7 @@ from searchlayers._keras import keras
 from searchlayers.transforms import insert_masks
 
 from examples import darts_search
+from models import bars
 from models.figs import resnet
 
 K = sl.keras
@@ -86,15 +87,55 @@ def test_unreachable_budget_said_once_with_the_closest_cost(darts):
     notices = [w for w in caught if issubclass(w.category, budget.BudgetWarning)]
     assert len(notices) == 1
     assert fit.got == fit.lowest and not fit.on_budget
-    # the cheapest derivable child: every edge "none" (nodes dropped)
+    # the closest child still computes from its input; every edge "none" is cheaper
+    # but a constant (its nodes, then its cells, dropped): never derived to a budget
+    assert budget.connected(sl.derive(supernet, architecture=fit.architecture))
     none = sl.choose(supernet, "argmax", rule=lambda layer: 0)
-    assert fit.got == budget.exact_cost(supernet, none, "macs")
+    assert not budget.connected(sl.derive(supernet, architecture=none))
+    assert budget.exact_cost(supernet, none, "macs") < fit.got
     text = str(notices[0].message)
     assert text == fit.message
     assert "cannot be met" in text and f"{fit.got:,.0f}" in text and "cheapest" in text
     with pytest.warns(budget.BudgetWarning, match="dearest"):
         over = budget.fit(supernet, 100 * full, "macs")
     assert over.got == over.highest
+
+
+def test_clamp_moves_an_unreachable_search_target_once(darts):
+    """A search asked for less than any connected child searches for the closest
+    one fit derives (said once); a reachable target stays."""
+    supernet, full, _, _ = darts
+    low, high = budget.achievable(supernet, "macs")
+    # DARTS: the cheapest child that removes no edge (all pools: no MACs of their own)
+    pools = sl.choose(supernet, "argmax", rule=lambda layer: 1)
+    assert low == budget.exact_cost(supernet, pools, "macs") and high > full
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", budget.BudgetWarning)
+        assert budget.clamp(supernet, 0.5 * full, "macs") == (0.5 * full, "")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        target, message = budget.clamp(supernet, 0.001 * full, "macs", where="demo")
+    assert [str(w.message) for w in caught] == [message]
+    closest = budget.fit(supernet, 0.001 * full, "macs")
+    assert target == closest.got <= low
+    assert message.startswith("demo: budget") and f"searching for {target:,.0f}" in message
+
+
+def test_bars_space_fit_lands_within_5_percent():
+    """Gates scale their stage's cost (no per-choice table): fit linearizes the
+    exact cost around its pick; an unreachable target is clamped to the cheapest
+    child (depth 0, narrowest widths: it still computes, the cells' shortcut)."""
+    keras.utils.set_random_seed(1)
+    net = bars.bars_supernet(datasets.info("digits").input_shape, 10, channels=4, stages=2,
+                             cells=1, steps=1)
+    for layer in sl.regularizers.arch_groups(net).values():  # a searched-looking state
+        logits = layer.arch("logits")
+        logits.assign(np.random.default_rng(0).normal(0, 1, logits.shape).astype("float32"))
+    full = float(sl.regularizers.expected_cost(net, "equivalent_ops"))
+    _check_landed(net, 0.5 * full, "equivalent_ops")
+    low, _ = budget.achievable(net, "equivalent_ops")
+    with pytest.warns(budget.BudgetWarning, match="cannot be met"):
+        assert budget.clamp(net, 0.5 * low, "equivalent_ops")[0] == low
 
 
 def test_target_mode_multiplier_by_hand():

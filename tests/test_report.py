@@ -54,13 +54,19 @@ def test_report_renders_table_and_pngs(tmp_path):
         assert cells[:3] == [r["trial_id"], r["method"], "0.5"]
         assert cells[4] == ("default" if r["method"] == "darts" else "-")  # figs: no temperature
         assert cells[7] == f"{r['accuracy']:.3f}" and cells[14].endswith("TFLite")
-        # asked: the cost term's absolute budget; got: the derived model's exact cost
+        # asked: the absolute budget asked for; got: the derived model's exact cost
         metric, asked, got = report.budget_asked_got(r)
-        assert metric == r["metric"] and asked == r["history"][f"budget_{metric}"][-1]
+        history = r["history"]
+        assert metric == r["metric"] and asked == history[f"budget_requested_{metric}"][-1]
         assert got == (r["params"] if metric == "params"
                        else r["float_macs"] + r["binary_macs"])
         assert cells[5] == report._si(asked) and cells[6].startswith(
             f"{report._si(got)} = {got / asked:.0%}")
+        # the cost term searched for the asked budget, or for the closest achievable one
+        searched = report.budget_searched(r)
+        assert (searched or asked) == history[f"budget_{metric}"][-1]
+        if abs(got / asked - 1) > 0.05:
+            assert cells[6].endswith("(closest achievable)" if searched else "(missed)")
         assert cells[8] == "-"  # no random baseline asked for
         if r["method"] == "darts":  # 2 edges, both still near uniform after 4 steps
             assert cells[9].startswith(f"{r['decided']}/2, p ")
