@@ -21,8 +21,9 @@ import tensorflow as tf
 from searchlayers import checks
 from searchlayers._keras import input_like, keras, require_built
 from searchlayers.architecture import Architecture, as_architecture  # noqa: F401 (re-export)
-from searchlayers.layers.base import (Drop, KeepChannels, Pick, Replace, SearchLayer,  # noqa
-                                      Sliceable, channel_rule, copy_layer, derivation_of, search_layers)
+from searchlayers.layers.base import (  # noqa: F401 (copy_layer re-exported)
+    Drop, KeepChannels, Pick, Replace, SearchLayer, Sliceable, channel_rule, copy_layer,
+    derivation_of, search_layers)
 from searchlayers.graph import call_node, replay
 from searchlayers.transforms import call_copy
 
@@ -33,10 +34,7 @@ _BASE_STRATEGIES = ("argmax", "sample")
 
 
 def _describe(layer, choice):
-    names = getattr(layer, "choice_names", None)
-    if names is not None and isinstance(choice, int):
-        return names[choice]
-    return choice
+    return layer.choice_names[choice] if isinstance(choice, int) else choice
 
 
 def choose(model, strategy="argmax", seed=0, rule=None):
@@ -73,7 +71,7 @@ def choose(model, strategy="argmax", seed=0, rule=None):
         key = layer.arch_key or layer.name
         if key not in by_key:
             own = strategy
-            if own not in getattr(layer, "strategies", _BASE_STRATEGIES):
+            if own not in layer.strategies:
                 own = "argmax"
             choice = None if rule is None else rule(layer)
             by_key[key] = layer.sample_choice(own, seed=seed) if choice is None else choice

@@ -27,7 +27,8 @@ the callbacks) use these names and nothing else of a search layer.
 - ``strategies``: what ``sample_choice`` answers (at least ``"argmax"`` and
   ``"sample"``; FiGS masks add ``"expected"``).
 - ``probabilities()``: the distribution over choices, no noise; one-hot (or
-  the fixed mask) when a choice is fixed.
+  the fixed mask) when a choice is fixed (an EnTranNAS cell keeps its per-edge
+  softmax: its fixed record acts on the forward pass).
 - ``sample_choice(strategy, seed)``: a JSON-serializable discrete choice.
 - ``check_choice(choice)``: the normalized choice, or a one-line error naming
   the layer, the choice and what is allowed (``architecture`` validates
@@ -63,7 +64,11 @@ small value object of this module:
   ``inline`` writes it into the derived graph as plain layers.
 
 A class states which of these it derives to in ``derives_to`` (analyses that
-have no choice, such as the expected-cost walk, read ``channel_rule``).
+have no choice, such as the expected-cost walk, read ``channel_rule``). A
+``KeepChannels`` layer also answers that walk: ``channel_probabilities()``
+(``P(channel kept)``, a vector) and ``channel_choices()`` (a width gate's
+``(choice probabilities, kept count per choice)``; None for independent
+channels).
 ``searchlayers.derive`` and ``searchlayers.slicing`` dispatch in tfmot's order:
 the layer's own hook (``derivation_of``), then the channel-rule registry
 (``searchlayers.slicing.register_channel_rule``), then opaque.
