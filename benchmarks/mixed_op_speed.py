@@ -8,20 +8,22 @@ Claims checked:
   so a step should cost about one candidate's (the mean step time over many
   steps against the mean of the candidates' median step times, since the
   chosen op changes per step), far below softmax;
-- ``set_choice(i)`` should cost what candidate ``i`` costs alone in a
-  uniform-mode MixedOp. A softmax-mode MixedOp runs op ``i`` alone only at
-  inference; its training step computes the one-hot mixture (every candidate),
-  because the gradient of larq's custom-gradient quantizers inside a
-  ``switch_case`` branch fails in TF 2.21. Both are measured.
+- ``set_choice(i)`` should cost what candidate ``i`` costs alone (target
+  <= 1.3x), in every mode: a training step traced while the choice is fixed
+  calls candidate ``i`` directly, no conditional and no one-hot mixture. It is
+  measured in softmax, Gumbel and uniform MixedOps over the float candidates,
+  and in softmax and Gumbel MixedOps over binary (larq) candidates, whose
+  custom-gradient quantizers are what once kept the soft modes on the mixture.
 
 Every model is ``Input -> layer -> GlobalAveragePooling -> Dense(10)``; the
-layer is a ``MixedOp`` over the DARTS ops without ``none``, or one candidate
+layer is a ``MixedOp`` over the DARTS ops without ``none`` (or over binary
+BNAS / BARS ops without ``zeroise`` and the float pools), or one candidate
 (the same registered op) alone. A step is one compiled ``tf.function`` with a
 ``GradientTape`` and an SGD update (``benchmarks.common.train_step_fn``). All
 models are traced and warmed up first, then timed in interleaved rounds.
 
 Example:
-    python -m benchmarks.mixed_op_speed            # ~1-2 minutes on 2 CPU cores
+    python -m benchmarks.mixed_op_speed            # ~5-8 minutes on 2 CPU cores
     python -m benchmarks.mixed_op_speed --quick    # 8x8x8 inputs, 2 rounds of 3 steps
 """
 
@@ -35,14 +37,18 @@ import numpy as np  # noqa: E402
 
 import searchlayers as sl  # noqa: E402  (Keras-2 guard before TensorFlow)
 import tensorflow as tf  # noqa: E402
-from searchlayers.layers import DARTS_OPS, get_op  # noqa: E402
+from searchlayers.layers import BARS_OPS, BNAS_OPS, DARTS_OPS, get_op  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
     interleaved, per_round, table, train_step_fn, write_json)
 
 keras = sl.keras
 CANDIDATES = [op for op in DARTS_OPS if op != "none"]
+BINARY = [op for op in dict.fromkeys(BNAS_OPS + BARS_OPS) if op.startswith("bin_")]
 SINGLE_PATH = ("gumbel_hard", "uniform")
+# The fixed-choice rows: candidate set -> the MixedOp modes measured with set_choice.
+FIXED = {"float": (CANDIDATES, ("softmax", "gumbel", "uniform")),
+         "binary": (BINARY, ("softmax", "gumbel"))}
 
 
 def build(layer, shape):
@@ -59,20 +65,23 @@ def build(layer, shape):
 
 def setups(shape, channels):
     """``{name: model}``: each candidate alone, each MixedOp mode, and each
-    candidate fixed by ``set_choice`` in a softmax and a uniform MixedOp.
+    candidate fixed by ``set_choice`` in the modes ``FIXED`` lists (the step is
+    traced after ``set_choice``, as it is in use).
 
     Example:
         >>> sorted(setups((8, 8, 4), 4))[:2]
         ['alone avg_pool_3x3', 'alone dil_conv_3x3']
     """
-    models = {f"alone {op}": build(get_op(op, channels), shape) for op in CANDIDATES}
+    models = {f"alone {op}": build(get_op(op, channels), shape)
+              for op in CANDIDATES + BINARY}
     for mode in ("softmax", "gumbel", "gumbel_hard", "uniform"):
         models[mode] = build(sl.MixedOp(CANDIDATES, mode=mode), shape)
-    for mode in ("softmax", "uniform"):
-        for i, op in enumerate(CANDIDATES):
-            model = build(sl.MixedOp(CANDIDATES, mode=mode), shape)
-            [m for m in model.layers if isinstance(m, sl.MixedOp)][0].set_choice(i)
-            models[f"{mode} set_choice {op}"] = model
+    for candidates, modes in FIXED.values():
+        for mode in modes:
+            for i, op in enumerate(candidates):
+                model = build(sl.MixedOp(candidates, mode=mode), shape)
+                [m for m in model.layers if isinstance(m, sl.MixedOp)][0].set_choice(i)
+                models[f"{mode} set_choice {op}"] = model
     return models
 
 
@@ -86,7 +95,7 @@ def run(batch=64, image=16, channels=32, steps=10, rounds=5):
     Example:
         >>> run(batch=8, image=8, channels=8, steps=2, rounds=1)["ratios"]  # doctest: +SKIP
     """
-    start = time.time()
+    start, load = time.time(), os.getloadavg()
     shape = (image, image, channels)
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=(batch, *shape)).astype("float32"))
@@ -100,8 +109,9 @@ def run(batch=64, image=16, channels=32, steps=10, rounds=5):
     def rounds_of(name):
         return np.array(per_round(times, name, "mean_s" if name in SINGLE_PATH else "median_s"))
 
-    alone = np.array([rounds_of(f"alone {op}") for op in CANDIDATES])  # [ops, rounds]
-    total, mean = alone.sum(0), alone.mean(0)
+    alone = {op: rounds_of(f"alone {op}") for op in CANDIDATES + BINARY}
+    floats = np.array([alone[op] for op in CANDIDATES])  # [ops, rounds]
+    total, mean = floats.sum(0), floats.mean(0)
     ratio_rounds = {
         "softmax / sum(candidates)": rounds_of("softmax") / total,
         "gumbel / sum(candidates)": rounds_of("gumbel") / total,
@@ -110,20 +120,30 @@ def run(batch=64, image=16, channels=32, steps=10, rounds=5):
         "gumbel_hard / softmax": rounds_of("gumbel_hard") / rounds_of("softmax"),
         "uniform / softmax": rounds_of("uniform") / rounds_of("softmax"),
     }
-    for mode in ("softmax", "uniform"):
-        for i, op in enumerate(CANDIDATES):
-            ratio_rounds[f"{mode} set_choice({op}) / {op}"] = (
-                rounds_of(f"{mode} set_choice {op}") / alone[i])
+    fixed_ms = {}
+    for candidates, modes in FIXED.values():
+        for mode in modes:
+            for op in candidates:
+                ratio_rounds[f"{mode} set_choice({op}) / {op}"] = (
+                    rounds_of(f"{mode} set_choice {op}") / alone[op])
+                fixed_ms.setdefault(mode, {})[op] = f"{mode} set_choice {op}"
+    ratios = {k: float(np.median(v)) for k, v in ratio_rounds.items()}
     ms = {name: 1e3 * float(np.median(rounds_of(name))) for name in calls}
     return {
         "config": {"batch": batch, "input": list(shape), "steps": steps, "rounds": rounds,
-                   "candidates": CANDIDATES, "device": "CPU", "threads": os.cpu_count(),
+                   "candidates": CANDIDATES, "binary_candidates": BINARY,
+                   "fixed_modes": {k: list(m) for k, (_, m) in FIXED.items()},
+                   "device": "CPU", "threads": os.cpu_count(),
+                   "loadavg_start": list(load), "loadavg_end": list(os.getloadavg()),
                    "timing": "interleaved rounds; median over rounds of per-round ratios"},
-        "candidate_ms": {op: ms[f"alone {op}"] for op in CANDIDATES},
+        "candidate_ms": {op: ms[f"alone {op}"] for op in CANDIDATES + BINARY},
         "mode_ms": {m: ms[m] for m in ("softmax", "gumbel", "gumbel_hard", "uniform")},
-        "set_choice_ms": {m: {op: ms[f"{m} set_choice {op}"] for op in CANDIDATES}
-                          for m in ("softmax", "uniform")},
-        "ratios": {k: float(np.median(v)) for k, v in ratio_rounds.items()},
+        "set_choice_ms": {m: {op: ms[name] for op, name in ops.items()}
+                          for m, ops in fixed_ms.items()},
+        "set_choice_max_ratio": {
+            f"{kind} {m}": max(ratios[f"{m} set_choice({op}) / {op}"] for op in cands)
+            for kind, (cands, modes) in FIXED.items() for m in modes},
+        "ratios": ratios,
         "ratio_range": {k: [float(v.min()), float(v.max())] for k, v in ratio_rounds.items()},
         "seconds": time.time() - start,
     }
@@ -136,13 +156,18 @@ def report(result):
         >>> print(report(run(steps=3)))  # doctest: +SKIP
     """
     fixed = result["set_choice_ms"]
-    rows = [[op, result["candidate_ms"][op], fixed["softmax"][op], fixed["uniform"][op]]
-            for op in CANDIDATES]
-    rows += [[f"MixedOp {m}", t, "", ""] for m, t in result["mode_ms"].items()]
-    times = table(rows, ["model", "step ms", "softmax set_choice ms",
-                         "uniform set_choice ms"])
-    ratios = table([[k, v] for k, v in result["ratios"].items()], ["ratio", "value"])
-    return f"{times}\n\n{ratios}"
+    modes = list(fixed)
+    rows = [[op, result["candidate_ms"][op], *[fixed[m].get(op, "") for m in modes]]
+            for op in result["candidate_ms"]]
+    rows += [[f"MixedOp {m}", t, *[""] * len(modes)] for m, t in result["mode_ms"].items()]
+    times = table(rows, ["model", "step ms", *[f"{m} set_choice ms" for m in modes]])
+    ratios = table([[k, v, *result["ratio_range"][k]] for k, v in result["ratios"].items()],
+                   ["ratio", "median", "min", "max"])
+    worst = table([[k, v] for k, v in result["set_choice_max_ratio"].items()],
+                  ["set_choice / op alone, worst op", "median ratio"])
+    load = result["config"]
+    return (f"{times}\n\n{ratios}\n\n{worst}\n\nload average (1, 5, 15 min): "
+            f"start {load['loadavg_start']}, end {load['loadavg_end']}")
 
 
 def main():
