@@ -110,6 +110,20 @@ def _binary_widths():
     return model
 
 
+def _binary_composites():
+    """Binary composites as plain layers between width gates: each narrows itself
+    by its own hook (``Sliceable``)."""
+    x = K.Input((6, 6, 8))
+    h = L.Conv2D(8, 3, padding="same", name="stem")(x)
+    for name, composite in (("g0", None), ("g1", binary.BinaryConvBN(8, 1, name="cbn")),
+                            ("g2", binary.BinaryReduce(8, name="red"))):
+        h = WidthGate(arch_key="w", name=name, mode="softmax")(composite(h) if composite else h)
+    model = K.Model(x, _head(h))
+    sl.tie_arch_variables(model)
+    model.get_layer("g0").arch("logits").assign([0.0, 2.0, 0.0, 0.0])  # width 0.5
+    return model
+
+
 # case id -> (builder, strategy, the derivation answers expected, layer names to check)
 CASES = {
     "mixed_softmax": (_edge("softmax"), "argmax", base.Replace),
@@ -125,6 +139,7 @@ CASES = {
     "entran_transit": (_cell("transit"), "argmax", base.Replace),
     "entran_dst": (_cell("engine", dst=True), "argmax", base.Replace),
     "binary_edge_in_widths": (_binary_widths, "argmax", base.Replace),
+    "binary_composites_in_widths": (_binary_composites, "argmax", base.KeepChannels),
 }
 
 
@@ -270,9 +285,7 @@ def test_table_covers_every_class_with_a_derivation_hook():
             for op in getattr(layer, "ops", None) or []:
                 covered.add(type(op))
     missing = {c.__name__ for c in _protocol_classes()} - {c.__name__ for c in covered}
-    # BinaryConvBN / BinaryReduce narrow themselves like BinaryConvShortcut (the
-    # shared _Composite rule); tests/layers/test_binary.py checks each one's slicing
-    assert missing <= {"BinaryConvBN", "BinaryReduce"}, missing
+    assert not missing, missing
     assert {MixedOp, WidthGate, GumbelDepthGate, FiGSMask, EnTranCell} <= covered
 
 
