@@ -85,12 +85,37 @@ def setups(shape, channels):
     return models
 
 
-def run(batch=64, image=16, channels=32, steps=10, rounds=5):
+def paired_ratios(calls, pairs):
+    """``{"<mode> set_choice(<op>) / <op>": per-pair ratios}``: each fixed-choice
+    step alternates with its op-alone step, ``pairs`` times (one warm-up, then a
+    median of 3 steps per side), so a burst of load on a shared machine hits
+    both sides of a ratio alike.
+
+    Example:
+        >>> paired_ratios({}, 3)
+        {}
+    """
+    out = {}
+    for candidates, modes in FIXED.values():
+        for mode in modes:
+            for op in candidates:
+                if f"{mode} set_choice {op}" not in calls:
+                    continue
+                sides = {"fixed": calls[f"{mode} set_choice {op}"], "alone": calls[f"alone {op}"]}
+                t = interleaved(sides, rounds=pairs, steps=3, warmup=1)
+                out[f"{mode} set_choice({op}) / {op}"] = (
+                    np.array(per_round(t, "fixed")) / np.array(per_round(t, "alone")))
+    return out
+
+
+def run(batch=64, image=16, channels=32, steps=10, rounds=15, pairs=30):
     """Measures every configuration interleaved; returns the JSON-ready result dict.
 
     Single-path modes change op every step, so they are compared by their mean
     step time; everything else by the median. Ratios are taken per round and
-    the median over rounds is reported (with the range).
+    the median over rounds is reported (with the range). The fixed-choice
+    ratios are also measured paired (``paired_ratios``); the worst op per mode
+    (``set_choice_max_ratio``) is taken from those.
 
     Example:
         >>> run(batch=8, image=8, channels=8, steps=2, rounds=1)["ratios"]  # doctest: +SKIP
@@ -105,6 +130,7 @@ def run(batch=64, image=16, channels=32, steps=10, rounds=5):
         step = train_step_fn(model)
         calls[name] = lambda step=step: step(x, y).numpy()
     times = interleaved(calls, rounds=rounds, steps=steps)
+    paired = paired_ratios(calls, pairs)
 
     def rounds_of(name):
         return np.array(per_round(times, name, "mean_s" if name in SINGLE_PATH else "median_s"))
@@ -131,6 +157,7 @@ def run(batch=64, image=16, channels=32, steps=10, rounds=5):
     ms = {name: 1e3 * float(np.median(rounds_of(name))) for name in calls}
     return {
         "config": {"batch": batch, "input": list(shape), "steps": steps, "rounds": rounds,
+                   "pairs": pairs,
                    "candidates": CANDIDATES, "binary_candidates": BINARY,
                    "fixed_modes": {k: list(m) for k, (_, m) in FIXED.items()},
                    "device": "CPU", "threads": os.cpu_count(),
@@ -140,8 +167,12 @@ def run(batch=64, image=16, channels=32, steps=10, rounds=5):
         "mode_ms": {m: ms[m] for m in ("softmax", "gumbel", "gumbel_hard", "uniform")},
         "set_choice_ms": {m: {op: ms[name] for op, name in ops.items()}
                           for m, ops in fixed_ms.items()},
+        "set_choice_paired_ratios": {k: float(np.median(v)) for k, v in paired.items()},
+        "set_choice_paired_range": {k: [float(v.min()), float(v.max())]
+                                    for k, v in paired.items()},
         "set_choice_max_ratio": {
-            f"{kind} {m}": max(ratios[f"{m} set_choice({op}) / {op}"] for op in cands)
+            f"{kind} {m}": max(float(np.median(paired[f"{m} set_choice({op}) / {op}"]))
+                               for op in cands)
             for kind, (cands, modes) in FIXED.items() for m in modes},
         "ratios": ratios,
         "ratio_range": {k: [float(v.min()), float(v.max())] for k, v in ratio_rounds.items()},
@@ -163,10 +194,13 @@ def report(result):
     times = table(rows, ["model", "step ms", *[f"{m} set_choice ms" for m in modes]])
     ratios = table([[k, v, *result["ratio_range"][k]] for k, v in result["ratios"].items()],
                    ["ratio", "median", "min", "max"])
+    paired = table([[k, v, *result["set_choice_paired_range"][k]]
+                    for k, v in result["set_choice_paired_ratios"].items()],
+                   ["paired ratio", "median", "min", "max"])
     worst = table([[k, v] for k, v in result["set_choice_max_ratio"].items()],
-                  ["set_choice / op alone, worst op", "median ratio"])
+                  ["set_choice / op alone (paired), worst op", "median ratio"])
     load = result["config"]
-    return (f"{times}\n\n{ratios}\n\n{worst}\n\nload average (1, 5, 15 min): "
+    return (f"{times}\n\n{ratios}\n\n{paired}\n\n{worst}\n\nload average (1, 5, 15 min): "
             f"start {load['loadavg_start']}, end {load['loadavg_end']}")
 
 
@@ -176,13 +210,15 @@ def main():
     parser.add_argument("--image", type=int, default=16)
     parser.add_argument("--channels", type=int, default=32)
     parser.add_argument("--steps", type=int, default=10, help="Timed steps per round.")
-    parser.add_argument("--rounds", type=int, default=5, help="Interleaved rounds.")
+    parser.add_argument("--rounds", type=int, default=15, help="Interleaved rounds.")
+    parser.add_argument("--pairs", type=int, default=30,
+                        help="Alternations per fixed-choice / op-alone pair.")
     parser.add_argument("--quick", action="store_true",
                         help="8x8x8 inputs, 2 rounds of 3 steps; writes *_quick.json.")
     args = parser.parse_args()
     if args.quick:
-        args.image, args.channels, args.steps, args.rounds = 8, 8, 3, 2
-    result = run(args.batch, args.image, args.channels, args.steps, args.rounds)
+        args.image, args.channels, args.steps, args.rounds, args.pairs = 8, 8, 3, 2, 3
+    result = run(args.batch, args.image, args.channels, args.steps, args.rounds, args.pairs)
     print(report(result))
     name = "mixed_op_speed_quick" if args.quick else "mixed_op_speed"
     print(f"\nwrote {write_json(name, result)} ({result['seconds']:.0f} s)")
