@@ -297,6 +297,18 @@ def test_derivation_of_dispatches_own_hook_then_registry():
     assert base.channel_rule(K.Sequential([L.Dense(2)])) == "opaque"
 
 
+def test_an_undeclared_part_of_the_protocol_is_named():
+    class Bare(base.SearchLayer):
+        def call(self, x):
+            return x
+
+    bare = Bare(name="bare")
+    for ask in (lambda: bare.num_choices, lambda: bare.derivation(0), bare.probabilities):
+        with pytest.raises(NotImplementedError, match=r"Bare 'bare' does not implement \w+, "
+                           "which the SearchLayer protocol declares"):
+            ask()
+
+
 # -- the channel-rule registry: one row per stock class it claims ---------------------------
 def _merge_with(cls, **kw):
     return lambda t, other: cls(**kw)([t, other])

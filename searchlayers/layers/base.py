@@ -321,13 +321,18 @@ class SearchLayer(keras.layers.Layer):
                                        self.choice.dtype))
 
     # -- protocol for subclasses ----------------------------------------------
+    def _undeclared(self, what):
+        return NotImplementedError(
+            f"{type(self).__name__} '{self.name}' does not implement {what}, which the "
+            "SearchLayer protocol declares (see searchlayers.layers.base).")
+
     strategies = ("argmax", "sample")
     derives_to = Replace
 
     @property
     def choice_names(self):
         """One name per choice (see the module docstring)."""
-        raise NotImplementedError
+        raise self._undeclared("choice_names")
 
     @property
     def num_choices(self):
@@ -335,7 +340,7 @@ class SearchLayer(keras.layers.Layer):
 
     def probabilities(self):
         """Current distribution over choices (no noise)."""
-        raise NotImplementedError
+        raise self._undeclared("probabilities")
 
     def entropy(self):
         """Entropy of each distribution (a vector): categorical over the last axis
@@ -345,11 +350,11 @@ class SearchLayer(keras.layers.Layer):
 
     def cost(self, input_shape):
         """Expected ``searchlayers.cost.Cost`` under ``probabilities()``."""
-        raise NotImplementedError
+        raise self._undeclared("cost")
 
     def sample_choice(self, strategy="argmax", seed=None):
         """A JSON-serializable discrete choice ("argmax" or "sample")."""
-        raise NotImplementedError
+        raise self._undeclared("sample_choice")
 
     def check_choice(self, choice):
         """``choice`` (normalized) if this layer accepts it, else ValueError /
@@ -369,7 +374,7 @@ class SearchLayer(keras.layers.Layer):
     def derivation(self, choice):
         """What this layer becomes in the derived graph for ``choice``: a
         ``Replace``, ``Drop``, ``Pick``, ``KeepChannels`` or ``Sliceable``."""
-        raise NotImplementedError
+        raise self._undeclared("derivation")
 
     def get_config(self):
         config = super().get_config()
