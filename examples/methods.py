@@ -19,15 +19,20 @@ Importing this module registers:
   best of K = 8 samples), retrained from fresh weights, exported with LCE too.
 
 The target is ``budget`` times the supernet's expected cost when the search
-starts (``searchlayers.tuning.budget_target``).
+starts (``searchlayers.tuning.budget_target``); in the target mode one that no
+child of the space reaches becomes the closest one that does, said once
+(``reachable``), and the report's "asked" stays the requested one.
 
 ``TrialSpec.options`` sets the spaces' sizes: ``channels``, ``cells``,
 ``steps`` (DARTS, BNAS), ``budget_mode`` ("target" or "additive", DARTS and
-FiGS), ``warmup`` (DARTS-space epochs that train only the
-weights, ``ArchWarmup``), ``space`` and ``network`` (keyword arguments of the
-FiGS network), ``arch_lr``, ``rule`` (DARTS derivation), ``gamma`` (BNAS),
-``stages``, ``k``, ``schedule`` (BARS). ``arch_lr="auto"`` (BARS' default)
-takes the step-aware rule of ``searchlayers.schedules``.
+FiGS), ``warmup`` (DARTS-space epochs that train only the weights,
+``ArchWarmup``), ``space`` and ``network`` (keyword arguments of the FiGS
+network), ``arch_lr`` (DARTS family and BARS: "auto" by default, the step-aware
+rule of ``searchlayers.schedules``), ``rule`` (DARTS derivation), ``gamma``
+(BNAS), ``stages``, ``k``, ``schedule`` (BARS), ``entropy`` (DARTS family and
+FiGS: BARS' explore-then-commit entropy schedule up to this coefficient, ``commit``),
+``mask_temperature`` (FiGS' Logistic-Sigmoid, default the paper's 0.001; at 0.1
+the data gradient reaches every channel, ``searchlayers.planted``).
 
 Example:
     >>> import examples.methods  # doctest: +SKIP
@@ -36,8 +41,8 @@ Example:
     ['bars', 'bnas', 'darts', 'figs', 'gdas', 'snas']
 """
 
-from searchlayers import (ArchWarmup, FLOPsRegularizer, SearchModel, budget, datasets, derive,
-                          schedules, tuning)
+from searchlayers import (ArchWarmup, EntropyRegularizer, FLOPsRegularizer, SearchModel, budget,
+                          datasets, derive, schedules, tuning)
 from searchlayers._keras import keras
 from searchlayers.transforms import insert_masks
 
@@ -119,10 +124,58 @@ def fitted(supernet, target, spec, fallback):
     return child
 
 
+def commit(spec, steps):
+    """BARS' entropy schedule, ``-c -> +c`` per step over the search's ``steps``
+    (explore, then commit: a positive coefficient pushes each distribution to one
+    choice), for ``options["entropy"] = c``; [] without it. A budget term pinned
+    on its target leaves the choices it cannot tell apart (DARTS' pools and
+    "none": no MACs; FiGS channels of one cost) mixed: this decides them.
+
+    Example:
+        >>> [type(c).__name__ for c in commit(tuning.TrialSpec("darts",
+        ...                                   options={"entropy": 0.05}), 40)]
+        ['EntropyRegularizer']
+    """
+    c = spec.options.get("entropy")
+    if not c:
+        return []
+    return [EntropyRegularizer("linear", start=-float(c), end=float(c), total=steps, per="step")]
+
+
+def _steps_per_epoch(name, spec):
+    """Architecture steps per search epoch: bi-level pairs, else the train split."""
+    if spec.steps_per_epoch is not None:
+        return spec.steps_per_epoch
+    data = (datasets.search_pairs("digits", spec.batch_size) if darts_search.BILEVEL[name]
+            else datasets.load("digits", "train", batch_size=spec.batch_size,
+                               drop_remainder=True))
+    return int(data.cardinality())
+
+
 def _warmup(options):
     """``ArchWarmup`` for ``options["warmup"]`` epochs of weight-only training (BARS)."""
     epochs = int(options.get("warmup", 0))
     return [ArchWarmup(epochs)] if epochs else []
+
+
+def arch_lr(name, spec):
+    """``options["arch_lr"]``, or for "auto" (the default) the step-aware rule of
+    ``searchlayers.schedules`` for the search's architecture steps (epochs after
+    the warm-up times the steps per epoch: bi-level pairs, or the train split
+    for a joint search).
+
+    Example:
+        >>> arch_lr("darts", tuning.TrialSpec("darts", options={"arch_lr": 0.01}))
+        0.01
+        >>> arch_lr("darts", tuning.TrialSpec("darts", epochs=5, steps_per_epoch=10,
+        ...                                   options={"warmup": 1}))  # 6 / 40 steps
+        0.15
+    """
+    value = spec.options.get("arch_lr", "auto")
+    if value != "auto":
+        return value
+    epochs = max(spec.epochs - int(spec.options.get("warmup", 0)), 1)
+    return schedules.learning_rate(name, epochs * _steps_per_epoch(name, spec))
 
 
 def darts_family(name):
@@ -138,8 +191,9 @@ def darts_family(name):
         term = budget_term(supernet, spec)
         supernet, history = darts_search.search(
             name, spec.epochs, supernet=supernet, batch_size=spec.batch_size,
-            arch_lr=o.get("arch_lr", 3e-3), verbose=spec.verbose,
-            extra_callbacks=[term, *_warmup(o), *spec.callbacks()],
+            arch_lr=arch_lr(name, spec), verbose=spec.verbose,
+            extra_callbacks=[term, *_warmup(o), *spec.callbacks(),
+                             *commit(spec, spec.epochs * _steps_per_epoch(name, spec))],
             temperature=spec.temperature_scheduler(), steps_per_epoch=spec.steps_per_epoch)
         rule = o.get("rule", "argmax")
         child = (darts_search.derive_child(supernet, rule) if rule == "top2" else
@@ -171,16 +225,25 @@ def figs(spec):
     shape = datasets.info("digits").input_shape
     base = SPACES[o.get("space", "resnet")](shape, 10, **o.get("network", {}))
     requested = tuning.budget_target(base, spec)
-    supernet = insert_masks(base)
+    supernet = insert_masks(base, temperature=o.get("mask_temperature", 0.001))
     target = reachable(supernet, requested, spec) if budget_mode(spec) == "target" else requested
+    lr = o.get("arch_lr", 0.05)
+    steps = spec.epochs * (spec.steps_per_epoch or _figs_steps(spec))
     figs_search.search(supernet, spec.cost_metric(), target, spec.lam, spec.epochs,
-                       o.get("arch_lr", 0.05), spec.batch_size, spec.seed, spec.verbose,
-                       extra_callbacks=spec.callbacks(), steps_per_epoch=spec.steps_per_epoch,
+                       schedules.learning_rate("figs", steps) if lr == "auto" else lr,
+                       spec.batch_size, spec.seed, spec.verbose,
+                       extra_callbacks=[*spec.callbacks(), *commit(spec, steps)],
+                       steps_per_epoch=spec.steps_per_epoch,
                        mode=budget_mode(spec))
     history = supernet.history.history if supernet.history is not None else {}
     child = fitted(supernet, target, spec, lambda: derive(supernet, "expected"))
     return tuning.Searched(supernet, child,
                            with_requested(history, spec.cost_metric(), requested))
+
+
+def _figs_steps(spec):
+    """Steps per epoch of FiGS' joint search (the train split)."""
+    return int(datasets.load("digits", "train", batch_size=spec.batch_size).cardinality())
 
 
 def figs_retrain(child, spec):

@@ -20,7 +20,8 @@ cluster of a tuner's worker processes (``python -m searchlayers.launch
 and the others search each one with it.
 
 The defaults are ``make demo``: DARTS and FiGS on digits, budgets 0.5 and
-0.25 of the supernet's cost, 4 trials.
+0.25 of the supernet's cost, 4 trials, each with 2 random children at its
+searched child's cost (the random baseline).
 
 Example:
     python -m examples.sweep --methods=darts,figs --budgets=0.5,0.25 --out=out/sweep
@@ -38,9 +39,17 @@ import tensorflow as tf
 from searchlayers import report, summary, tuning
 
 FLAGS = flags.FLAGS
-# DARTS space of the demo: C = 8, 3 cells of 2 nodes, one warm-up epoch (weights
-# only), a faster architecture step than DARTS' 3e-4 for a 4-epoch search.
-DEMO_OPTIONS = {"darts": {"channels": 8, "cells": 3, "steps": 2, "warmup": 1, "arch_lr": 0.01}}
+# The demo's searches decide: the architecture learning rate is the step-aware
+# "auto" rule (searchlayers.schedules: 6 / architecture steps, not DARTS' 3e-4 of
+# 20k steps), and BARS' explore-then-commit entropy schedule (up to 0.05) picks
+# among the choices the budget term cannot tell apart (pools and "none" cost no
+# MACs); FiGS masks at temperature 0.1 (the data gradient reaches every channel,
+# searchlayers.planted). DARTS space: C = 8, 3 cells of 2 nodes, one warm-up epoch.
+DEMO_OPTIONS = {
+    "darts": {"channels": 8, "cells": 3, "steps": 2, "warmup": 1, "arch_lr": "auto",
+              "entropy": 0.05},
+    "figs": {"mask_temperature": 0.1, "arch_lr": "auto", "entropy": 0.05},
+}
 flags.DEFINE_string("out", "out/sweep", "Sweep folder (keras-tuner directory).")
 flags.DEFINE_string("project", "sweep", "Project name: the sweep is <out>/<project>.")
 flags.DEFINE_list("methods", ["darts", "figs"], "Registered methods to sweep.")
@@ -66,6 +75,8 @@ flags.DEFINE_bool("multiworker", False, "Search each trial under MultiWorkerMirr
                   "over the TF_CONFIG cluster (searchlayers.launch); its chief takes the trials.")
 flags.DEFINE_integer("logical_cpus", 1, "Split the CPU into this many logical devices.")
 flags.DEFINE_bool("report_only", False, "Only write the report of the sweep in --out.")
+flags.DEFINE_integer("random_baseline", 2, "Random children of each trial's space at its "
+                     "searched child's cost (+-5 %), retrained alike (0: none).")
 flags.DEFINE_integer("seed", 0, "Random seed (the Oracle's and every trial's).")
 flags.DEFINE_integer("verbose", 0, "Verbosity of the searches' fit.")
 
@@ -148,7 +159,7 @@ def make_tuner():
     return ProgressTuner(
         FLAGS.oracle, space, total=total, max_trials=FLAGS.max_trials, objective=FLAGS.objective,
         directory=FLAGS.out, project_name=FLAGS.project, overwrite=FLAGS.overwrite,
-        settings=settings, seed=FLAGS.seed,
+        settings=settings, seed=FLAGS.seed, random_baseline=FLAGS.random_baseline,
         strategy="multiworker" if FLAGS.multiworker else "mirrored" if FLAGS.mirrored else None,
         oracle_kwargs=oracle_kwargs)
 

@@ -7,7 +7,9 @@ recipe. ``random_baseline`` does that:
 
 1. ``sample_architectures`` draws architectures from the supernet's space by
    rejection sampling: a categorical choice (MixedOp, gates, EnTranNAS cells)
-   uniformly at random; a FiGS mask keeps each channel with probability ``q``
+   uniformly at random (every other draw tilted towards cheap choices,
+   ``p ~ exp(-beta * cost)`` with a random ``beta``, so that a child near the
+   space's cheapest end has equal-cost rivals); a FiGS mask keeps each channel with probability ``q``
    (``q`` jittered around the searched child's kept fraction, so that equal
    cost is reachable). A draw is kept when its derived child's cost
    (``searchlayers.cost.profile``, in ``metric``) is within ``tolerance`` of
@@ -59,17 +61,32 @@ def _kept_fraction(architecture, masks):
     return float(np.mean(fractions)) if fractions else 0.5
 
 
-def _propose(supernet, groups, keep, rng, draw):
-    """One random ``Architecture``: uniform choices, masks kept with prob ~``keep``."""
+def _tilt(layer, metric):
+    """Per-choice costs of a categorical layer scaled to 0..1 (None without them)."""
+    if not callable(getattr(layer, "candidate_costs", None)):
+        return None
+    costs = np.array([float(np.asarray(c.metric(metric))) for c in layer.candidate_costs()])
+    spread = costs.max() - costs.min()
+    return (costs - costs.min()) / spread if spread > 0 else None
+
+
+def _propose(supernet, groups, keep, rng, draw, tilts=None):
+    """One random ``Architecture``: masks kept with prob ~``keep``; categorical
+    choices uniform on even draws, on odd ones tilted towards cheap choices
+    (``p ~ exp(-beta * cost)``, ``beta`` random) so that children far below the
+    mean cost (a searched child near the space's floor) are drawn too."""
     saved = {}
-    for layer in groups.values():
+    beta = 0.0 if draw % 2 == 0 else rng.uniform(0.0, 8.0)
+    for key, layer in groups.items():
         for var in layer.arch_weights:
             saved[id(var)] = (var, var.numpy())
             if decision.is_bernoulli(layer):
                 q = float(np.clip(keep * rng.uniform(0.7, 1.3), 0.02, 0.98))
                 var.assign(np.full(var.shape, math.log(q / (1 - q)), np.float32))
             else:
-                var.assign(np.zeros(var.shape, np.float32))
+                tilt = (tilts or {}).get(key) if beta else None
+                var.assign(np.zeros(var.shape, np.float32) if tilt is None or
+                           tilt.shape != tuple(var.shape) else (-beta * tilt).astype(np.float32))
     try:
         return choose(supernet, "sample", seed=draw)
     finally:
@@ -131,9 +148,11 @@ def sample_architectures(supernet, architecture, n=5, metric="macs", tolerance=T
     rough_cost = _rough_cost(supernet, metric)
     fixed_target = rough_cost(architecture)
     rng = np.random.default_rng(seed)
+    tilts = {key: _tilt(layer, metric) for key, layer in groups.items()
+             if not decision.is_bernoulli(layer)}
     seen, found, costs = {_key(architecture)}, [], []
     for draw in range(max_tries):
-        candidate = _propose(supernet, groups, keep, rng, seed * max_tries + draw)
+        candidate = _propose(supernet, groups, keep, rng, seed * max_tries + draw, tilts)
         if _key(candidate) in seen:
             continue
         seen.add(_key(candidate))

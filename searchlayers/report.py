@@ -118,6 +118,8 @@ def _budget_text(record):
 
 
 def _random_text(record):
+    if record.get("random_error"):
+        return "none at equal cost"
     if record.get("random_mean") is None:
         return "-"
     n = len(record.get("random_accuracies") or [])

@@ -43,6 +43,7 @@ import gc
 import json
 import os
 import time
+import warnings
 
 import tensorflow as tf
 
@@ -93,7 +94,8 @@ class TrialSpec:
         random_baseline: R > 0 also retrains R random children of the same
             space at the searched child's cost (+-5 %, ``searchlayers.baselines``)
             with the same recipe and seed; the record gets ``random_mean``,
-            ``random_std``, ``random_accuracies``.
+            ``random_std``, ``random_accuracies`` (``random_error`` instead, with
+            a warning, when the space has too few children at that cost).
 
     Example:
         >>> spec = TrialSpec("darts", budget=0.5, temperature="gdas", epochs=4)
@@ -397,9 +399,14 @@ def _random_baseline(searched, spec, method):
     def train(child, seed):
         return retrain(child, dataclasses.replace(spec, seed=seed))[1]
 
-    result = baselines.random_baseline(searched.supernet, searched.child, train,
-                                       n=int(spec.random_baseline), seeds=(spec.seed,),
-                                       metric=spec.cost_metric(), seed=spec.seed)
+    try:
+        result = baselines.random_baseline(searched.supernet, searched.child, train,
+                                           n=int(spec.random_baseline), seeds=(spec.seed,),
+                                           metric=spec.cost_metric(), seed=spec.seed)
+    except RuntimeError as error:  # too few children at that cost: the trial still counts
+        warnings.warn(f"tuning: trial of {spec.method} budget {spec.budget:g}: no random "
+                      f"baseline: {error}", stacklevel=2)
+        return {**out, "random_error": str(error)}
     out.update(random_mean=result["mean"], random_std=result["std"],
                random_accuracies=[a[0] for a in result["accuracies"]],
                random_costs=result["costs"])

@@ -112,7 +112,7 @@ def test_chief_and_two_workers_on_loopback_run_every_trial_once(tmp_path):
     command = [sys.executable, "-m", "examples.sweep", f"--out={tmp_path}",
                "--methods=figs", f"--budgets={','.join(budgets)}", "--epochs=1",
                "--steps_per_epoch=2", "--retrain_epochs=0", "--batch_size=32",
-               f"--options={json.dumps(TINY)}"]
+               "--random_baseline=0", f"--options={json.dumps(TINY)}"]
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2",
                KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=str(_free_port()))
     procs = {
@@ -147,7 +147,7 @@ def strategy():
     return mirrored_strategy()
 
 
-@pytest.mark.parametrize("name", ["darts", "figs", "bnas"])
+@pytest.mark.parametrize("name", ["darts", "figs", "bnas", "bars"])
 def test_every_method_searches_under_mirrored_strategy(name, strategy):
     """One architecture across the replicas (see test_search_mirrored for the
     comparison with single-device search)."""
