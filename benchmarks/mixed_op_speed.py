@@ -70,7 +70,7 @@ def setups(shape, channels):
 
     Example:
         >>> sorted(setups((8, 8, 4), 4))[:2]
-        ['alone avg_pool_3x3', 'alone dil_conv_3x3']
+        ['alone avg_pool_3x3', 'alone bin_conv_3x3']
     """
     models = {f"alone {op}": build(get_op(op, channels), shape)
               for op in CANDIDATES + BINARY}
