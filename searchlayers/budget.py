@@ -24,9 +24,15 @@ one whose exact cost is closest to the target.
   exact cost (one ``derive`` + ``cost.profile`` per step, about
   ``log2(channels)`` steps).
 
-A target outside what the space can derive (below its cheapest or above its
-dearest architecture) is said once (a warning) and the closest achievable
-architecture is returned. ``Fit`` carries ``asked`` and ``got`` (the exact
+``fit`` never returns a child whose output does not depend on its input
+(``connected``: in DARTS cells, "none" edges drop nodes, then whole cells),
+and removes edges only where the search chose to or where the target is below
+the cheapest child that keeps every edge. A target outside what the space can
+derive (below its cheapest or above its dearest architecture) is said once (a
+warning) and the closest achievable architecture is returned. ``achievable``
+gives the range worth searching for and ``clamp`` moves a search's target
+into it (in DARTS the floor is the cheapest child that removes no edge: below
+it a cost term only pushes edges to "none"). ``Fit`` carries ``asked`` and ``got`` (the exact
 cost of the derived model) for the run summary and the sweep report.
 
 Example:
@@ -50,6 +56,8 @@ from searchlayers.layers.base import derivation_of, search_layers
 from searchlayers.layers.figs import figs_masks
 
 TOLERANCE = 0.05  # "on budget": the derived cost within 5 % of the target
+NO_EDGE_REMOVED = ("that removes no edge (below it only \"none\" edges cut the cost, and they "
+                   "cut nodes, then the input, away)")
 
 
 class BudgetWarning(UserWarning):
@@ -213,31 +221,26 @@ def _achievable(model, metric, where):
 
 
 def clamp(model, target, metric="macs", where="budget.clamp"):
-    """``(target, message)``: ``target``, or when ``fit`` cannot derive a child of
-    ``model`` within ``TOLERANCE`` of it (outside ``achievable``, and no
-    connected child near it), the closest cost it can, with the one-line notice
-    of the move (also warned once, ``BudgetWarning``; "" when none). For a
-    search's cost term: a target the space cannot derive makes it push the
-    distributions to where no child is (in DARTS: every edge "none").
+    """``(target, message)``: ``target`` moved into ``achievable(model, metric)``,
+    with the one-line notice of the move (also warned once, ``BudgetWarning``;
+    "" when none). For a search's cost term: below the cheapest child worth
+    deriving it would push the distributions to where no network is (in DARTS:
+    every edge "none").
 
     Example:
         >>> target, message = clamp(supernet, 0.1 * full, "macs")  # doctest: +SKIP
     """
     target = reg.check_positive(target, "target", where)
-    lowest, highest, _ = _achievable(model, metric, where)
+    lowest, highest, what = _achievable(model, metric, where)
     if lowest * (1 - TOLERANCE) <= target <= highest * (1 + TOLERANCE):
         return target, ""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", BudgetWarning)  # said below, once
-        found = fit(model, target, metric)
-    if found.on_budget:
-        return target, ""
-    side = ("cheapest architecture of this search space whose output depends on its input"
-            if target < found.got else "dearest architecture this search space derives")
+    near = lowest if target < lowest else highest
+    side = (f"cheapest architecture of this search space {what}" if target < lowest
+            else "dearest architecture this search space derives")
     message = (f"{where}: budget {target:,.0f} {metric} cannot be met: the {side} costs "
-               f"{found.got:,.0f}; searching for {found.got:,.0f} {metric} instead.")
+               f"{near:,.0f}; searching for {near:,.0f} {metric} instead.")
     warnings.warn(message, BudgetWarning, stacklevel=2)
-    return found.got, message
+    return near, message
 
 
 def _unreachable(asked, lowest, highest, metric, got):
@@ -346,7 +349,7 @@ class _Choices:
             return cheapest, cost, "whose output depends on its input"
         kept = np.where(self.zero, np.inf, values)
         rows = np.where(np.isfinite(kept).any(axis=1), np.argmin(kept, axis=1), cheapest)
-        return rows, self.exact(rows)[1], "that removes no edge"
+        return rows, self.exact(rows)[1], NO_EDGE_REMOVED
 
 
 def _fit_choices(model, target, metric, rule):
@@ -409,7 +412,7 @@ def _fit_choices(model, target, metric, rule):
     argmax_exact = space.found[tuple(argmax_rows)][1]
     _, lowest, what = space.floor()
     allowed = np.ones(space.table.values.shape, bool)
-    if what == "that removes no edge" and target >= lowest * (1 - TOLERANCE):
+    if what == NO_EDGE_REMOVED and target >= lowest * (1 - TOLERANCE):
         # reachable without removing edges: remove only those the search removed
         allowed = ~space.zero
         allowed[np.arange(len(argmax_rows)), argmax_rows] = True

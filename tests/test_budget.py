@@ -102,23 +102,28 @@ def test_unreachable_budget_said_once_with_the_closest_cost(darts):
 
 
 def test_clamp_moves_an_unreachable_search_target_once(darts):
-    """A search asked for less than any connected child searches for the closest
-    one fit derives (said once); a reachable target stays."""
+    """A search asked for less than the cheapest child worth deriving searches for
+    that child's cost (said once); a reachable target stays."""
     supernet, full, _, _ = darts
     low, high = budget.achievable(supernet, "macs")
-    # DARTS: the cheapest child that removes no edge (all pools: no MACs of their own)
+    # DARTS: every edge "none" computes a constant, so the floor is the cheapest child
+    # that removes no edge (all pools: no MACs of their own)
     pools = sl.choose(supernet, "argmax", rule=lambda layer: 1)
     assert low == budget.exact_cost(supernet, pools, "macs") and high > full
     with warnings.catch_warnings():
         warnings.simplefilter("error", budget.BudgetWarning)
-        assert budget.clamp(supernet, 0.5 * full, "macs") == (0.5 * full, "")
+        assert budget.clamp(supernet, (low + high) / 2, "macs") == ((low + high) / 2, "")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         target, message = budget.clamp(supernet, 0.001 * full, "macs", where="demo")
     assert [str(w.message) for w in caught] == [message]
-    closest = budget.fit(supernet, 0.001 * full, "macs")
-    assert target == closest.got <= low
-    assert message.startswith("demo: budget") and f"searching for {target:,.0f}" in message
+    assert target == low
+    assert message.startswith("demo: budget") and "removes no edge" in message
+    assert f"searching for {low:,.0f}" in message
+    # and fit, asked for the floor, lands on it (a child that computes)
+    fit = budget.fit(supernet, low, "macs")
+    assert fit.on_budget
+    assert budget.connected(sl.derive(supernet, architecture=fit.architecture))
 
 
 def test_bars_space_fit_lands_within_5_percent():
