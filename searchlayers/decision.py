@@ -47,6 +47,7 @@ import warnings
 import weakref
 
 import numpy as np
+import tensorflow as tf
 
 from searchlayers import checks
 from searchlayers import regularizers as reg
@@ -99,6 +100,25 @@ def argmax(layer):
         (0,)
     """
     return tuple(np.argmax(_rows(layer), axis=-1).tolist())
+
+
+def _argmax_function(layers):
+    """``() -> [argmax(layer) for layer in layers]`` as one compiled read: called
+    every training step, so eager per-layer ops (tens of ms per step on a small
+    supernet, as much as the step itself) are traced once instead."""
+
+    def picks():
+        rows = []
+        for layer in layers:
+            p = tf.convert_to_tensor(layer.probabilities())
+            if is_bernoulli(layer):  # the larger of (p, 1 - p): keep iff p > 0.5
+                rows.append(tf.cast(tf.reshape(p, [-1]) < 0.5, tf.int64))
+            else:
+                rows.append(tf.argmax(tf.reshape(p, [-1, tf.shape(p)[-1]]), axis=-1))
+        return rows
+
+    compiled = tf.function(picks, autograph=False)
+    return lambda: [tuple(r.tolist()) for r in (t.numpy() for t in compiled())]
 
 
 def distribution_metrics(probs):
@@ -334,17 +354,17 @@ class DecisionTracker(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._groups = _groups(self.model)
-        self._last = {key: argmax(layer) for key, layer in self._groups.items()}
+        self._picks = _argmax_function(list(self._groups.values()))
+        self._last = dict(zip(self._groups, self._picks()))
         for layer in self._groups.values():
             _FLIPS[layer] = collections.deque(maxlen=self.window)
         self.steps = 0
 
     def on_train_batch_end(self, batch, logs=None):
         self.steps += 1
-        if self.steps % self.every:
+        if self.steps % self.every or not self._groups:
             return
-        for key, layer in self._groups.items():
-            now = argmax(layer)
+        for (key, layer), now in zip(self._groups.items(), self._picks()):
             _FLIPS[layer].append(now != self._last[key])
             self._last[key] = now
 

@@ -133,13 +133,24 @@ class NonFiniteGuard(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
 
+    def on_train_begin(self, logs=None):
+        net = getattr(self.model, "model", self.model)
+        variables = arch_variables(net)  # walks every layer: once per fit, not per step
+        # one compiled check of every variable per step (eager per-variable reads
+        # cost as much as a small supernet's step)
+        self._finite = tf.function(
+            lambda: tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables]),
+            autograph=False) if variables else (lambda: True)
+        self._net = net
+
     def on_train_batch_end(self, batch, logs=None):
+        if getattr(self, "_finite", None) is None:  # called outside fit
+            self.on_train_begin()
         loss = (logs or {}).get("loss")
         loss = None if loss is None else float(loss)
-        net = getattr(self.model, "model", self.model)
-        bad = nonfinite_arch_variables(net)
-        if not bad and (loss is None or np.isfinite(loss)):
+        if bool(self._finite()) and (loss is None or np.isfinite(loss)):
             return
+        bad = nonfinite_arch_variables(self._net)
         message = (
             f"SearchModel: the search became non-finite at epoch {self._epoch + 1}, step "
             f"{batch + 1}: loss={loss}, non-finite architecture variables {bad or 'none'}. "
