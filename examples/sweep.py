@@ -41,13 +41,13 @@ from searchlayers import report, summary, tuning
 FLAGS = flags.FLAGS
 # The demo's searches decide: the architecture learning rate is the step-aware
 # "auto" rule (searchlayers.schedules: 6 / architecture steps, not DARTS' 3e-4 of
-# 20k steps), and BARS' explore-then-commit entropy schedule (up to 0.05 / 0.1) picks
+# 20k steps), and BARS' explore-then-commit entropy schedule (up to 0.1) picks
 # among the choices the budget term cannot tell apart (pools and "none" cost no
 # MACs); FiGS masks at temperature 0.1 (the data gradient reaches every channel,
 # searchlayers.planted). DARTS space: C = 8, 3 cells of 2 nodes, one warm-up epoch.
 DEMO_OPTIONS = {
     "darts": {"channels": 8, "cells": 3, "steps": 2, "warmup": 1, "arch_lr": "auto",
-              "entropy": 0.05},
+              "entropy": 0.1},
     "figs": {"mask_temperature": 0.1, "arch_lr": "auto", "entropy": 0.1},
 }
 flags.DEFINE_string("out", "out/sweep", "Sweep folder (keras-tuner directory).")
