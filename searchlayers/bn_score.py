@@ -28,6 +28,7 @@ Example:
 
 import numpy as np
 
+from searchlayers import checks
 from searchlayers._keras import keras
 from searchlayers.layers.base import search_layers
 
@@ -70,7 +71,15 @@ def op_score(op):
     bn = last_batchnorm(op)
     if bn is None or getattr(bn, "gamma", None) is None:
         return float("nan")
-    return float(np.mean(np.abs(bn.gamma.numpy())))
+    gamma = bn.gamma.numpy()
+    bad = int(gamma.size - np.isfinite(gamma).sum())
+    if bad:  # NaN must keep meaning "no BN": a diverged gamma is an error, not "no score"
+        raise FloatingPointError(
+            f"bn_score.op_score: gamma of BatchNormalization '{bn.name}' (the last of op "
+            f"'{op.name}') has {bad} NaN or inf of its {gamma.size} entries; a BN score needs "
+            "finite gammas (did the supernet's training diverge?)."
+        )
+    return float(np.mean(np.abs(gamma)))
 
 
 def _scored_layers(model):
@@ -131,28 +140,64 @@ def score_table(model, missing=None):
             "such ops out of the search space (BN-NAS does)."
         )
     if bad:
-        scores = {k: np.where(np.isnan(v), float(missing), v) for k, v in scores.items()}
+        missing = checks.number("bn_score.score_table", "missing", missing)
+        scores = {k: np.where(np.isnan(v), missing, v) for k, v in scores.items()}
     return ChoiceTable.from_layers(model, lambda layer: scores[layer.name], "bn_score")
 
 
-def ranks(scores):
+def _score_rows(where, scores, missing):
+    """``{layer: float array}`` of ``scores``; NaN becomes ``missing`` (if given); any
+    other NaN or inf score is an error naming the layer and the candidates."""
+    if not isinstance(scores, dict):
+        raise checks.ArgumentTypeError(
+            f"{where}: scores must be a dict of layer name -> scores, got "
+            f"{checks.show(scores)} ({type(scores).__name__}).")
+    if missing is not None:
+        missing = checks.number(where, "missing", missing, finite=False,
+                                allowed="a number (+-inf allowed) or None")
+    rows = {}
+    for name, s in scores.items():
+        s = np.asarray(s, dtype=np.float64)
+        if s.ndim != 1:
+            checks.fail(where, f"scores[{name!r}]", s, "a list of scores, one per candidate")
+        nan = np.isnan(s) if missing is not None else np.zeros(s.shape, bool)
+        bad = np.flatnonzero(~np.isfinite(s) & ~nan)
+        if bad.size:
+            raise ValueError(
+                f"{where}: scores[{name!r}] must be finite, but candidates {bad.tolist()} "
+                f"score {s[bad].tolist()} (NaN: a candidate without BN; give missing=, e.g. "
+                "-inf to rank it last)."
+            )
+        rows[name] = np.where(nan, missing, s)
+    return rows
+
+
+def ranks(scores, missing=None):
     """Rank of each candidate (0 = highest score) per layer, ties by index.
+
+    Args:
+        scores: ``{layer: scores}``, e.g. ``bn_scores(model)``.
+        missing: the score of a NaN entry (a candidate without BN; ``-inf`` ranks it
+            last); None: a NaN or inf score is a ``ValueError``, never a silent rank.
 
     Example:
         >>> ranks({"a": np.array([0.2, 0.9, 0.5])})["a"].tolist()
         [2, 0, 1]
+        >>> ranks({"a": [0.2, float("nan"), 0.5]}, missing=-np.inf)["a"].tolist()
+        [1, 2, 0]
     """
     out = {}
-    for name, s in scores.items():
-        order = np.argsort(-np.asarray(s, dtype=np.float64), kind="stable")
+    for name, s in _score_rows("bn_score.ranks", scores, missing).items():
+        order = np.argsort(-s, kind="stable")
         r = np.empty(len(order), dtype=np.int64)
         r[order] = np.arange(len(order))
         out[name] = r
     return out
 
 
-def rank_vector(scores):
-    """All layers' ranks concatenated (the paper's "rank vector", Fig. 4).
+def rank_vector(scores, missing=None):
+    """All layers' ranks concatenated (the paper's "rank vector", Fig. 4);
+    ``missing`` as in ``ranks``.
 
     Example:
         >>> rank_vector({"a": [0.1, 0.3], "b": [0.5, 0.2]}).tolist()
@@ -160,7 +205,7 @@ def rank_vector(scores):
     """
     if not scores:
         return np.zeros(0, dtype=np.int64)
-    return np.concatenate(list(ranks(scores).values()))
+    return np.concatenate(list(ranks(scores, missing).values()))
 
 
 def rank_distance(a, b):
@@ -180,6 +225,9 @@ def rank_distance(a, b):
     sq, worst = 0.0, 0.0
     for name in a:
         ra, rb = np.asarray(a[name], np.float64), np.asarray(b[name], np.float64)
+        if ra.shape != rb.shape or ra.ndim != 1:  # else numpy broadcasts one over the other
+            raise ValueError(f"rank_distance: layer {name!r} has rankings of different "
+                             f"lengths: {ra.tolist()} vs {rb.tolist()}.")
         n = len(ra)
         sq += float(np.sum((ra - rb) ** 2))
         worst += float(np.sum((2 * np.arange(n) - (n - 1)) ** 2))

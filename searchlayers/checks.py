@@ -222,6 +222,27 @@ def numbers(where, name, value, nonempty=True, **bounds):
     return [number(where, f"{name}[{i}]", v, **bounds) for i, v in enumerate(items)]
 
 
+def distinct(where, name, items, allowed):
+    """``items`` if no entry repeats, else ``ValueError`` naming the first repeat
+    and its positions (``allowed`` says what the list must be).
+
+    Example:
+        >>> distinct("MixedOp 'a'", "candidates", ["conv_3x3", "none"], "distinct op names")
+        ['conv_3x3', 'none']
+        >>> distinct("MixedOp 'a'", "candidates", ["none", "conv_3x3", "none"], "distinct op names")
+        Traceback (most recent call last):
+        ...
+        ValueError: MixedOp 'a': candidates must be distinct op names, got 'none' twice (at 0 and 2).
+    """
+    seen = {}
+    for i, item in enumerate(items):
+        if item in seen:
+            raise ValueError(f"{where}: {name} must be {allowed}, got {show(item)} twice "
+                             f"(at {seen[item]} and {i}).")
+        seen[item] = i
+    return items
+
+
 def nonempty(where, name, value):
     """``value`` if it has at least one entry (a list, dict, array or dataset
     with a known length), else ``ValueError``.

@@ -84,6 +84,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import tensorflow as tf
 
+from searchlayers import checks
 from searchlayers._keras import keras, require_built
 from searchlayers.graph import is_graph, nodes
 from searchlayers.layers.channel_select import ChannelSelect
@@ -278,6 +279,31 @@ def _prod(values):
     return math.prod(int(v) for v in values)
 
 
+def _dims(where, name, values, square=True):
+    """``values`` (a shape, or with ``square`` an int ``k``: ``(k, k)``) if every size
+    is an integer >= 0 or None (unknown); a negative, fractional or non-number size
+    names ``name[i]``. ``2.0`` passes (a whole number)."""
+    if isinstance(values, tf.TensorShape):
+        return values
+    if square and checks.is_number(values):
+        checks.integer(where, name, values, low=0)
+        return values
+    what = "an integer or a list of sizes" if square else "a shape (a list of sizes)"
+    for i, v in enumerate(checks.sequence(where, name, values, nonempty=False, what=what)):
+        if v is not None and not (type(v) is int and v >= 0):  # the common case costs one test
+            checks.integer(where, f"{name}[{i}]", v, low=0,
+                           allowed="an integer >= 0 or None (unknown)")
+    return values
+
+
+def _amount(where, name, value, low_open=False):
+    """``value`` unchanged if it is a number >= 0 (> 0 with ``low_open``) or a tensor
+    (an expected count); a string, bool, None, NaN or negative number is an error."""
+    if checks.is_number(value) or value is None or isinstance(value, (str, bytes, bool)):
+        checks.number(where, name, value, low=0, low_open=low_open)
+    return value
+
+
 def _div(a, b):
     """``a / b``, kept an int when both are ints and ``b`` divides ``a``."""
     if isinstance(a, int) and isinstance(b, int) and a % b == 0:
@@ -311,6 +337,11 @@ def conv_cost(
         >>> c.float_macs, c.float_params
         (55296, 224)
     """
+    _amount("conv_cost", "cin", cin)
+    _amount("conv_cost", "cout", cout)
+    _dims("conv_cost", "kernel_size", kernel_size)
+    _dims("conv_cost", "out_hw", out_hw)
+    checks.integer("conv_cost", "groups", groups, low=1)
     if binary_kernel is None:
         binary_kernel = binary
     kernel = _div(cin, groups) * _prod(kernel_size) * cout
@@ -330,6 +361,10 @@ def depthwise_cost(
         >>> depthwise_cost(4, 3, (8, 8), depth_multiplier=2).float_macs
         4608
     """
+    _amount("depthwise_cost", "channels", channels)
+    _dims("depthwise_cost", "kernel_size", kernel_size)
+    _dims("depthwise_cost", "out_hw", out_hw)
+    checks.integer("depthwise_cost", "depth_multiplier", depth_multiplier, low=1)
     if binary_kernel is None:
         binary_kernel = binary
     cout = channels * depth_multiplier
@@ -348,6 +383,9 @@ def dense_cost(
         >>> c.float_macs, c.params
         (640, 650)
     """
+    _amount("dense_cost", "units_in", units_in)
+    _amount("dense_cost", "units_out", units_out)
+    _amount("dense_cost", "positions", positions)
     if binary_kernel is None:
         binary_kernel = binary
     kernel = units_in * units_out
@@ -444,7 +482,10 @@ def elementwise_cost(shape, ops=1, channels=None):
         >>> elementwise_cost((None, 4, 4, 8), ops=2).elementwise
         256
     """
-    shape = _shape_tuple(shape)
+    _amount("elementwise_cost", "ops", ops)
+    if channels is not None:
+        _amount("elementwise_cost", "channels", channels)
+    shape = _shape_tuple(_dims("elementwise_cost", "shape", shape, square=False))
     elements = _prod(shape[1:]) if channels is None else _prod(shape[1:-1]) * channels
     return Cost(elementwise=ops * elements)
 

@@ -112,7 +112,7 @@ class BNScoreEvaluator(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.history = [h for h in self.history if h["epoch"] < epoch]  # a re-run epoch
         scores = self.scores()
-        ranking = bn_score.ranks(scores)
+        ranking = bn_score.ranks(scores, missing=-np.inf)  # a candidate without BN: last
         distance = None
         if self.history:
             distance = bn_score.rank_distance(self.history[-1]["ranks"], ranking)

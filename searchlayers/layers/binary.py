@@ -58,6 +58,38 @@ def _check_scaling(scaling, where):
     return checks.choice(where, "scaling", scaling, SCALINGS)
 
 
+def _quantizer_names():
+    """The names larq resolves to a quantizer (for an error message only)."""
+    names = []
+    for name in dir(lq.quantizers):
+        if name.startswith("_") or name in ("Quantizer", "NoOp", "NoOpQuantizer"):
+            continue  # the base class; NoOp needs a precision
+        try:
+            lq.quantizers.get(name)
+        except (TypeError, ValueError):
+            continue
+        names.append(name)
+    return names + ["ScaledSign"]
+
+
+def _check_quantizer(where, name, value):
+    """``value`` if larq can make a quantizer of it (a name, a config dict, a
+    callable or None); an unknown name lists the known ones."""
+    if value is None or callable(value) or isinstance(value, dict):
+        return value
+    if not isinstance(value, str):
+        raise checks.ArgumentTypeError(
+            f"{where}: {name} must be a quantizer name, a larq quantizer or None, got "
+            f"{checks.show(value)} ({type(value).__name__}).")
+    try:
+        lq.quantizers.get(value)
+    except ValueError:
+        allowed = ", ".join(map(repr, _quantizer_names()))
+        raise ValueError(f"{where}: unknown {name} {value!r}; allowed: {allowed}, a larq "
+                         "quantizer or None.") from None
+    return value
+
+
 @register  # 'searchlayers>ScaledSign' for Keras, plain 'ScaledSign' for larq's deserializer
 @lq.utils.register_keras_custom_object
 @lq.utils.set_precision(1)
@@ -87,8 +119,12 @@ class ScaledSign(lq.quantizers._BaseQuantizer):
 
     def __init__(self, scaling="channel", axes=None, clip_value=1.0, **kwargs):
         self.scaling = _check_scaling(scaling, "ScaledSign")
-        self.axes = None if axes is None else [int(a) for a in axes]
-        self.clip_value = clip_value
+        self.axes = None if axes is None else [
+            checks.integer("ScaledSign", f"axes[{i}]", a)
+            for i, a in enumerate(checks.sequence("ScaledSign", "axes", axes,
+                                                  what="a list of axes"))]
+        self.clip_value = checks.number("ScaledSign", "clip_value", clip_value, low=0,
+                                        low_open=True, none_ok=True)
         super().__init__(**kwargs)
 
     def _scale(self, x):
@@ -143,7 +179,10 @@ class QuantConv(lq.layers.QuantConv2D):
     def __init__(self, filters, kernel_size, strides=1, padding="same", scaling="channel",
                  input_quantizer="ste_sign", kernel_quantizer=None,
                  kernel_constraint="weight_clip", pad_values=1.0, use_bias=False, **kwargs):
-        self.scaling = _check_scaling(scaling, f"QuantConv '{kwargs.get('name', '')}'")
+        where = f"QuantConv '{kwargs['name']}'" if kwargs.get("name") else "QuantConv"
+        self.scaling = _check_scaling(scaling, where)
+        _check_quantizer(where, "input_quantizer", input_quantizer)
+        _check_quantizer(where, "kernel_quantizer", kernel_quantizer)
         if kernel_quantizer is None:
             kernel_quantizer = binary_kernel_quantizer(scaling)
         super().__init__(
@@ -376,10 +415,13 @@ def staggered_shortcut(x, channels, mode=None, groups=1):
     return _fit(0.5 * (a + b), channels, groups)
 
 
+SHORTCUTS = {1: ("identity",), 2: ("interleave", "mean")}  # per stride; None: inferred
+
+
 def _resolve_shortcut(where, mode, cin, channels, strides):
     """The shortcut of a layer: ``mode`` when given, else read off the shapes."""
     if mode is not None:
-        allowed = ("identity",) if strides == 1 else ("interleave", "mean")
+        allowed = SHORTCUTS[strides]
         if mode not in allowed:
             raise ValueError(
                 f"{where}: shortcut {mode!r} is not possible at stride {strides}; "
@@ -593,7 +635,8 @@ class BinaryConvShortcut(BinaryConvBN):
             raise ValueError(
                 f"BinaryConvShortcut '{self.name}': strides must be 1 or 2, got {strides}."
             )
-        self.shortcut = shortcut
+        self.shortcut = checks.choice(f"BinaryConvShortcut '{self.name}'", "shortcut",
+                                      shortcut, (None,) + SHORTCUTS[self.strides])
 
     def build(self, input_shape):
         self.shortcut_mode = _resolve_shortcut(
@@ -654,7 +697,9 @@ class BinaryReduce(_Composite):
                 f"BinaryReduce '{self.name}': channels={channels} must be a multiple of "
                 f"groups={groups} (>= 1)."
             )
-        self.scaling, self.affine, self.shortcut = scaling, bool(affine), shortcut
+        self.scaling = _check_scaling(scaling, where)
+        self.affine = checks.boolean(where, "affine", affine)
+        self.shortcut = checks.choice(where, "shortcut", shortcut, (None,) + SHORTCUTS[2])
         per_group = self.channels // self.groups
         self.conv_a = QuantConv(self.groups * (per_group - per_group // 2), 1, 2,
                                 padding="valid", scaling=scaling, name="conv_a")

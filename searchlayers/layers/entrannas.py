@@ -66,6 +66,7 @@ from searchlayers.layers.ops import BN_MOMENTUM, check_op_name, get_op
 L = keras.layers
 ROLES = ("engine", "transit")
 NONE_OPS = ("none", "zeroise")
+MAX_TOP_K = 2  # the fewest inputs of a node (node 0: the two cell inputs)
 _T_MAX = 1.0 - 2.0**-20  # t < 1 in float32, so the strongest entry (p_hat == 1) survives
 
 
@@ -116,6 +117,12 @@ def dst_coefficients(probs, betas, steps, allowed=None):
     return tf.concat(rows, axis=0)
 
 
+def _check_top_k(where, k):
+    # every node keeps k inputs; node 0 has only the two cell inputs
+    return checks.integer(where, "top_k", k, low=1, high=MAX_TOP_K,
+                          allowed=f"an integer in [1, {MAX_TOP_K}] (the inputs node 0 has)")
+
+
 def top_k_selection(probs, steps, allowed=None, k=2):
     """EnTranNAS / DARTS derivation as a 0/1 ``[edges, ops]`` mask.
 
@@ -127,6 +134,7 @@ def top_k_selection(probs, steps, allowed=None, k=2):
         >>> top_k_selection(p, 1, allowed=[0, 1, 1], k=1).numpy().tolist()
         [[0.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
     """
+    k = _check_top_k("top_k_selection", k)
     probs = tf.convert_to_tensor(probs, tf.float32)
     num_ops = probs.shape[-1]
     if allowed is None:
@@ -137,7 +145,7 @@ def top_k_selection(probs, steps, allowed=None, k=2):
     best_p = tf.reduce_max(scored, axis=1)
     rows = []
     for _, start, count in _node_slices(steps):
-        keep = tf.math.top_k(best_p[start:start + count], min(int(k), count)).indices
+        keep = tf.math.top_k(best_p[start:start + count], k).indices
         edge_on = tf.reduce_max(tf.one_hot(keep, count, dtype=probs.dtype), axis=0)
         rows.append(edge_on[:, None] * tf.one_hot(best_op[start:start + count], num_ops,
                                                   dtype=probs.dtype))
@@ -208,39 +216,25 @@ class EnTranCell(SearchLayer):
                                           what="a list of op names")
         for name in self.candidates:
             check_op_name(name, where=where)
-        if len(set(self.candidates)) != len(self.candidates):
-            raise ValueError(f"{where}: candidates must be distinct, got {self.candidates}.")
+        checks.distinct(where, "candidates", self.candidates, "distinct op names")
         if all(c in NONE_OPS for c in self.candidates):
             raise ValueError(f"{where}: needs a candidate other than 'none', got {self.candidates}.")
-        if role not in ROLES:
-            raise ValueError(f"{where}: unknown role {role!r}; allowed: 'engine', 'transit'.")
+        self.role = checks.choice(where, "role", role, ROLES)
         self.steps = checks.integer(where, "steps", steps, low=1)
         multiplier = checks.integer(where, "multiplier", multiplier, low=1, none_ok=True)
         self.multiplier = self.steps if multiplier is None else multiplier
-        top_k = checks.integer(where, "top_k", top_k, low=1)
-        bottleneck_ratio = checks.integer(where, "bottleneck_ratio", bottleneck_ratio, low=1)
-        dst_lambda = checks.number(where, "dst_lambda", dst_lambda, low=0)
-        beta_init = checks.number(where, "beta_init", beta_init)
-        if self.steps < 1 or not 1 <= self.multiplier <= self.steps:
-            raise ValueError(
-                f"{where}: need steps >= 1 and 1 <= multiplier <= steps; got steps={steps}, "
-                f"multiplier={multiplier}."
-            )
-        if int(top_k) < 1:
-            raise ValueError(f"{where}: top_k must be >= 1, got {top_k}.")
-        if int(bottleneck_ratio) < 1:
-            raise ValueError(f"{where}: bottleneck_ratio must be >= 1, got {bottleneck_ratio}.")
-        if float(dst_lambda) < 0:
-            raise ValueError(f"{where}: dst_lambda must be >= 0, got {dst_lambda}.")
-        self.role = role
-        self.reduction = bool(reduction)
-        self.dst = bool(dst)
-        self.feature_sharing = bool(feature_sharing)
-        self.bottleneck = bool(bottleneck)
-        self.bottleneck_ratio = int(bottleneck_ratio)
-        self.top_k = int(top_k)
-        self.dst_lambda = float(dst_lambda)
-        self.beta_init = float(beta_init)
+        if self.multiplier > self.steps:
+            raise ValueError(f"{where}: need 1 <= multiplier <= steps; got steps={steps}, "
+                             f"multiplier={multiplier}.")
+        self.top_k = _check_top_k(where, top_k)
+        self.bottleneck_ratio = checks.integer(where, "bottleneck_ratio", bottleneck_ratio,
+                                               low=1)
+        self.dst_lambda = checks.number(where, "dst_lambda", dst_lambda, low=0)
+        self.beta_init = checks.number(where, "beta_init", beta_init)
+        self.reduction = checks.boolean(where, "reduction", reduction)
+        self.dst = checks.boolean(where, "dst", dst)
+        self.feature_sharing = checks.boolean(where, "feature_sharing", feature_sharing)
+        self.bottleneck = checks.boolean(where, "bottleneck", bottleneck)
         self.edges = edge_inputs(self.steps)
         self._allowed = [0.0 if c in NONE_OPS else 1.0 for c in self.candidates]
         # (weight set, op) -> layer, flat: index w * num_ops + k; None for 'none'.

@@ -98,6 +98,8 @@ class WidthGate(_CategoricalGate):
                          **kwargs)
         where = f"WidthGate '{self.name}'"
         widths = checks.numbers(where, "widths", widths, low=0, low_open=True, high=1)
+        checks.distinct(where, "widths", widths, "distinct fractions (a repeat is one "
+                        "choice twice)")
         self.widths, self.groups = widths, checks.integer(where, "groups", groups, low=1)
 
     @property
@@ -121,6 +123,15 @@ class WidthGate(_CategoricalGate):
                 f"{where}: width {self.widths[kept.index(min(kept))]:g} of {per_group} "
                 f"channels per group keeps no channel; use fewer groups, more channels or "
                 "larger widths."
+            )
+        if len(set(kept)) < len(kept):  # e.g. 0.5 and 0.6 of 8 channels: both keep 4
+            i = next(i for i, n in enumerate(kept) if kept.index(n) < i)
+            j = kept.index(kept[i])
+            raise ValueError(
+                f"{where}: widths must keep different channel counts, got widths "
+                f"{self.widths[j]:g} and {self.widths[i]:g} both keeping {kept[i]} of "
+                f"{per_group} channels per group (one choice twice); use other widths or "
+                "more channels."
             )
         self.kept = tuple(kept)
         rows = np.zeros([len(kept), self.groups, per_group], np.float32)

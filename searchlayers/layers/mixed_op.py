@@ -91,6 +91,9 @@ class MixedOp(CategoricalChoice):
         for spec in self.candidate_specs:  # unknown names fail now, not at build
             if isinstance(spec, str):
                 check_op_name(spec, where=f"MixedOp '{self.name}'")
+        # a repeat would be one choice twice: its logits split, names ambiguous in records
+        checks.distinct(where, "candidates", self.choice_names,
+                        "distinct op names or layers (no name twice)")
 
     def _spec(self, candidate):
         if isinstance(candidate, dict):  # a serialized layer (from get_config)
