@@ -676,6 +676,9 @@ def layer_cost(layer, input_shape, output_shape=None, cin=None, cout=None):
         >>> layer_cost(conv, (None, 16, 16, 4), cout=2.5).float_macs
         5760.0
     """
+    for name, value in (("cin", cin), ("cout", cout)):
+        if value is not None:
+            _amount("layer_cost", name, value)
     if callable(getattr(layer, "cost", None)):
         return layer.cost(input_shape)
     if isinstance(layer, keras.Model):

@@ -26,7 +26,10 @@ from searchlayers.callbacks import (
     ArchWarmup, BNScoreEvaluator, EntropyRegularizer, FLOPsRegularizer, TemperatureScheduler,
 )
 from searchlayers.decision import DecisionTracker
-from searchlayers.layers.binary import BinaryConvBN, BinaryReduce
+from searchlayers.layers.binary import (
+    BinaryConvBN, BinaryConvShortcut, BinaryReduce, ScaledSign,
+)
+from searchlayers.layers.entrannas import top_k_selection
 from searchlayers.layers.ops import FactorizedReduce
 from searchlayers.schedules import SearchSchedule
 from searchlayers.search import NonFiniteGuard, SearchModel
@@ -75,6 +78,18 @@ def _bad_hp():
     hp.Choice("method", ["darts"])
     hp.Choice("budget", [1.0, 0.0])
     return hp
+
+
+def _nan_gamma_score():
+    op = sl.layers.get_op("mb_k3_e3", 4, 1)
+    op.build((None, 4, 4, 4))
+    bn = sl.bn_score.last_batchnorm(op)
+    bn.gamma.assign(np.where(np.arange(bn.gamma.shape[0]) == 1, NAN, 1.0))
+    return sl.bn_score.op_score(op)
+
+
+def _width_gate_same_channels():
+    sl.WidthGate(widths=[0.5, 0.6, 1.0], name="w").build((None, 8))
 
 
 def _fit_bn_evaluator(m):
@@ -587,6 +602,119 @@ CASES = [
     ("budget-multiplier-over-nan", lambda m: regularizers.budget_multiplier(1.0, 2.0,
                                                                             over=NAN),
      ValueError, r"budget_multiplier: over must be a finite number, got nan"),
+    # -- noticed after issue 13 (the LATER table) ------------------------------------------
+    # cost helpers: a size is an integer >= 0 (None: unknown); counts are numbers >= 0
+    ("cost-elementwise-negative (Later)", lambda m: cost.elementwise_cost((None, -4, 4, 8)),
+     ValueError, r"^elementwise_cost: shape\[1\] must be an integer >= 0 or None \(unknown\), "
+     r"got -4\.$"),
+    ("cost-elementwise-fractional (Later)", lambda m: cost.elementwise_cost((None, 2.5, 4, 8)),
+     ValueError, r"^elementwise_cost: shape\[1\] must be an integer >= 0 .*got 2.5\.$"),
+    ("cost-elementwise-scalar-shape", lambda m: cost.elementwise_cost(8), TypeError,
+     r"^elementwise_cost: shape must be a shape \(a list of sizes\), got 8 \(int\)"),
+    ("cost-elementwise-ops-negative", lambda m: cost.elementwise_cost((None, 4), ops=-1),
+     ValueError, r"^elementwise_cost: ops must be a finite number >= 0, got -1"),
+    ("cost-elementwise-channels-nan", lambda m: cost.elementwise_cost((None, 4), channels=NAN),
+     ValueError, r"^elementwise_cost: channels must be a finite number >= 0, got nan"),
+    ("cost-conv-kernel-negative (Later)", lambda m: cost.conv_cost(3, 8, (3, -3), (16, 16)),
+     ValueError, r"^conv_cost: kernel_size\[1\] must be an integer >= 0 .*got -3\.$"),
+    ("cost-conv-out-hw-fractional (Later)", lambda m: cost.conv_cost(3, 8, 3, 2.5),
+     ValueError, r"^conv_cost: out_hw must be an integer >= 0, got 2.5\.$"),
+    ("cost-conv-kernel-str", lambda m: cost.conv_cost(3, 8, "33", 4), TypeError,
+     r"^conv_cost: kernel_size must be an integer or a list of sizes, got '33' \(str\)"),
+    ("cost-conv-cin-nan", lambda m: cost.conv_cost(NAN, 8, 3, 4), ValueError,
+     r"^conv_cost: cin must be a finite number >= 0, got nan"),
+    ("cost-conv-cout-negative", lambda m: cost.conv_cost(3, -8, 3, 4), ValueError,
+     r"^conv_cost: cout must be a finite number >= 0, got -8"),
+    ("cost-conv-groups-0", lambda m: cost.conv_cost(4, 8, 3, 4, groups=0), ValueError,
+     r"^conv_cost: groups must be an integer >= 1, got 0"),
+    ("cost-depthwise-out-hw-negative (Later)", lambda m: cost.depthwise_cost(4, 3, (-8, 8)),
+     ValueError, r"^depthwise_cost: out_hw\[0\] must be an integer >= 0 .*got -8\.$"),
+    ("cost-depthwise-multiplier-0", lambda m: cost.depthwise_cost(4, 3, 8, depth_multiplier=0),
+     ValueError, r"^depthwise_cost: depth_multiplier must be an integer >= 1, got 0"),
+    ("cost-dense-positions-negative", lambda m: cost.dense_cost(64, 10, positions=-1),
+     ValueError, r"^dense_cost: positions must be a finite number >= 0, got -1"),
+    ("cost-dense-units-str", lambda m: cost.dense_cost("64", 10), TypeError,
+     r"^dense_cost: units_in must be a finite number >= 0, got '64' \(str\)"),
+    ("cost-layer-cost-cin-negative", lambda m: cost.layer_cost(
+        K.layers.Conv2D(4, 3), (None, 8, 8, 4), cin=-1), ValueError,
+     r"^layer_cost: cin must be a finite number >= 0, got -1"),
+    # BN scores: NaN means "no BN" and is never ranked silently
+    ("bn-ranks-nan (Later)", lambda m: sl.bn_score.ranks({"a": [0.1, NAN, 0.3]}), ValueError,
+     r"^bn_score.ranks: scores\['a'\] must be finite, but candidates \[1\] score \[nan\] "
+     r"\(NaN: a candidate without BN; give missing=, e.g. -inf to rank it last\)"),
+    ("bn-ranks-inf (Later)", lambda m: sl.bn_score.ranks({"a": [0.1, np.inf]}, missing=0.0),
+     ValueError, r"^bn_score.ranks: scores\['a'\] must be finite, but candidates \[1\] score "
+     r"\[inf\]"),
+    ("bn-ranks-missing-nan", lambda m: sl.bn_score.ranks({"a": [0.1]}, missing=NAN),
+     ValueError, r"^bn_score.ranks: missing must be a number \(\+-inf allowed\) or None, "
+     r"got nan"),
+    ("bn-ranks-not-a-dict", lambda m: sl.bn_score.ranks([0.1, 0.2]), TypeError,
+     r"^bn_score.ranks: scores must be a dict of layer name -> scores, got \[0.1, 0.2\]"),
+    ("bn-ranks-2d", lambda m: sl.bn_score.ranks({"a": [[0.1], [0.2]]}), ValueError,
+     r"^bn_score.ranks: scores\['a'\] must be a list of scores, one per candidate"),
+    ("bn-rank-vector-nan (Later)", lambda m: sl.bn_score.rank_vector({"a": [NAN, 1.0]}),
+     ValueError, r"^bn_score.ranks: scores\['a'\] must be finite, but candidates \[0\]"),
+    ("bn-rank-distance-lengths", lambda m: sl.bn_score.rank_distance(
+        {"a": [0, 1, 2]}, {"a": [0]}), ValueError,
+     r"^rank_distance: layer 'a' has rankings of different lengths: \[0.0, 1.0, 2.0\] vs"),
+    ("bn-op-score-nan-gamma (Later)", lambda m: _nan_gamma_score(), FloatingPointError,
+     r"^bn_score.op_score: gamma of BatchNormalization '.*' \(the last of op '.*'\) has 1 "
+     r"NaN or inf of its 4 entries; a BN score needs finite gammas"),
+    ("bn-score-table-missing-nan", lambda m: sl.bn_score.score_table(m["net"], missing=NAN),
+     ValueError, r"^bn_score.score_table: missing must be a finite number, got nan"),
+    # duplicate candidates: one choice twice (no paper's space repeats an op)
+    ("mixedop-duplicate (Later)", lambda m: sl.MixedOp(
+        ["skip_connect", "conv_3x3", "skip_connect"], name="a"), ValueError,
+     r"^MixedOp 'a': candidates must be distinct op names or layers \(no name twice\), got "
+     r"'skip_connect' twice \(at 0 and 2\)\.$"),
+    ("mixedop-duplicate-layer", lambda m: sl.MixedOp(
+        [K.layers.Activation("relu", name="r")] * 2, name="a"), ValueError,
+     r"^MixedOp 'a': candidates must be distinct .*got 'r' twice \(at 0 and 1\)"),
+    ("widthgate-duplicate (Later)", lambda m: sl.WidthGate(widths=[0.5, 1.0, 0.5], name="w"),
+     ValueError, r"^WidthGate 'w': widths must be distinct fractions \(a repeat is one choice "
+     r"twice\), got 0.5 twice \(at 0 and 2\)\.$"),
+    ("widthgate-same-channels", lambda m: _width_gate_same_channels(), ValueError,
+     r"^WidthGate 'w': widths must keep different channel counts, got widths 0.5 and 0.6 both "
+     r"keeping 4 of 8 channels per group"),
+    ("entran-candidates-duplicate", lambda m: sl.EnTranCell(
+        ["skip_connect", "none", "skip_connect"], name="c"), ValueError,
+     r"^EnTranCell 'c': candidates must be distinct op names, got 'skip_connect' twice"),
+    # EnTranCell keeps top_k inputs per node; node 0 has only the two cell inputs
+    ("entran-top-k-3 (Later)", lambda m: sl.EnTranCell(["skip_connect", "none"], top_k=3,
+                                                       name="c"),
+     ValueError, r"^EnTranCell 'c': top_k must be an integer in \[1, 2\] \(the inputs node 0 "
+     r"has\), got 3\.$"),
+    ("entran-top-k-selection-3", lambda m: top_k_selection(np.ones((2, 3)), 1, k=3),
+     ValueError, r"^top_k_selection: top_k must be an integer in \[1, 2\] .*got 3"),
+    ("entran-dst-str", lambda m: sl.EnTranCell(["skip_connect"], dst="no", name="c"),
+     TypeError, r"^EnTranCell 'c': dst must be True or False, got 'no' \(str\)"),
+    ("entran-reduction-int", lambda m: sl.EnTranCell(["skip_connect"], reduction=2, name="c"),
+     TypeError, r"^EnTranCell 'c': reduction must be True or False, got 2 \(int\)"),
+    # binary layers: quantizer names, shortcut modes, flags
+    ("quantconv-unknown-input-quantizer (Later)", lambda m: sl.QuantConv(
+        4, 3, input_quantizer="ste_sgn", name="q"), ValueError,
+     r"^QuantConv 'q': unknown input_quantizer 'ste_sgn'; allowed: .*'ste_sign'.*'ScaledSign', "
+     r"a larq quantizer or None\.$"),
+    ("quantconv-unknown-kernel-quantizer (Later)", lambda m: sl.QuantConv(
+        4, 3, kernel_quantizer="xnor", name="q"), ValueError,
+     r"^QuantConv 'q': unknown kernel_quantizer 'xnor'; allowed: 'ApproxSign', "),
+    ("quantconv-quantizer-int", lambda m: sl.QuantConv(4, 3, kernel_quantizer=3), TypeError,
+     r"^QuantConv: kernel_quantizer must be a quantizer name, a larq quantizer or None, got 3 "
+     r"\(int\)"),
+    ("binary-reduce-affine-str", lambda m: BinaryReduce(8, affine="no", name="r"), TypeError,
+     r"^BinaryReduce 'r': affine must be True or False, got 'no' \(str\)"),
+    ("binary-reduce-shortcut", lambda m: BinaryReduce(8, shortcut="identity", name="r"),
+     ValueError, r"^BinaryReduce 'r': unknown shortcut 'identity'; allowed: None, "
+     r"'interleave', 'mean'"),
+    ("binary-reduce-scaling", lambda m: BinaryReduce(8, scaling="layer", name="r"),
+     ValueError, r"^BinaryReduce 'r': unknown scaling 'layer'; allowed: 'channel'"),
+    ("binary-shortcut-mode-at-stride-1", lambda m: BinaryConvShortcut(
+        8, strides=1, shortcut="mean", name="s"), ValueError,
+     r"^BinaryConvShortcut 's': unknown shortcut 'mean'; allowed: None, 'identity'"),
+    ("scaled-sign-clip-nan", lambda m: ScaledSign(clip_value=NAN), ValueError,
+     r"^ScaledSign: clip_value must be a finite number > 0 or None, got nan"),
+    ("scaled-sign-axes-str", lambda m: ScaledSign(axes="01"), TypeError,
+     r"^ScaledSign: axes must be a list of axes, got '01' \(str\)"),
     # -- evolution -------------------------------------------------------------------------
     ("evolution-scorer", lambda m: evolution.evolutionary_search(m["net"], scorer="acc"),
      ValueError, r"evolutionary_search: unknown scorer 'acc'; allowed: bn, accuracy or a "
@@ -644,6 +772,31 @@ WHY = {
 }
 
 
+# Silent before, noticed after issue 13 -> the row that checks it.
+LATER = {
+    "elementwise_cost with a negative size": "cost-elementwise-negative (Later)",
+    "elementwise_cost with a fractional size": "cost-elementwise-fractional (Later)",
+    "conv_cost with a negative kernel size": "cost-conv-kernel-negative (Later)",
+    "conv_cost with a fractional output size": "cost-conv-out-hw-fractional (Later)",
+    "depthwise_cost with a negative output size": "cost-depthwise-out-hw-negative (Later)",
+    "bn_score.ranks of a NaN score": "bn-ranks-nan (Later)",
+    "bn_score.ranks of an inf score": "bn-ranks-inf (Later)",
+    "rank_vector of a NaN score": "bn-rank-vector-nan (Later)",
+    "op_score of a diverged (NaN) gamma": "bn-op-score-nan-gamma (Later)",
+    "MixedOp with the same op twice": "mixedop-duplicate (Later)",
+    "WidthGate with the same width twice": "widthgate-duplicate (Later)",
+    "EnTranCell top_k above the inputs a node has": "entran-top-k-3 (Later)",
+    "QuantConv unknown input quantizer": "quantconv-unknown-input-quantizer (Later)",
+    "QuantConv unknown kernel quantizer": "quantconv-unknown-kernel-quantizer (Later)",
+}
+
+
+def test_every_later_example_is_checked():
+    ids = {case[0] for case in CASES}
+    assert set(LATER.values()) <= ids
+    assert {i for i in ids if i.endswith("(Later)")} == set(LATER.values())
+
+
 def test_every_why_example_is_checked():
     ids = {case[0] for case in CASES}
     search_tests = (Path(__file__).parent / "test_bad_input_search.py").read_text()
@@ -692,3 +845,34 @@ def test_architecture_round_trips_and_never_evaluates(tmp_path, m):
     # a string that would be code is only ever a (wrong) value, never run
     with pytest.raises(ValueError, match=r"choice must be an integer index .*__import__"):
         Architecture({"edge": ["__import__('os').system('false')"]}).validate(m["net"])
+
+
+def test_the_later_checks_leave_good_input_alone(tmp_path):
+    """What the checks above allow still works: fractional / tensor channel counts and
+    whole-number sizes in the cost helpers, larq's quantizer names and objects, and a
+    candidate without BN, which BNScoreEvaluator ranks last (``missing=-inf``)."""
+    import tensorflow as tf
+
+    assert cost.elementwise_cost((None, 4.0, np.int64(4), 8)).elementwise == 128
+    assert cost.conv_cost(2.5, 8, 3, (4, 4)).float_macs == pytest.approx(2.5 * 8 * 9 * 16)
+    assert float(cost.dense_cost(tf.constant(2.0), 3).float_macs) == 6.0
+    assert cost.conv_cost(3, 8, (3, 3), (16, 16)).float_macs == 55296  # int stays int
+    for q in ("approx_sign", "SteSign", ScaledSign("scalar"), None):
+        assert sl.QuantConv(4, 3, kernel_quantizer=q)(tf.ones([1, 4, 4, 2])).shape[-1] == 4
+    assert sl.bn_score.ranks({"a": [0.2, NAN, 0.5]}, missing=-np.inf)["a"].tolist() == [1, 2, 0]
+    assert sl.EnTranCell(["skip_connect", "none"], steps=1, top_k=2).top_k == 2
+
+    def candidate(name):
+        return K.Sequential([K.layers.Conv2D(4, 1), K.layers.BatchNormalization()], name=name)
+
+    x = K.Input((4, 4, 4))
+    edge = sl.MixedOp([candidate("a"), candidate("b"), K.layers.Activation("linear", name="id")],
+                      mode="uniform", name="edge")
+    net = K.Model(x, edge(x))
+    edge.ops[0].layers[-1].gamma.assign([3.0] * 4)  # a scores 3, b scores 1, id has none
+    evaluator = BNScoreEvaluator()
+    evaluator.set_model(net)
+    evaluator.on_train_begin()
+    evaluator.on_epoch_end(0, {})
+    assert evaluator.history[-1]["ranks"] == {"edge": [0, 1, 2]}
+    assert evaluator.history[-1]["scores"]["edge"] == [3.0, 1.0, None]

@@ -119,8 +119,10 @@ def dst_coefficients(probs, betas, steps, allowed=None):
 
 def _check_top_k(where, k):
     # every node keeps k inputs; node 0 has only the two cell inputs
-    return checks.integer(where, "top_k", k, low=1, high=MAX_TOP_K,
-                          allowed=f"an integer in [1, {MAX_TOP_K}] (the inputs node 0 has)")
+    k = checks.integer(where, "top_k", k, low=1)
+    if k > MAX_TOP_K:
+        checks.fail(where, "top_k", k, f"an integer in [1, {MAX_TOP_K}] (the inputs node 0 has)")
+    return k
 
 
 def top_k_selection(probs, steps, allowed=None, k=2):
