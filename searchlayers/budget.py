@@ -314,8 +314,8 @@ class _Choices:
     the local one, rebuilt around each pick), log probabilities, and the exact
     cost and connectivity of every architecture measured (cached)."""
 
-    def __init__(self, model, metric, start):
-        self.model, self.metric = model, metric
+    def __init__(self, model, metric, start, meta=None):
+        self.model, self.metric, self.meta = model, metric, dict(meta or {})
         self.table = _cost_table(model, metric)
         self.local = self.table is None
         if self.local:
@@ -324,12 +324,12 @@ class _Choices:
         self.zero = _zero_choices(model, self.table)
         self.found = {}
 
-    def exact(self, rows, meta=None):
+    def exact(self, rows):
         """``(architecture, exact cost, connected)`` of one row of choice indices."""
         key = tuple(int(r) for r in rows)
         if key not in self.found:
             arch = choose(self.model, "argmax", rule=_rule_of(self.table.decode(rows)))
-            arch.meta.update(meta or {})
+            arch.meta.update(self.meta)
             self.found[key] = (arch, *_measure(self.model, arch, self.metric))
         return self.found[key]
 
@@ -354,8 +354,7 @@ class _Choices:
 
 def _fit_choices(model, target, metric, rule):
     start = choose(model, "argmax", rule=rule)
-    space = _Choices(model, metric, start)
-    meta = dict(strategy="budget", target=target, metric=metric)
+    space = _Choices(model, metric, start, dict(strategy="budget", target=target, metric=metric))
 
     def pick(mu):
         table = space.table
@@ -423,14 +422,14 @@ def _fit_choices(model, target, metric, rule):
     rows = argmax_rows
     shift = argmax_exact - space.table.total(rows)
     for _ in range(6):
-        _, got, connected = space.exact(rows, meta)
+        _, got, connected = space.exact(rows)
         if connected and abs(got / goal - 1.0) <= TOLERANCE / 2:
             break
         previous, rows = rows, repair(solve(goal - shift), goal - shift)
         if np.array_equal(rows, previous):  # converged (e.g. on the cheapest architecture)
             break
         space.relinearize(rows)
-        shift = space.exact(rows, meta)[1] - space.table.total(rows)
+        shift = space.exact(rows)[1] - space.table.total(rows)
     table = space.table
     highest = space.exact(np.nanargmax(table.values, axis=1))[1]
     live = [(arch, cost) for arch, cost, connected in space.found.values() if connected]
