@@ -199,8 +199,11 @@ def main(argv):
                   for r in records},
         files=[f for f in summary.written(project_dir, (".png", ".md"))
                if os.path.dirname(f) == project_dir],
-        notes=[f"trial {t}: budget asked {a[1]:,.0f} / got {a[2]:,.0f} {a[0]} ({a[2] / a[1]:.1%})"
-               for t, a in asked_got.items() if a],
+        notes=[f"trial {r['trial_id']}: budget asked {a[1]:,.0f} / got {a[2]:,.0f} {a[0]} "
+               f"({a[2] / a[1]:.1%}" + (f"; unreachable, searched for the closest achievable, "
+                                        f"{report.budget_searched(r):,.0f})"
+                                        if report.budget_searched(r) else ")")
+               for r in records for a in [asked_got[r["trial_id"]]] if a],
         details={"records": len(records), "seconds": time.time() - start})
 
 

@@ -22,6 +22,7 @@ Example:
 
 import os
 
+from searchlayers import decision
 from searchlayers.callbacks import ArchitectureLogger
 from searchlayers.tuning import load_results
 
@@ -182,9 +183,13 @@ def _decision_lines(records):
         parts = []
         if r.get("decided") is not None:
             total = r["decided"] + r.get("undecided", 0)
-            state = "decided" if r.get("undecided", 0) == 0 else "UNDECIDED"
-            parts.append(f"{state}: {r['decided']} of {total} groups decided (median largest "
-                         f"probability {r.get('median_max_prob', float('nan')):.2f})")
+            median = r.get("median_max_prob")
+            state = ("decided" if r.get("undecided", 0) == 0 else
+                     "decided by the median" if median is not None
+                     and median >= decision.CATEGORICAL_PROB else "UNDECIDED")
+            parts.append(f"{state}: {r['decided']} of {total} groups fully decided (median "
+                         f"largest probability {float('nan') if median is None else median:.2f}"
+                         f", bar {decision.CATEGORICAL_PROB:g})")
         if r.get("random_mean") is not None:
             diff = r["accuracy"] - r["random_mean"]
             parts.append(f"searched {r['accuracy']:.3f} vs random {r['random_mean']:.3f} ± "
