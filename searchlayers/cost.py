@@ -283,8 +283,10 @@ def _dims(where, name, values, square=True):
     """``values`` (a shape, or with ``square`` an int ``k``: ``(k, k)``) if every size
     is an integer >= 0 or None (unknown); a negative, fractional or non-number size
     names ``name[i]``. ``2.0`` passes (a whole number)."""
-    if isinstance(values, tf.TensorShape):
+    if isinstance(values, tf.TensorShape) or (type(values) is int and values >= 0 and square):
         return values
+    if type(values) is tuple and all(v is None or (type(v) is int and v >= 0) for v in values):
+        return values  # a Keras shape: the common case, no further test
     if square and checks.is_number(values):
         checks.integer(where, name, values, low=0)
         return values
@@ -299,9 +301,18 @@ def _dims(where, name, values, square=True):
 def _amount(where, name, value, low_open=False):
     """``value`` unchanged if it is a number >= 0 (> 0 with ``low_open``) or a tensor
     (an expected count); a string, bool, None, NaN or negative number is an error."""
+    if type(value) in (int, float) and (value > 0 if low_open else value >= 0) \
+            and value != math.inf:  # the common case: one test (NaN fails the comparison)
+        return value
     if checks.is_number(value) or value is None or isinstance(value, (str, bytes, bool)):
         checks.number(where, name, value, low=0, low_open=low_open)
     return value
+
+
+def _count(where, name, value):
+    """``value`` if it is an integer >= 1 (``groups``, ``depth_multiplier``)."""
+    return value if type(value) is int and value >= 1 else checks.integer(where, name, value,
+                                                                          low=1)
 
 
 def _div(a, b):
@@ -341,7 +352,7 @@ def conv_cost(
     _amount("conv_cost", "cout", cout)
     _dims("conv_cost", "kernel_size", kernel_size)
     _dims("conv_cost", "out_hw", out_hw)
-    checks.integer("conv_cost", "groups", groups, low=1)
+    _count("conv_cost", "groups", groups)
     if binary_kernel is None:
         binary_kernel = binary
     kernel = _div(cin, groups) * _prod(kernel_size) * cout
@@ -364,7 +375,7 @@ def depthwise_cost(
     _amount("depthwise_cost", "channels", channels)
     _dims("depthwise_cost", "kernel_size", kernel_size)
     _dims("depthwise_cost", "out_hw", out_hw)
-    checks.integer("depthwise_cost", "depth_multiplier", depth_multiplier, low=1)
+    _count("depthwise_cost", "depth_multiplier", depth_multiplier)
     if binary_kernel is None:
         binary_kernel = binary
     cout = channels * depth_multiplier
