@@ -197,7 +197,8 @@ class EnTranCell(SearchLayer):
         feature_sharing: one weight set / feature per (input state, op).
         bottleneck: 1x1 conv reduction by ``bottleneck_ratio`` around the ops.
         bottleneck_ratio: channel reduction ratio (4 in the paper).
-        top_k: incoming edges kept per node by the EnTranNAS rule (2).
+        top_k: incoming edges kept per node by the EnTranNAS rule (2); 1 or 2, as
+            node 0 has only the two cell inputs (unused with ``dst``).
         dst_lambda: weight of the threshold regularizer (Engine + DST only).
         beta_init: initial threshold logit (``t = sigmoid(beta_init)``).
         arch_key, temperature, seed: see ``SearchLayer``; temperature 5.0.

@@ -69,8 +69,9 @@ class WidthGate(_CategoricalGate):
     """Searches the width of the feature maps it multiplies (BARS eq. 4).
 
     Args:
-        widths: the width fractions to choose from, each in (0, 1]
-            (BARS: 0.25, 0.5, 0.75, 1.0).
+        widths: the distinct width fractions to choose from, each in (0, 1]
+            (BARS: 0.25, 0.5, 0.75, 1.0); built, each must keep a different
+            channel count.
         groups: the channels are ``groups`` equal blocks (e.g. a cell's
             concatenated nodes), each keeping its first ``int(w * C / groups)``.
         mode: "gumbel", "gumbel_hard" or "softmax".

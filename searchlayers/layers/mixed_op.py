@@ -45,7 +45,8 @@ class MixedOp(CategoricalChoice):
 
     Args:
         candidates: registered op names (``searchlayers.layers.op_names()``),
-            Keras layers, or a mix. All must give the same output shape.
+            Keras layers, or a mix, each named once (a repeat would be one choice
+            twice). All must give the same output shape.
         mode: one of ``"softmax"``, ``"gumbel"``, ``"gumbel_hard"``,
             ``"uniform"``, ``"fair"``.
         channels: output channels of named ops (default: input channels).
