@@ -42,6 +42,8 @@ flags.DEFINE_integer("random", 5, "Random children at equal cost per seed.")
 flags.DEFINE_integer("epochs", 4, "Search epochs.")
 flags.DEFINE_integer("retrain_epochs", 4, "Retraining epochs (searched and random alike).")
 flags.DEFINE_integer("batch_size", 64, "Batch size.")
+flags.DEFINE_float("entropy", None, "Explore-then-commit entropy coefficient (the demo's 0.1: "
+                   "examples.methods.commit); results go to search_vs_random_commit.json.")
 flags.DEFINE_bool("merge", False, "Keep the methods of an earlier run with the same settings "
                   "(add --methods to it).")
 
@@ -74,7 +76,7 @@ def interval(diffs):
     return mean, mean - half, mean + half
 
 
-def run_method(method, seeds, random, epochs, retrain_epochs, batch_size):
+def run_method(method, seeds, random, epochs, retrain_epochs, batch_size, entropy=None):
     steps = arch_steps(method, epochs, batch_size)
     lr = schedules.learning_rate(SCHEDULE[method], steps)
     trials = []
@@ -82,7 +84,8 @@ def run_method(method, seeds, random, epochs, retrain_epochs, batch_size):
         start = time.perf_counter()
         spec = tuning.TrialSpec(method, epochs=epochs, retrain_epochs=retrain_epochs,
                                 batch_size=batch_size, seed=seed, random_baseline=random,
-                                options={**OPTIONS.get(method, {}), "arch_lr": lr})
+                                options={**OPTIONS.get(method, {}), "arch_lr": lr,
+                                         **({"entropy": entropy} if entropy else {})})
         record = tuning.run_spec(spec)
         trials.append({k: record.get(k) for k in (
             "accuracy", "random_mean", "random_std", "random_accuracies", "random_costs",
@@ -121,9 +124,13 @@ def _table(results):
                         "beats random", "median max p"])
 
 
+def _name():
+    return "search_vs_random_commit" if FLAGS.entropy else "search_vs_random"
+
+
 def _previous(config):
     """Methods of an earlier full run with the same settings (``--merge``)."""
-    path = os.path.join(RESULTS, "search_vs_random.json")
+    path = os.path.join(RESULTS, f"{_name()}.json")
     if not os.path.exists(path):
         return {}, 0.0
     with open(path) as f:
@@ -145,14 +152,14 @@ def main(argv):
     retrain_epochs = 2 if FLAGS.quick else FLAGS.retrain_epochs
     config = dict(quick=FLAGS.quick, methods=methods, seeds=seeds, random=random, epochs=epochs,
                   retrain_epochs=retrain_epochs, batch_size=FLAGS.batch_size, tolerance=0.05,
-                  options=OPTIONS)
+                  options=OPTIONS, entropy=FLAGS.entropy)
     results, seconds = _previous(config) if FLAGS.merge and not FLAGS.quick else ({}, 0.0)
     start = time.perf_counter()
     for method in methods:
         results[method] = run_method(method, seeds, random, epochs, retrain_epochs,
-                                     FLAGS.batch_size)
+                                     FLAGS.batch_size, FLAGS.entropy)
         # written after every method: a long run that stops keeps what it measured
-        path = write_json("search_vs_random", {
+        path = write_json(_name(), {
             "config": {**config, "methods": list(results)}, "results": results,
             "seconds": seconds + time.perf_counter() - start,
             "complete": all(m in results for m in methods),
