@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(PY) -m examples.sweep --out=out/demo
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 --dist loadscope -q
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all

@@ -51,3 +51,31 @@ def _doctest_setup(request, tmp_path, monkeypatch):
     namespace.update(request.getfixturevalue("_doctest_objects"))
     monkeypatch.chdir(tmp_path)
     yield
+
+
+# The modules with the longest runs (multi-process launches, supernets traced many
+# times, shared module fixtures), heaviest first. `make test` distributes whole
+# modules (--dist loadscope: a module fixture is built once, not once per worker)
+# and hands these out first, so no long module starts last and leaves one worker
+# idle at the end.
+HEAVY = (
+    "tests/test_multiworker.py",
+    "tests/test_tuning.py",
+    "tests/models/test_entrannas_supernet.py",
+    "tests/test_examples.py",
+    "tests/test_applications_derive.py",
+    "tests/test_budget.py",
+    "tests/test_callbacks.py",
+    "tests/models/test_darts.py",
+    "tests/test_cost_reference.py",
+    "tests/layers/test_entrannas.py",
+    "tests/test_persistence.py",
+    "tests/layers/test_mixed_op.py",
+    "tests/models/test_bars.py",
+    "tests/test_search_mirrored.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {path: i for i, path in enumerate(HEAVY)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(HEAVY)))
