@@ -263,3 +263,43 @@ def test_mirrored_strategy_keeps_one_mask_per_layer():
 
     first, second = strategy.experimental_local_results(draw())
     np.testing.assert_array_equal(first.numpy(), second.numpy())  # one noise per step
+
+
+def _reference_train_output(layer, x):
+    """The mask's original training formulation (relax.logistic_sigmoid, keep_one
+    on top, then ``where(choice_is_fixed(), choice, mask)``), with the layer's
+    noise seed for the next step, for the fused layer to match."""
+    logits = layer.arch("logits")
+    seed = tf.stack([tf.constant(layer.seed, tf.int64), layer.sample_step + 1])
+    m = sl.relax.logistic_sigmoid(logits, layer.temperature, seed, hard=layer.hard)
+    if layer.keep_one:
+        best = tf.one_hot(tf.argmax(logits), layer.channels, dtype=m.dtype)
+        m = m + (1.0 - m) * best
+    return x * tf.where(layer.choice_is_fixed(), layer.choice, m)
+
+
+@pytest.mark.parametrize("hard", [False, True])
+@pytest.mark.parametrize("keep_one", [False, True])
+@pytest.mark.parametrize("fixed", [None, [1, 3]])
+@pytest.mark.parametrize("temperature", [0.001, 0.5])
+def test_fused_training_mask_matches_the_reference(hard, keep_one, fixed, temperature):
+    # Logits near zero so that, at tau = 0.5, the sigmoid is not saturated and the
+    # gradient is not trivially zero; one logit large enough to be clipped.
+    layer = _mask([0.3, -0.2, 1e28, -0.05, 0.8], hard=hard, keep_one=keep_one,
+                  temperature=temperature, seed=11)
+    layer.set_choice(fixed)
+    x = tf.constant(np.random.default_rng(3).normal(size=(4, 3, 5)), tf.float32)
+    dy = tf.constant(np.random.default_rng(4).normal(size=(4, 3, 5)), tf.float32)
+    logits = layer.arch("logits")
+    for _ in range(3):  # three steps: three noise draws
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(x)
+            want = _reference_train_output(layer, x)
+            got = layer(x, training=True)
+            want_loss, got_loss = tf.reduce_sum(want * dy), tf.reduce_sum(got * dy)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+        for var in (x, logits):
+            g_want, g_got = tape.gradient(want_loss, var), tape.gradient(got_loss, var)
+            np.testing.assert_allclose(g_got, g_want, rtol=1e-6, atol=1e-6)
+        if fixed is None and temperature == 0.5:  # the comparison is not vacuous
+            assert np.abs(tape.gradient(got_loss, logits).numpy()).max() > 1e-3
