@@ -32,6 +32,7 @@ Example:
     1.0
 """
 
+import numpy as np
 import tensorflow as tf
 
 from searchlayers import checks
@@ -63,6 +64,14 @@ def check_temperature(value, where):
     return checks.number(where, "temperature", value, low=TEMPERATURE_FLOOR)
 
 
+def _python_temperature(value, where):
+    """Checks a temperature given as a Python / NumPy number: NaN, inf, a negative
+    or a string is refused; 0 and tiny values clamp to the floor (see above).
+    Tensors pass unchecked: they may be traced, and hot paths stay assert-free."""
+    if not tf.is_tensor(value) and np.ndim(value) == 0:
+        checks.number(where, "temperature", value, low=0)
+
+
 def _scaled(logits, temperature):
     temperature = tf.maximum(tf.cast(temperature, logits.dtype), TEMPERATURE_FLOOR)
     z = tf.math.divide(logits, temperature)
@@ -76,6 +85,7 @@ def softmax(logits, temperature=1.0):
         >>> softmax(tf.constant([0.0, 0.0])).numpy().tolist()
         [0.5, 0.5]
     """
+    _python_temperature(temperature, "relax.softmax")
     logits = tf.convert_to_tensor(logits)
     # Shift first: (l - max) / T keeps every gap, where l / T clipped would not.
     # Softmax is shift-invariant, so the shift needs no gradient.
@@ -145,6 +155,7 @@ def gumbel_softmax(logits, temperature, seed, hard=False):
         >>> sorted(y.numpy().tolist())
         [0.0, 1.0]
     """
+    _python_temperature(temperature, "relax.gumbel_softmax")
     logits = tf.convert_to_tensor(logits)
     g = tf.cast(gumbel_noise(tf.shape(logits), seed), logits.dtype)
     soft = softmax(logits + g, temperature)
@@ -175,6 +186,7 @@ def logistic_sigmoid(logits, temperature, seed=None, hard=False):
         >>> m.numpy().round().tolist()
         [1.0, 0.0]
     """
+    _python_temperature(temperature, "relax.logistic_sigmoid")
     logits = tf.convert_to_tensor(logits)
     z = logits
     if seed is not None:
@@ -192,6 +204,8 @@ def uniform_choice(num_choices, seed):
         >>> int(uniform_choice(4, seed=[0, 0])) in range(4)
         True
     """
+    if not tf.is_tensor(num_choices):  # a Python count; a tensor may be traced
+        checks.integer("relax.uniform_choice", "num_choices", num_choices, low=1)
     u = tf.random.stateless_uniform(
         [], seed=tf.cast(seed, tf.int32), maxval=num_choices, dtype=tf.int32
     )
@@ -208,6 +222,8 @@ def fair_choice(num_choices, seed, step):
         >>> sorted(picks)
         [0, 1, 2]
     """
+    if not tf.is_tensor(num_choices):  # a Python count; a tensor may be traced
+        checks.integer("relax.fair_choice", "num_choices", num_choices, low=1)
     step = tf.cast(step, tf.int32)
     block = step // num_choices
     keys = tf.random.stateless_uniform(
