@@ -115,10 +115,13 @@ class FiGSMask(SearchLayer):
         return mask + (1.0 - mask) * best  # exactly 1 at the best channel
 
     def _train_mask(self):
+        """The training mask: one fused op with a hand-written gradient."""
         logits = self.arch("logits")
-        return self._keep_best(
-            relax.logistic_sigmoid(logits, self.temperature, self.noise_seed(), hard=self.hard)
-        )
+        best = None
+        if self.keep_one:
+            best = tf.one_hot(tf.argmax(logits), self.channels, dtype=logits.dtype)
+        noise = relax.logistic_noise([self.channels], self.noise_seed())
+        return _relaxed_mask(logits, noise, self.temperature, self.choice, self.hard, best)
 
     def _inference_mask(self):
         logits = self.arch("logits")
@@ -127,10 +130,11 @@ class FiGSMask(SearchLayer):
     def mask(self, training=False):
         """The mask vector of this call (fixed choice first, then train / inference)."""
         if tf.is_tensor(training):
-            m = tf.cond(tf.cast(training, tf.bool), self._train_mask, self._inference_mask)
-        else:
-            m = self._train_mask() if training else self._inference_mask()
-        return tf.where(self.choice_is_fixed(), self.choice, m)
+            return tf.cond(tf.cast(training, tf.bool), self._train_mask, self._fixed_inference)
+        return self._train_mask() if training else self._fixed_inference()
+
+    def _fixed_inference(self):
+        return tf.where(self.choice_is_fixed(), self.choice, self._inference_mask())
 
     def call(self, x, training=None):
         m = tf.cast(self.mask(training), x.dtype)
@@ -236,6 +240,42 @@ class FiGSMask(SearchLayer):
             initial_logit=self.initial_logit,
         )
         return config
+
+
+def _relaxed_mask(logits, noise, temperature, choice, hard, best=None):
+    """FiGS eq. 2 in one op: ``where(fixed, choice, keep(sigmoid((nu + s) / T)))``.
+
+    Values and gradients equal ``relax.logistic_sigmoid`` (hard: straight-through)
+    followed by ``keep_one``'s ``m + (1 - m) * best`` and
+    ``where(choice_is_fixed(), choice, m)``; written as one custom-gradient op
+    because a mask sits on every conv and each of the ~25 small ops the generic
+    graph adds per mask (clip, division and select gradients) costs fixed time
+    per step. ``choice`` is all -1 or all 0/1, so the test is elementwise.
+    """
+    temperature = tf.maximum(tf.cast(temperature, logits.dtype), relax.TEMPERATURE_FLOOR)
+    fixed = choice >= 0
+    choice = tf.cast(choice, logits.dtype)  # read outside: no variable in the custom op
+
+    @tf.custom_gradient
+    def fused(nu):
+        z = tf.clip_by_value((nu + tf.cast(noise, nu.dtype)) / temperature,
+                             -relax._CLIP, relax._CLIP)
+        soft = tf.sigmoid(z)
+        m = tf.cast(soft > 0.5, soft.dtype) if hard else soft
+        if best is not None:
+            m = m + (1.0 - m) * best
+        out = tf.where(fixed, choice, m)
+
+        def grad(dy):
+            g = tf.where(fixed, tf.zeros_like(dy), dy)
+            if best is not None:
+                g = g * (1.0 - best)
+            # Where z is clipped the sigmoid is exactly 0 or 1: its gradient is 0.
+            return tf.raw_ops.SigmoidGrad(y=soft, dy=g) / temperature
+
+        return out, grad
+
+    return fused(logits)
 
 
 MaskingLayer = FiGSMask
