@@ -46,9 +46,9 @@ def sgd(lr, steps, alpha=0.01):
         (0.05, 0.9)
     """
     lr = checks.positive("retrain.sgd", "lr", lr)
-    steps = checks.integer("retrain.sgd", "steps", steps, low=0)
+    steps = checks.integer("retrain.sgd", "steps", steps, low=1)  # 0: a schedule of nothing
     alpha = checks.number("retrain.sgd", "alpha", alpha, low=0, high=1)
-    schedule = keras.optimizers.schedules.CosineDecay(lr, max(steps, 1), alpha=alpha)
+    schedule = keras.optimizers.schedules.CosineDecay(lr, steps, alpha=alpha)
     return keras.optimizers.SGD(schedule, momentum=0.9)
 
 
@@ -108,6 +108,7 @@ def accuracy(model, x, y, batch_size=512):
         >>> accuracy(m, np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([0, 0]))
         0.5
     """
+    batch_size = checks.positive("retrain.accuracy", "batch_size", batch_size, integer=True)
     pred = np.concatenate([np.argmax(model(x[i:i + batch_size], training=False), axis=-1)
                            for i in range(0, len(x), batch_size)])
     return float(np.mean(pred == np.asarray(y).reshape(-1)))
@@ -150,7 +151,7 @@ def retrain(child, data="digits", epochs=2, batch_size=64, optimizer="sgd", lr=0
         keras.utils.set_random_seed(int(seed))
     train, (x_test, y_test) = _split(data, batch_size, seed)
     model = child if inherit else fresh_copy(child, unfreeze)
-    steps = epochs * max(int(train.cardinality()), 1)
+    steps = max(epochs, 1) * max(int(train.cardinality()), 1)  # epochs=0 compiles, never steps
     opt = sgd(lr, steps, alpha) if optimizer == "sgd" else keras.optimizers.Adam(lr)
     model.compile(optimizer=opt, loss=LOSS, metrics=["accuracy"])
     if epochs > 0:

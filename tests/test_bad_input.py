@@ -698,6 +698,40 @@ CASES = [
     ("quantconv-unknown-kernel-quantizer (Later)", lambda m: sl.QuantConv(
         4, 3, kernel_quantizer="xnor", name="q"), ValueError,
      r"^QuantConv 'q': unknown kernel_quantizer 'xnor'; allowed: 'ApproxSign', "),
+    ("searchlayer-arch-key-int (Later)", lambda m: sl.MixedOp(OPS, arch_key=3, name="a"),
+     TypeError, r"^MixedOp 'a': arch_key must be None or a non-empty string, got 3\.$"),
+    ("searchlayer-arch-key-empty (Later)", lambda m: sl.WidthGate(arch_key="", name="w"),
+     ValueError, r"^WidthGate 'w': arch_key must be None or a non-empty string, got ''\.$"),
+    ("retrain-sgd-steps-0 (Later)", lambda m: retrain.sgd(0.05, 0), ValueError,
+     r"^retrain.sgd: steps must be an integer >= 1, got 0\.$"),
+    ("retrain-accuracy-batch-size-0 (Later)", lambda m: retrain.accuracy(
+        m["child"], X, Y, batch_size=0), ValueError,
+     r"^retrain.accuracy: batch_size must be an integer >= 1, got 0\.$"),
+    ("get-op-channels-0 (Later)", lambda m: sl.layers.get_op("conv_3x3", 0), ValueError,
+     r"^get_op: channels must be an integer >= 1, got 0\.$"),
+    ("get-op-channels-negative (Later)", lambda m: sl.layers.get_op("sep_conv_3x3", -4),
+     ValueError, r"^get_op: channels must be an integer >= 1, got -4\.$"),
+    ("get-op-channels-fractional (Later)", lambda m: sl.layers.get_op("conv_3x3", 2.7),
+     ValueError, r"^get_op: channels must be an integer >= 1, got 2.7\.$"),
+    ("entran-dst-top-k (Later)", lambda m: sl.EnTranCell(["skip_connect", "none"], steps=2,
+                                                         dst=True, top_k=1, name="c"),
+     ValueError, r"^EnTranCell 'c': top_k must be 2 \(the default\) with dst=True, where "
+     r"the thresholds choose the edges, got 1\.$"),
+    ("relax-softmax-nan (Later)", lambda m: relax.softmax([1.0, 2.0], NAN), ValueError,
+     r"^relax.softmax: temperature must be a finite number >= 0, got nan\.$"),
+    ("relax-sigmoid-nan (Later)", lambda m: relax.logistic_sigmoid([1.0], NAN), ValueError,
+     r"^relax.logistic_sigmoid: temperature must be a finite number >= 0, got nan\.$"),
+    ("relax-gumbel-negative (Later)", lambda m: relax.gumbel_softmax([1.0, 2.0], -1.0, [0, 0]),
+     ValueError, r"^relax.gumbel_softmax: temperature must be a finite number >= 0, got -1.0"),
+    ("relax-softmax-str", lambda m: relax.softmax([1.0, 2.0], "hot"), TypeError,
+     r"^relax.softmax: temperature must be a finite number >= 0, got 'hot' \(str\)\.$"),
+    ("relax-uniform-choice-0 (Later)", lambda m: relax.uniform_choice(0, [0, 0]), ValueError,
+     r"^relax.uniform_choice: num_choices must be an integer >= 1, got 0\.$"),
+    ("relax-fair-choice-0 (Later)", lambda m: relax.fair_choice(0, 7, 0), ValueError,
+     r"^relax.fair_choice: num_choices must be an integer >= 1, got 0\.$"),
+    ("channel-select-below-minus-one", lambda m: sl.layers.ChannelSelect([0, -2], name="s"),
+     ValueError, r"^ChannelSelect 's': indices\[1\] must be -1 or an input channel "
+     r"\(an integer >= 0\), got -2\.$"),
     ("quantconv-quantizer-int", lambda m: sl.QuantConv(4, 3, kernel_quantizer=3), TypeError,
      r"^QuantConv: kernel_quantizer must be a quantizer name, a larq quantizer or None, got 3 "
      r"\(int\)"),
@@ -788,6 +822,19 @@ LATER = {
     "EnTranCell top_k above the inputs a node has": "entran-top-k-3 (Later)",
     "QuantConv unknown input quantizer": "quantconv-unknown-input-quantizer (Later)",
     "QuantConv unknown kernel quantizer": "quantconv-unknown-kernel-quantizer (Later)",
+    "SearchLayer arch_key=3": "searchlayer-arch-key-int (Later)",
+    "SearchLayer arch_key=''": "searchlayer-arch-key-empty (Later)",
+    "retrain.sgd(steps=0)": "retrain-sgd-steps-0 (Later)",
+    "retrain.accuracy(batch_size=0): a range() error": "retrain-accuracy-batch-size-0 (Later)",
+    "get_op(channels=0): Keras' filters message": "get-op-channels-0 (Later)",
+    "get_op(channels=-4): Keras' filters message": "get-op-channels-negative (Later)",
+    "get_op(channels=2.7) truncated to 2": "get-op-channels-fractional (Later)",
+    "EnTranCell(dst=True, top_k=1): top_k ignored": "entran-dst-top-k (Later)",
+    "relax.softmax with a NaN temperature": "relax-softmax-nan (Later)",
+    "relax.logistic_sigmoid with a NaN temperature": "relax-sigmoid-nan (Later)",
+    "relax.gumbel_softmax with a negative temperature": "relax-gumbel-negative (Later)",
+    "relax.uniform_choice(0): a TF kernel error": "relax-uniform-choice-0 (Later)",
+    "relax.fair_choice(0): a TF kernel error": "relax-fair-choice-0 (Later)",
 }
 
 
@@ -876,3 +923,24 @@ def test_the_later_checks_leave_good_input_alone(tmp_path):
     evaluator.on_epoch_end(0, {})
     assert evaluator.history[-1]["ranks"] == {"edge": [0, 1, 2]}
     assert evaluator.history[-1]["scores"]["edge"] == [3.0, 1.0, None]
+
+
+def test_the_argument_checks_leave_good_input_alone(m):
+    """Tensors pass the relax checks unchecked (they may be traced) and a temperature of 0
+    clamps to the floor as relax documents; retrain with epochs=0 still scores the child;
+    a DST cell keeps the default top_k through its config; NumPy counts are counts."""
+    import tensorflow as tf
+
+    logits = tf.constant([2.0, 1.0])
+    np.testing.assert_array_equal(relax.softmax(logits, tf.Variable(0.0)), [1.0, 0.0])
+    np.testing.assert_array_equal(relax.gumbel_softmax([30.0, 0.0], 0.0, [1, 2]), [1.0, 0.0])
+    traced = tf.function(lambda n, t: (relax.uniform_choice(n, [0, 0]), relax.softmax(logits, t)))
+    pick, probs = traced(tf.constant(3), tf.constant(1.0))
+    assert 0 <= int(pick) < 3 and float(tf.reduce_sum(probs)) == pytest.approx(1.0)
+    assert 0 <= int(relax.fair_choice(np.int64(3), 7, 4)) < 3
+    _, acc = retrain.retrain(m["child"], DATA, epochs=0, batch_size=2)
+    assert 0.0 <= acc <= 1.0
+    assert retrain.accuracy(m["child"], X, Y, batch_size=3) == acc  # batches of 3 + 1
+    cell = sl.EnTranCell(["skip_connect", "none"], steps=2, dst=True, arch_key="cells")
+    assert sl.EnTranCell.from_config(cell.get_config()).top_k == 2
+    assert sl.layers.get_op("conv_3x3", np.int64(4))(tf.zeros([1, 4, 4, 4])).shape[-1] == 4

@@ -209,7 +209,8 @@ class SearchLayer(keras.layers.Layer):
     """Base class of the search layers (see the module docstring).
 
     Args:
-        arch_key: layers with the same key share architecture variables.
+        arch_key: layers with the same key (a non-empty string) share architecture
+            variables; None: the layer's own.
         temperature: initial relaxation temperature, a number > 0.
         seed: integer seed of the layer's noise; default: a hash of its name.
 
@@ -226,12 +227,13 @@ class SearchLayer(keras.layers.Layer):
 
     def __init__(self, arch_key=None, temperature=1.0, seed=None, **kwargs):
         super().__init__(**kwargs)
+        where = f"{type(self).__name__} '{self.name}'"
+        if arch_key is not None and not (isinstance(arch_key, str) and arch_key):
+            error = ValueError if isinstance(arch_key, str) else checks.ArgumentTypeError
+            checks.fail(where, "arch_key", arch_key, "None or a non-empty string", error)
         self.arch_key = arch_key
-        self.initial_temperature = relax.check_temperature(
-            temperature, f"{type(self).__name__} '{self.name}'"
-        )
-        seed = checks.integer(f"{type(self).__name__} '{self.name}'", "seed", seed, low=0,
-                              none_ok=True)
+        self.initial_temperature = relax.check_temperature(temperature, where)
+        seed = checks.integer(where, "seed", seed, low=0, none_ok=True)
         self.seed = seed if seed is not None else zlib.crc32(self.name.encode()) % (2**31)
         self._arch = {}
 

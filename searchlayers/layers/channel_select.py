@@ -20,7 +20,10 @@ class ChannelSelect(keras.layers.Layer):
 
     Args:
         indices: a non-empty 1-D list of ints, each ``-1`` (a zero channel) or an
-            input channel ``0 .. channels - 1``; repeats are allowed.
+            input channel ``0 .. channels - 1``; anything below -1 is refused.
+            Repeats are allowed (a channel read twice), though derivation never
+            makes one: its channel lists are sorted and distinct, so only ``-1``
+            can repeat there.
 
     Example:
         >>> import tensorflow as tf

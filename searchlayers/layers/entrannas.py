@@ -198,7 +198,8 @@ class EnTranCell(SearchLayer):
         bottleneck: 1x1 conv reduction by ``bottleneck_ratio`` around the ops.
         bottleneck_ratio: channel reduction ratio (4 in the paper).
         top_k: incoming edges kept per node by the EnTranNAS rule (2); 1 or 2, as
-            node 0 has only the two cell inputs (unused with ``dst``).
+            node 0 has only the two cell inputs; must stay 2 with ``dst``, where
+            the thresholds choose the edges.
         dst_lambda: weight of the threshold regularizer (Engine + DST only).
         beta_init: initial threshold logit (``t = sigmoid(beta_init)``).
         arch_key, temperature, seed: see ``SearchLayer``; temperature 5.0.
@@ -236,6 +237,11 @@ class EnTranCell(SearchLayer):
         self.beta_init = checks.number(where, "beta_init", beta_init)
         self.reduction = checks.boolean(where, "reduction", reduction)
         self.dst = checks.boolean(where, "dst", dst)
+        # DST replaces the top-k rule by learned thresholds (paper sec. 2.4, eq. 8; no
+        # public code to follow), so a top_k with dst would be silently ignored: refuse it.
+        if self.dst and self.top_k != 2:
+            checks.fail(where, "top_k", top_k, "2 (the default) with dst=True, where the "
+                        "thresholds choose the edges")
         self.feature_sharing = checks.boolean(where, "feature_sharing", feature_sharing)
         self.bottleneck = checks.boolean(where, "bottleneck", bottleneck)
         self.edges = edge_inputs(self.steps)

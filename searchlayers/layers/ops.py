@@ -75,15 +75,21 @@ def check_op_name(name, where="MixedOp"):
         )
 
 
-def get_op(name, channels, strides=1, where="MixedOp"):
-    """A fresh layer for the registered op ``name`` (see ``check_op_name``).
+def get_op(name, channels, strides=1, where="get_op"):
+    """A fresh layer for the registered op ``name`` (see ``check_op_name``);
+    ``where`` (the calling layer) starts any error message.
 
     Example:
         >>> get_op("max_pool_3x3", channels=4, strides=2)(tf.zeros([1, 4, 4, 4])).shape
         TensorShape([1, 2, 2, 4])
+        >>> get_op("conv_3x3", channels=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: get_op: channels must be an integer >= 1, got 0.
     """
     check_op_name(name, where)
-    return _REGISTRY[name](int(channels), int(strides))
+    channels = checks.integer(where, "channels", channels, low=1)  # not Keras' `filters=0`
+    return _REGISTRY[name](channels, checks.integer(where, "strides", strides, low=1))
 
 
 @register
