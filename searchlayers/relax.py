@@ -44,6 +44,7 @@ TEMPERATURE_FLOOR = 1e-6
 # enough to be exactly one-hot in float32, small enough that exp() and the max
 # subtraction inside tf.nn.softmax never produce inf - inf.
 _CLIP = 1e30
+_INF = float("inf")
 _TINY = 1e-20  # as in the BARS code: -log(-log(U + 1e-20) + 1e-20)
 
 MODES = ("softmax", "gumbel", "gumbel_hard", "uniform", "fair")
@@ -68,6 +69,8 @@ def _python_temperature(value, where):
     """Checks a temperature given as a Python / NumPy number: NaN, inf, a negative
     or a string is refused; 0 and tiny values clamp to the floor (see above).
     Tensors pass unchecked: they may be traced, and hot paths stay assert-free."""
+    if type(value) is float and 0.0 <= value < _INF:  # the common case, ~0.1 us (NaN fails)
+        return
     if not tf.is_tensor(value) and np.ndim(value) == 0:
         checks.number(where, "temperature", value, low=0)
 
