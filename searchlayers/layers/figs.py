@@ -250,7 +250,8 @@ def _relaxed_mask(logits, noise, temperature, choice, hard, best=None):
     ``where(choice_is_fixed(), choice, m)``; written as one custom-gradient op
     because a mask sits on every conv and each of the ~25 small ops the generic
     graph adds per mask (clip, division and select gradients) costs fixed time
-    per step. ``choice`` is all -1 or all 0/1, so the test is elementwise.
+    per step (``benchmarks/figs_overhead.py`` counts them). ``choice`` is all -1
+    or all 0/1, so the fixed-choice test can be elementwise.
     """
     temperature = tf.maximum(tf.cast(temperature, logits.dtype), relax.TEMPERATURE_FLOOR)
     fixed = choice >= 0
@@ -258,9 +259,9 @@ def _relaxed_mask(logits, noise, temperature, choice, hard, best=None):
 
     @tf.custom_gradient
     def fused(nu):
-        z = tf.clip_by_value((nu + tf.cast(noise, nu.dtype)) / temperature,
-                             -relax._CLIP, relax._CLIP)
-        soft = tf.sigmoid(z)
+        # No clip as in relax._scaled: where it would clip (|z| > 1e30, or inf) the
+        # sigmoid is already exactly 0 or 1, and its gradient exactly 0.
+        soft = tf.sigmoid((nu + tf.cast(noise, nu.dtype)) / temperature)
         m = tf.cast(soft > 0.5, soft.dtype) if hard else soft
         if best is not None:
             m = m + (1.0 - m) * best
@@ -270,7 +271,6 @@ def _relaxed_mask(logits, noise, temperature, choice, hard, best=None):
             g = tf.where(fixed, tf.zeros_like(dy), dy)
             if best is not None:
                 g = g * (1.0 - best)
-            # Where z is clipped the sigmoid is exactly 0 or 1: its gradient is 0.
             return tf.raw_ops.SigmoidGrad(y=soft, dy=g) / temperature
 
         return out, grad

@@ -278,28 +278,37 @@ def _reference_train_output(layer, x):
     return x * tf.where(layer.choice_is_fixed(), layer.choice, m)
 
 
+@pytest.mark.parametrize("compiled", [False, True])
 @pytest.mark.parametrize("hard", [False, True])
 @pytest.mark.parametrize("keep_one", [False, True])
 @pytest.mark.parametrize("fixed", [None, [1, 3]])
 @pytest.mark.parametrize("temperature", [0.001, 0.5])
-def test_fused_training_mask_matches_the_reference(hard, keep_one, fixed, temperature):
+def test_fused_training_mask_matches_the_reference(hard, keep_one, fixed, temperature,
+                                                   compiled):
     # Logits near zero so that, at tau = 0.5, the sigmoid is not saturated and the
-    # gradient is not trivially zero; one logit large enough to be clipped.
-    layer = _mask([0.3, -0.2, 1e28, -0.05, 0.8], hard=hard, keep_one=keep_one,
+    # gradient is not trivially zero; one logit so large that z / tau overflows.
+    layer = _mask([0.3, -0.2, 1e36, -0.05, 0.8], hard=hard, keep_one=keep_one,
                   temperature=temperature, seed=11)
     layer.set_choice(fixed)
     x = tf.constant(np.random.default_rng(3).normal(size=(4, 3, 5)), tf.float32)
     dy = tf.constant(np.random.default_rng(4).normal(size=(4, 3, 5)), tf.float32)
     logits = layer.arch("logits")
-    for _ in range(3):  # three steps: three noise draws
+
+    def step():
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(x)
             want = _reference_train_output(layer, x)
             got = layer(x, training=True)
             want_loss, got_loss = tf.reduce_sum(want * dy), tf.reduce_sum(got * dy)
+        return [got, want] + [tape.gradient(loss, var) for var in (x, logits)
+                              for loss in (got_loss, want_loss)]
+
+    step = tf.function(step) if compiled else step
+    for _ in range(3):  # three steps: three noise draws
+        got, want, gx, gx_want, gl, gl_want = step()
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
-        for var in (x, logits):
-            g_want, g_got = tape.gradient(want_loss, var), tape.gradient(got_loss, var)
-            np.testing.assert_allclose(g_got, g_want, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(gx, gx_want, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(gl, gl_want, rtol=1e-6, atol=1e-6)
         if fixed is None and temperature == 0.5:  # the comparison is not vacuous
-            assert np.abs(tape.gradient(got_loss, logits).numpy()).max() > 1e-3
+            assert np.abs(gl.numpy()).max() > 1e-3
+    assert int(layer.sample_step) == 3
