@@ -5,7 +5,9 @@ its first step, the steady step (median of the later steps), their ratio, how
 many times the train step was traced, and a breakdown of one graph build:
 Python tracing of the forward pass, of the backward pass (a ``GradientTape``
 over every trainable variable, traced apart), and the first call of that
-function (instantiation, grappler, first run) minus a steady call.
+function (instantiation, grappler, first run) minus a steady call; and the
+number of ops in the traced train step (``graph_ops``: load-independent, what
+tracing and grappler scale with).
 
 Two variants of ``fit``, each in a fresh process, interleaved per supernet:
 ``lazy`` (before: the optimizer slots and metrics are created inside the first
@@ -137,6 +139,8 @@ def _breakdown(net):
 
 def measure(name, variant, steps, breakdown):
     """One supernet in this process: build, the timed fit, the breakdown."""
+    import tensorflow as tf
+
     import searchlayers as sl
     from searchlayers import search
     from searchlayers._keras import keras
@@ -158,7 +162,7 @@ def measure(name, variant, steps, breakdown):
     traces, step = [], model.train_step
 
     def counted(data):
-        traces.append(1)
+        traces.append(tf.compat.v1.get_default_graph())  # the train function's graph
         return step(data)
 
     model.train_step = counted
@@ -174,7 +178,9 @@ def measure(name, variant, steps, breakdown):
     steady = statistics.median(b - a for a, b in zip(ends[1:], ends[2:]))
     result = {"supernet": name, "variant": variant, "build_s": build_s, "first_step_s": first,
               "steady_step_s": steady, "first_over_steady": first / steady,
-              "traces": len(traces), "params": int(net.count_params())}
+              "traces": len(traces), "params": int(net.count_params()),
+              # load-independent size of what is traced and optimized before step 1
+              "graph_ops": len(traces[-1].get_operations())}
     if breakdown and variant == "prebuilt":
         result.update(_breakdown(net))
     return result
@@ -224,7 +230,7 @@ def main(argv):
 
 
 HEADER = ["supernet", "build s", "first s (before)", "first s (after)", "steady s",
-          "first/steady before", "first/steady after", "traces", "trace fwd s",
+          "first/steady before", "first/steady after", "traces", "graph ops", "trace fwd s",
           "trace bwd s", "instantiate s", "load"]
 
 
@@ -232,7 +238,8 @@ def _row(r):
     lazy, pre = r["lazy"], r["prebuilt"]
     return [r["supernet"], pre["build_s"], lazy["first_step_s"], pre["first_step_s"],
             pre["steady_step_s"], lazy["first_over_steady"], pre["first_over_steady"],
-            f"{lazy['traces']}/{pre['traces']}", pre.get("trace_forward_s", 0.0),
+            f"{lazy['traces']}/{pre['traces']}", pre.get("graph_ops", 0),
+            pre.get("trace_forward_s", 0.0),
             pre.get("trace_backward_s", 0.0), pre.get("instantiate_and_optimize_s", 0.0),
             r.get("load_average", 0.0)]
 
