@@ -16,7 +16,7 @@ import sys
 
 from absl import app, flags
 
-from searchlayers import datasets, export
+from searchlayers import datasets, export, progress
 from searchlayers import retrain as retrain_lib
 
 LOSS = retrain_lib.LOSS
@@ -98,8 +98,9 @@ def retrain(child, epochs, batch_size=64, lr=0.05, optimizer="sgd", alpha=0.01, 
         >>> model, accuracy = retrain(child, epochs=5)  # doctest: +SKIP
     """
     val = datasets.load("digits", "validation", batch_size=256) if validation else None
-    return retrain_lib.retrain(child, "digits", epochs, batch_size, optimizer, lr, alpha,
-                               inherit, unfreeze, seed, val, verbose)
+    with progress.phase(f"retraining the child ({epochs} epochs)"):
+        return retrain_lib.retrain(child, "digits", epochs, batch_size, optimizer, lr, alpha,
+                                   inherit, unfreeze, seed, val, verbose)
 
 
 def export_tflite(model, out, name="child.tflite"):
@@ -111,7 +112,7 @@ def export_tflite(model, out, name="child.tflite"):
         True
     """
     path = None if out is None else os.path.join(out, name)
-    with export.quiet_converter():
+    with progress.phase(f"exporting {name}"), export.quiet_converter():
         flatbuffer = export.to_tflite(model, path)
     x_test, _ = datasets.arrays("digits", "test")
     return {"path": path, **vars(export.parity(model, flatbuffer, x_test))}
@@ -129,7 +130,7 @@ def export_lce(model, out=None, name="child.lce.tflite"):
         >>> report["all_lowered"], len(lce) < len(tfl)  # doctest: +SKIP
         (True, True)
     """
-    with export.quiet_converter():
+    with progress.phase(f"exporting {name} (and its float twin)"), export.quiet_converter():
         lce = export.to_lce(model, None if out is None else os.path.join(out, name))
         tflite = export.to_tflite(model)
     x_test, _ = datasets.arrays("digits", "test")

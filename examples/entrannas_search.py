@@ -36,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 import searchlayers as sl
-from searchlayers import callbacks, cost, datasets
+from searchlayers import callbacks, cost, datasets, progress
 from searchlayers import summary as summary_lib
 from searchlayers._keras import keras
 
@@ -123,9 +123,9 @@ def lambda_sweep(lambdas, epochs, seed=0, **options):
         >>> sorted(rows[0])  # doctest: +SKIP
         ['derived_params', 'edges', 'lambda', 'ops', 'possible_edges', 'search_accuracy', 'thresholds']
     """
-    rows = []
-    for n, lam in enumerate(lambdas, 1):
-        print(f"[lambda {n}/{len(lambdas)}] searching with dst_lambda={lam:g} ...", flush=True)
+    rows, counter = [], progress.Counter(len(lambdas) or None, "lambda")
+    for lam in lambdas:
+        counter.begin(f"searching with dst_lambda={lam:g}")
         keras.utils.set_random_seed(seed)
         supernet, history = search(epochs, dst=True, dst_lambda=lam, temperature=DST_TEMPERATURE,
                                    rate=DST_RATE, verbose=0, **options)
@@ -144,6 +144,7 @@ def lambda_sweep(lambdas, epochs, seed=0, **options):
               f"of {r['possible_edges']}  (ops kept {r['ops']['normal']}/{r['ops']['reduce']})  "
               f"t normal {r['thresholds']['normal']} reduce {r['thresholds']['reduce']}  "
               f"derived params {r['derived_params']}", flush=True)
+        counter.end()
     return rows
 
 

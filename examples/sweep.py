@@ -36,7 +36,7 @@ from absl import app, flags
 
 import tensorflow as tf
 
-from searchlayers import report, summary, tuning
+from searchlayers import progress, report, summary, tuning
 
 FLAGS = flags.FLAGS
 # The demo's searches decide: the architecture learning rate is the step-aware
@@ -103,7 +103,8 @@ def grid_size(methods, budgets, lams, temperatures):
 
 class ProgressTuner(tuning.SweepTuner):
     """A ``SweepTuner`` that prints ``[trial 2/4] darts budget 0.25 ...`` as each
-    trial starts and its time (and the estimate of what is left) as it ends.
+    trial starts and its time (and the estimate of what is left) as it ends
+    (``searchlayers.progress.Counter``).
 
     Example:
         >>> tuner = ProgressTuner("grid", hp, total=4, directory="out")  # doctest: +SKIP
@@ -111,29 +112,19 @@ class ProgressTuner(tuning.SweepTuner):
 
     def __init__(self, *args, total=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.total, self._done, self._seconds, self._start = total, 0, 0.0, None
+        self.total = total
+        self.counter = progress.Counter(total, "trial")
 
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
         values = trial.hyperparameters.values
         text = " ".join(f"{k} {values[k]}" for k in ("method", "budget", "lam", "temperature")
                         if k in values and trial.hyperparameters.is_active(k))
-        of = f"/{self.total}" if self.total else ""
-        print(f"[trial {self._done + 1}{of}] {text}: searching, retraining, exporting ...",
-              flush=True)
-        self._start = time.time()
+        self.counter.begin(f"{text}: searching, retraining, exporting")
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
-        seconds = time.time() - self._start
-        self._done += 1
-        self._seconds += seconds
-        left = ""
-        if self.total and self.total > self._done:
-            left = (f"; about {self._seconds / self._done * (self.total - self._done):.0f} s "
-                    "left")
-        of = f"/{self.total}" if self.total else ""
-        print(f"[trial {self._done}{of}] done in {seconds:.0f} s{left}", flush=True)
+        self.counter.end()
 
 
 def make_tuner():
