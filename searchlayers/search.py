@@ -16,7 +16,7 @@ import contextlib
 import numpy as np
 import tensorflow as tf
 
-from searchlayers import checks
+from searchlayers import checks, progress
 from searchlayers._keras import keras, register, require_built
 from searchlayers.layers.base import is_arch_variable, search_layers
 
@@ -421,7 +421,9 @@ class SearchModel(keras.Model):
     def fit(self, *args, callbacks=None, **kwargs):
         """``keras.Model.fit`` plus a ``searchlayers.decision.DecisionTracker``
         (unless one is given): it prints how decided the search ended and warns
-        when it ended undecided."""
+        when it ended undecided; a ``NonFiniteGuard``; and, unless
+        ``verbose=0``, a ``searchlayers.progress.FirstStep`` that says the
+        search graph is being built before the first step."""
         from searchlayers.decision import DecisionTracker  # decision imports this module
 
         if self.bilevel:
@@ -434,6 +436,9 @@ class SearchModel(keras.Model):
             callbacks.append(DecisionTracker())
         if not any(isinstance(c, NonFiniteGuard) for c in callbacks):
             callbacks.append(NonFiniteGuard())
+        if kwargs.get("verbose", "auto") != 0 and not any(
+                isinstance(c, progress.FirstStep) for c in callbacks):
+            callbacks.append(progress.FirstStep())  # the silent wait before the first step
         return super().fit(*args, callbacks=callbacks, **kwargs)
 
     def _prebuild(self, args, kwargs):

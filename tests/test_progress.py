@@ -62,3 +62,17 @@ def test_first_step_says_building_before_the_first_batch_and_its_time_after():
     assert float(lines[1].split()[-2]) >= 0.0
     config = progress.FirstStep("x").get_config()
     assert progress.FirstStep.from_config(config).text == "x"
+
+
+def test_search_model_fit_says_it_builds_the_graph_unless_silent(capsys):
+    from conftest import tiny_supernet
+
+    x = np.random.default_rng(0).random((8, 8, 8, 1), dtype=np.float32)
+    y = np.arange(8) % 10
+    search = sl.SearchModel(tiny_supernet(), bilevel=False)
+    search.compile("adam", K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    search.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    assert "building the search graph" not in capsys.readouterr().out
+    search.fit(x, y, batch_size=4, epochs=1, verbose=2)
+    out = capsys.readouterr().out
+    assert out.index("building the search graph") < out.index("first step after")
