@@ -222,7 +222,7 @@ def main(argv):
         results[name] = {"supernet": name, "lazy": lazy, "prebuilt": pre,
                          "first_step_ratio": pre["first_step_s"] / lazy["first_step_s"],
                          "steady_step_ratio": pre["steady_step_s"] / lazy["steady_step_s"],
-                         "load_average": os.getloadavg()[0]}
+                         "load_average": os.getloadavg()[0], "commit": _commit()}
         print(f"{name}: first step {lazy['first_step_s']:.1f} s -> {pre['first_step_s']:.1f} s",
               flush=True)
         _write(results, started)
@@ -242,6 +242,15 @@ def _row(r):
             pre.get("trace_forward_s", 0.0),
             pre.get("trace_backward_s", 0.0), pre.get("instantiate_and_optimize_s", 0.0),
             r.get("load_average", 0.0)]
+
+
+def _commit():
+    """The code a row measured (a partial run keeps older rows: each says its commit)."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True, cwd=os.path.dirname(RESULTS)).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 def _write(results, started):
