@@ -175,7 +175,7 @@ def sample_architectures(supernet, architecture, n=5, metric="macs", tolerance=T
 
 
 def random_baseline(supernet, child, train, n=5, seeds=(0,), metric="macs",
-                    tolerance=TOLERANCE, seed=0, max_tries=2000):
+                    tolerance=TOLERANCE, seed=0, max_tries=2000, found=None):
     """Random children at the searched ``child``'s cost, each trained by ``train``.
 
     Args:
@@ -183,6 +183,8 @@ def random_baseline(supernet, child, train, n=5, seeds=(0,), metric="macs",
         child: the searched child (a derived model carrying ``.architecture``).
         train: ``train(child, seed) -> accuracy``: the searched child's recipe.
         seeds: training seeds per random child.
+        found: ``sample_architectures``' result when it was drawn already (a
+            multi-worker search draws it on every worker in step); None: drawn here.
 
     Returns:
         ``dict(mean, std, accuracies [n][seeds], costs, target, tolerance, metric,
@@ -201,8 +203,9 @@ def random_baseline(supernet, child, train, n=5, seeds=(0,), metric="macs",
         raise ValueError(f"{where}: child must be a derived model carrying .architecture "
                          f"(searchlayers.derive's output), got model '{child.name}' without one.")
     target = child_cost(child, metric)
-    found = sample_architectures(supernet, child.architecture, n, metric, tolerance, target,
-                                 seed, max_tries)
+    if found is None:
+        found = sample_architectures(supernet, child.architecture, n, metric, tolerance,
+                                     target, seed, max_tries)
     accuracies = [[float(train(random_child, s)) for s in seeds] for _, random_child, _ in found]
     flat = np.asarray(accuracies).reshape(-1)
     return dict(

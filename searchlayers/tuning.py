@@ -190,6 +190,10 @@ class Searched:
     supernet: object
     child: object
     history: dict = dataclasses.field(default_factory=dict)
+    # the random baseline's ``[(architecture, child, cost)]`` (or the error that
+    # drawing them raised) when it had to be drawn early, in a multi-worker
+    # search (see ``search_spec``); None: drawn after the search
+    random_children: object = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -320,8 +324,28 @@ def search_spec(spec):
     with scope:
         searched = get_method(spec.method).search(spec)
     if _multiworker(spec.strategy):  # the chief alone retrains and measures the child
-        searched = dataclasses.replace(searched, child=_local_copy(searched.child))
+        # Deriving reads the supernet's variables with collectives, so the random
+        # children are drawn here, by every worker in step, not by the chief alone.
+        drawn = _draw_random(searched, spec) if spec.random_baseline else None
+        if isinstance(drawn, list):
+            drawn = [(arch, _local_copy(child), c) for arch, child, c in drawn]
+        searched = dataclasses.replace(searched, child=_local_copy(searched.child),
+                                       random_children=drawn)
     return searched
+
+
+def _draw_random(searched, spec):
+    """``spec.random_baseline`` random children at the searched child's cost, or
+    the RuntimeError saying the space has too few of them."""
+    from searchlayers import baselines
+
+    metric = spec.cost_metric()
+    try:
+        return baselines.sample_architectures(
+            searched.supernet, searched.child.architecture, int(spec.random_baseline),
+            metric, target=baselines.child_cost(searched.child, metric), seed=spec.seed)
+    except RuntimeError as error:
+        return error
 
 
 def _local_copy(child):
@@ -400,9 +424,12 @@ def _random_baseline(searched, spec, method):
         return retrain(child, dataclasses.replace(spec, seed=seed))[1]
 
     try:
+        if isinstance(searched.random_children, RuntimeError):
+            raise searched.random_children
         result = baselines.random_baseline(searched.supernet, searched.child, train,
                                            n=int(spec.random_baseline), seeds=(spec.seed,),
-                                           metric=spec.cost_metric(), seed=spec.seed)
+                                           metric=spec.cost_metric(), seed=spec.seed,
+                                           found=searched.random_children)
     except RuntimeError as error:  # too few children at that cost: the trial still counts
         warnings.warn(f"tuning: trial of {spec.method} budget {spec.budget:g}: no random "
                       f"baseline: {error}", stacklevel=2)
