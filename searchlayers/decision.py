@@ -96,8 +96,9 @@ def argmax(layer):
     Example:
         >>> import searchlayers as sl
         >>> op = sl.MixedOp(["skip_connect", "none"]); _ = op(np.ones([1, 2, 2, 1], "float32"))
+        >>> _ = op.arch("logits").assign([0.0, 2.0])   # 'none' leads
         >>> argmax(op)
-        (0,)
+        (1,)
     """
     return tuple(np.argmax(_rows(layer), axis=-1).tolist())
 
