@@ -100,26 +100,26 @@ def argmax(layer):
         >>> argmax(op)
         (1,)
     """
-    return tuple(np.argmax(_rows(layer), axis=-1).tolist())
+    return tuple(_pick(layer).numpy().tolist())
+
+
+def _pick(layer):
+    """``argmax``'s pick as an int64 tensor (eager, or inside ``_argmax_function``).
+
+    The argmax of each row of ``_rows``: a Bernoulli layer's rows are
+    ``(p, 1 - p)``, so its pick is 1 (dropped) where ``p < 0.5``."""
+    p = tf.convert_to_tensor(layer.probabilities())
+    if is_bernoulli(layer):
+        return tf.cast(tf.reshape(p, [-1]) < 0.5, tf.int64)
+    return tf.argmax(tf.reshape(p, [-1, tf.shape(p)[-1]]), axis=-1)
 
 
 def _argmax_function(layers):
     """``() -> [argmax(layer) for layer in layers]`` as one compiled read: called
     every training step, so eager per-layer ops (tens of ms per step on a small
     supernet, as much as the step itself) are traced once instead."""
-
-    def picks():
-        rows = []
-        for layer in layers:
-            p = tf.convert_to_tensor(layer.probabilities())
-            if is_bernoulli(layer):  # the larger of (p, 1 - p): keep iff p > 0.5
-                rows.append(tf.cast(tf.reshape(p, [-1]) < 0.5, tf.int64))
-            else:
-                rows.append(tf.argmax(tf.reshape(p, [-1, tf.shape(p)[-1]]), axis=-1))
-        return rows
-
-    compiled = tf.function(picks, autograph=False)
-    return lambda: [tuple(r.tolist()) for r in (t.numpy() for t in compiled())]
+    compiled = tf.function(lambda: [_pick(layer) for layer in layers], autograph=False)
+    return lambda: [tuple(t.numpy().tolist()) for t in compiled()]
 
 
 def distribution_metrics(probs):
