@@ -44,6 +44,27 @@ def example_flags(out):
     return values
 
 
+def cell_space_flags(values, arch_lr, arch_lr_help):
+    """Defines the DARTS-style cell-space flags on ``values`` (``--channels``,
+    ``--cells``, ``--steps``, ``--batch_size``, ``--lr``, ``--arch_lr``): the
+    DARTS and EnTranNAS examples search the same space shape.
+
+    Example:
+        >>> v = example_flags("out/x"); cell_space_flags(v, 3e-3, "Architecture lr.")
+        >>> v["cells"].default, v["arch_lr"].default
+        (3, 0.003)
+    """
+    flags.DEFINE_integer("channels", 8, "Channels of the first cells.", flag_values=values)
+    flags.DEFINE_integer("cells", 3, "Number of cells (reductions at 1/3 and 2/3).",
+                         flag_values=values)
+    flags.DEFINE_integer("steps", 3, "Intermediate nodes per cell.", flag_values=values)
+    flags.DEFINE_integer("batch_size", 64, "Batch size (each half of a bi-level pair).",
+                         flag_values=values)
+    flags.DEFINE_float("arch_lr", arch_lr, arch_lr_help, flag_values=values)
+    flags.DEFINE_float("lr", 0.05, "Weight SGD learning rate (cosine decay, momentum 0.9).",
+                       flag_values=values)
+
+
 def main(example_main, values):
     """``python -m examples.<name>``: ``absl.app.run(example_main)`` with the
     example's flags ``values`` (``example_flags``) joined to absl's own

@@ -44,16 +44,8 @@ flags.DEFINE_bool("entropy", False, "Add the BARS entropy schedule (negative to 
 flags.DEFINE_enum("training", "auto", ["auto", "bilevel", "joint"],
                   "auto: bi-level for darts / gdas, joint for snas.", flag_values=FLAGS)
 flags.DEFINE_enum("rule", "argmax", ["argmax", "top2"], "Derivation rule.", flag_values=FLAGS)
-flags.DEFINE_integer("channels", 8, "Channels of the first cells.", flag_values=FLAGS)
-flags.DEFINE_integer("cells", 3, "Number of cells (reductions at 1/3 and 2/3).",
-                     flag_values=FLAGS)
-flags.DEFINE_integer("steps", 3, "Intermediate nodes per cell.", flag_values=FLAGS)
-flags.DEFINE_integer("batch_size", 64, "Batch size (each half of a bi-level pair).",
-                     flag_values=FLAGS)
-flags.DEFINE_float("arch_lr", 3e-3, "Architecture Adam learning rate (DARTS: 3e-4 over "
-                   "~100x more steps than a digits search takes).", flag_values=FLAGS)
-flags.DEFINE_float("lr", 0.05, "Weight SGD learning rate (cosine decay, momentum 0.9).",
-                   flag_values=FLAGS)
+common.cell_space_flags(FLAGS, 3e-3, "Architecture Adam learning rate (DARTS: 3e-4 over "
+                        "~100x more steps than a digits search takes).")
 
 
 MODES = {"darts": "softmax", "snas": "gumbel", "gdas": "gumbel_hard"}

@@ -57,16 +57,8 @@ flags.DEFINE_enum("engine", "first", list(entrannas.ENGINE), "Which cells are En
                   flag_values=FLAGS)
 flags.DEFINE_float("temperature", 5.0, "Initial temperature.", flag_values=FLAGS)
 flags.DEFINE_float("rate", 0.923, "Temperature factor per epoch.", flag_values=FLAGS)
-flags.DEFINE_integer("channels", 8, "Channels of the first cells.", flag_values=FLAGS)
-flags.DEFINE_integer("cells", 3, "Number of cells (reductions at 1/3 and 2/3).",
-                     flag_values=FLAGS)
-flags.DEFINE_integer("steps", 3, "Intermediate nodes per cell.", flag_values=FLAGS)
-flags.DEFINE_integer("batch_size", 64, "Batch size (each half of a bi-level pair).",
-                     flag_values=FLAGS)
-flags.DEFINE_float("arch_lr", 6e-3, "Architecture Adam learning rate (paper: 6e-4 on "
-                   "CIFAR-10 over far more steps than a digits search takes).", flag_values=FLAGS)
-flags.DEFINE_float("lr", 0.05, "Weight SGD learning rate (cosine decay, momentum 0.9).",
-                   flag_values=FLAGS)
+common.cell_space_flags(FLAGS, 6e-3, "Architecture Adam learning rate (paper: 6e-4 on "
+                        "CIFAR-10 over far more steps than a digits search takes).")
 flags.DEFINE_list("lambdas", ["0", "0.2", "1"], "DST lambdas of the edge-count sweep "
                   "(paper Table 4); empty to skip.", flag_values=FLAGS)
 
