@@ -31,18 +31,26 @@ Engine cells already compute their derived cells).
 Rows: ``all`` (DARTS), ``first`` (EnTranNAS), optionally ``last`` and
 ``first_dst`` (EnTranNAS-DST, whose Engine cells mix only the derived edges).
 
-The temperature starts at 5.0 and its last epoch runs at the paper's last
-value (5.0 x 0.923^49 = 0.099; the scheduler sets epoch ``e``'s temperature
-``5.0 x rate^e`` at its start): ``rate = 0.923^(49 / (epochs - 1))``
-(``paper_rate``), so the Engine cells end as close to feature selection as the
-paper's 50-epoch search lets them. A third diagnostic, ``op max``, is the
-Engine cells' mean largest coefficient per edge (1: one op per edge; 1/7:
-uniform over the 7 ops) -- how far the annealed softmax got from a mixture.
+The claim needs a search that decides: the Engine cells' softmax near one op
+per edge and the derived sub-graph (what the Transit cells train) stable.
+``--schedule=auto`` (the default) uses the library's step-aware
+``schedules.SearchSchedule("entrannas", "auto")``: the architecture learning
+rate ``6 / S`` for ``S`` architecture steps and the temperature 5.0 -> 0.1
+annealed per step over the run; ``--entropy=c`` adds the explore-then-commit
+entropy term (``EntropyRegularizer``, linear ``-c -> +c`` per step, as
+``examples.methods.commit``) so each edge commits to one op by the end.
+``--schedule=fixed`` is the first runs' setting: Adam at ``--arch_lr`` and a
+per-epoch temperature whose last epoch runs at the paper's last value
+(``5.0 x rate^e``, ``rate = paper_rate(epochs)``); it ends undecided on digits
+(op max ~0.4, flips ~80 %). A third diagnostic, ``op max``, is the Engine
+cells' mean largest coefficient per edge (1: one op per edge; 1/7: uniform
+over the 7 ops) -- how far the annealed softmax got from a mixture; ``decision``
+is ``searchlayers.decision.summary`` of the supernet at the end.
 
-Flags: ``--quick`` (4 epochs, ~5 minutes shared), ``--rows``; ``--epochs``,
-``--cells``, ``--steps``, ``--channels``, ``--batch_size``, ``--rate``
-override the preset when given (the rest of the search is
-``examples.entrannas_search.search``'s defaults).
+Flags: ``--quick`` (4 epochs, ~5 minutes shared), ``--rows``, ``--schedule``,
+``--entropy``; ``--epochs``, ``--cells``, ``--steps``, ``--channels``,
+``--batch_size``, ``--rate`` override the preset when given (the rest of the
+search is ``examples.entrannas_search.search``'s defaults).
 Writes ``benchmarks/results/entrannas_table1.json`` and prints the table.
 
 Example:
@@ -64,7 +72,7 @@ import searchlayers as sl  # noqa: E402  (Keras-2 guard before TensorFlow)
 from benchmarks.common import table, write_json  # noqa: E402
 from examples import entrannas_search  # noqa: E402
 from models import entrannas  # noqa: E402
-from searchlayers import datasets  # noqa: E402
+from searchlayers import datasets, decision, schedules  # noqa: E402
 from searchlayers._keras import keras  # noqa: E402
 from searchlayers.layers.entrannas import NONE_OPS  # noqa: E402
 
@@ -80,12 +88,19 @@ def define_flags():
     flags.DEFINE_integer("steps", None, "Intermediate nodes per cell (preset: 2; quick 2).")
     flags.DEFINE_integer("channels", None, "Channels of the first cells (preset: 6; quick 4).")
     flags.DEFINE_integer("batch_size", None, "Batch size of each bi-level half (preset: 32).")
-    flags.DEFINE_float("rate", None, "Temperature factor per epoch (default: paper_rate(epochs)).")
-    flags.DEFINE_float("arch_lr", 6e-3, "Architecture Adam learning rate.")
+    flags.DEFINE_enum("schedule", "auto", SCHEDULES, "auto / paper: schedules.SearchSchedule "
+                      "preset (arch learning rate and per-step temperature); fixed: --arch_lr "
+                      "and the per-epoch --rate.")
+    flags.DEFINE_float("entropy", 0.05, "Explore-then-commit entropy coefficient c (-c -> +c "
+                       "per step); 0: none.")
+    flags.DEFINE_float("rate", None, "fixed: temperature factor per epoch (default: "
+                       "paper_rate(epochs)).")
+    flags.DEFINE_float("arch_lr", 6e-3, "fixed: architecture Adam learning rate.")
     flags.DEFINE_float("lr", 0.05, "Weight SGD learning rate.")
     flags.DEFINE_integer("seed", 0, "Random seed (the same for every row).")
 
 
+SCHEDULES = ("auto", "paper", "fixed")
 ROWS = {  # name -> entrannas_supernet options
     "all": dict(engine="all", dst=False),
     "first": dict(engine="first", dst=False),
@@ -204,10 +219,10 @@ def run_row(name, config):
     """
     keras.utils.set_random_seed(config["seed"])
     start = time.time()
-    options = {k: v for k, v in config.items() if k != "seed"}
     tracker = SelectionChanges()
-    supernet, history = entrannas_search.search(**options, **ROWS[name], verbose=0,
-                                                extra_callbacks=[tracker])
+    supernet, history = entrannas_search.search(
+        **search_options(config), **ROWS[name], verbose=0,
+        extra_callbacks=[tracker, *commit(config)])
     search_s = time.time() - start
     x_train, _ = datasets.arrays("digits", "train")
     x_test, y_test = datasets.arrays("digits", "test")
@@ -232,11 +247,70 @@ def run_row(name, config):
         "engine_mass_outside_child": mass_outside_child(supernet),
         "engine_op_max_coefficient": op_sharpness(supernet),
         "final_temperature": float(entrannas.cells(supernet)[0].temperature),
+        "decision": decided(supernet),
         "edge_counts": entrannas.edge_counts(supernet),
         "genotype": entrannas.genotype(supernet),
         "child_vs_fixed_supernet_max_abs_diff": parity,
         "search_seconds": search_s, "seconds": time.time() - start,
     }
+
+
+def arch_steps(config):
+    """Architecture steps of a search: ``epochs x`` bi-level pairs per epoch.
+
+    Example:
+        >>> arch_steps(dict(epochs=2, batch_size=32))
+        38
+    """
+    pairs = datasets.search_pairs("digits", config["batch_size"])
+    return config["epochs"] * int(pairs.cardinality())
+
+
+def search_options(config):
+    """``entrannas_search.search`` keywords of ``config``: a ``schedule`` preset, or
+    (``"fixed"``) the per-epoch ``rate`` and a constant ``arch_lr``.
+
+    Example:
+        >>> sorted(search_options(dict(FULL, schedule="auto", entropy=0.0, rate=None,
+        ...                            arch_lr=None, lr=0.05, seed=0)))
+        ['batch_size', 'cells', 'channels', 'epochs', 'lr', 'schedule', 'steps']
+    """
+    options = {k: config[k] for k in (*PRESET_FLAGS, "lr")}
+    if config["schedule"] == "fixed":
+        return dict(options, rate=config["rate"], arch_lr=config["arch_lr"])
+    return dict(options, schedule=config["schedule"])
+
+
+def commit(config, dst=False):
+    """The explore-then-commit entropy term (``-c -> +c`` per step over the
+    search, as ``examples.methods.commit``) for ``config["entropy"] = c``; [] for 0.
+
+    Example:
+        >>> [type(c).__name__ for c in commit(dict(entropy=0.05, epochs=1, batch_size=32))]
+        ['EntropyRegularizer']
+    """
+    c = config["entropy"]
+    if not c:
+        return []
+    return [sl.EntropyRegularizer("linear", start=-c, end=c, total=arch_steps(config),
+                                  per="step")]
+
+
+def decided(supernet):
+    """``searchlayers.decision.summary`` of the searched supernet, without the
+    per-layer details it repeats (largest probability and flips per group kept).
+
+    Example:
+        >>> model = entrannas.entrannas_supernet(channels=4, cells=3, steps=2)
+        >>> d = decided(model)
+        >>> d["decided"], d["undecided"], round(d["median_max_prob"], 2)
+        (0, 2, 0.14)
+    """
+    result = decision.summary(supernet)
+    layers = result.pop("layers")
+    result["max_prob"] = {k: round(v["max_prob"], 4) for k, v in layers.items()}
+    result["flips"] = {k: v["flips"] for k, v in layers.items()}
+    return result
 
 
 def paper_rate(epochs):
@@ -273,12 +347,18 @@ def settings():
 
     Example:
         >>> sorted(settings())  # doctest: +SKIP
-        ['arch_lr', 'batch_size', 'cells', 'channels', 'epochs', 'lr', 'rate', 'seed', 'steps']
+        ['arch_lr', 'arch_steps', 'batch_size', 'cells', 'channels', 'entropy', 'epochs', 'lr', 'rate', 'schedule', 'seed', 'steps']
     """
     config = dict(QUICK if FLAGS.quick else FULL)
     config.update({k: FLAGS[k].value for k in PRESET_FLAGS if FLAGS[k].value is not None})
-    rate = FLAGS.rate if FLAGS.rate is not None else paper_rate(config["epochs"])
-    config.update(rate=rate, arch_lr=FLAGS.arch_lr, lr=FLAGS.lr, seed=FLAGS.seed)
+    config.update(schedule=FLAGS.schedule, entropy=FLAGS.entropy, lr=FLAGS.lr, seed=FLAGS.seed)
+    if FLAGS.schedule == "fixed":
+        rate = FLAGS.rate if FLAGS.rate is not None else paper_rate(config["epochs"])
+        config.update(rate=rate, arch_lr=FLAGS.arch_lr)
+    else:  # SearchSchedule sets both; recorded for the JSON
+        steps = arch_steps(config)
+        config.update(rate=None, arch_steps=steps, arch_lr=schedules.learning_rate(
+            "entrannas", steps, FLAGS.schedule))
     return config
 
 
@@ -287,18 +367,19 @@ def report(result):
 
     Example:
         >>> print(report({"rows": []}))
-        Engine cells  E/T  supernet  child  drop  supernet (BN)  child (BN)  drop (BN)  flips %  outside %  op max
-        ------------  ---  --------  -----  ----  -------------  ----------  ---------  -------  ---------  ------
+        Engine cells  E/T  supernet  child  drop  supernet (BN)  child (BN)  drop (BN)  flips %  outside %  op max  decided
+        ------------  ---  --------  -----  ----  -------------  ----------  ---------  -------  ---------  ------  -------
     """
     rows = [[r["label"], f"{r['engine_cells']}/{r['transit_cells']}",
              100 * r["supernet_acc"], 100 * r["child_acc"], 100 * r["drop"],
              100 * r["supernet_acc_bn"], 100 * r["child_acc_bn"], 100 * r["drop_bn"],
              100 * r["selection_change_rate"][-1],
              100 * float(np.mean(list(r["engine_mass_outside_child"].values()))),
-             float(np.mean(list(r["engine_op_max_coefficient"].values())))]
+             float(np.mean(list(r["engine_op_max_coefficient"].values()))),
+             f"{r['decision']['decided']}/{r['decision']['decided'] + r['decision']['undecided']}"]
             for r in result["rows"]]
     headers = ["Engine cells", "E/T", "supernet", "child", "drop", "supernet (BN)",
-               "child (BN)", "drop (BN)", "flips %", "outside %", "op max"]
+               "child (BN)", "drop (BN)", "flips %", "outside %", "op max", "decided"]
     return table(rows, headers)
 
 
@@ -327,9 +408,14 @@ def main(argv):
             "cells' final mixing weight (ops other than none) on (edge, op) pairs the "
             "child drops, mean over cell types (engine_mass_outside_child). 'op max': "
             "the Engine cells' mean largest coefficient per edge (1 = one op per edge, "
-            "1/7 = uniform; engine_op_max_coefficient). Search space: the paper's 7 ops "
-            "(no none). Run on a 2-core machine shared with other jobs: seconds are "
-            "wall time under load."
+            "1/7 = uniform; engine_op_max_coefficient). 'decided': groups (cell types) "
+            "that searchlayers.decision calls decided (largest probability >= 0.6 on "
+            "every edge, argmax flips <= 10 % of the last 50 steps; decision). "
+            "Search space: the paper's 7 ops (no none). schedule 'auto': "
+            "SearchSchedule('entrannas', 'auto') (arch_lr = 6 / arch_steps, "
+            "temperature 5.0 -> 0.1 per step) with the explore-then-commit entropy term "
+            "-entropy -> +entropy per step. Run niced on a 2-core machine shared with "
+            "other jobs: seconds are wall time under load."
         ),
     }
     print("\n" + report(result))

@@ -36,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 import searchlayers as sl
-from searchlayers import callbacks, cost, datasets, progress
+from searchlayers import callbacks, cost, datasets, progress, schedules
 from searchlayers import summary as summary_lib
 from searchlayers._keras import keras
 
@@ -68,11 +68,15 @@ DST_TEMPERATURE, DST_RATE = 1.0, 0.9  # the paper's EnTranNAS-DST (ImageNet) sch
 
 def search(epochs=10, dst=False, dst_lambda=0.1, sharing=True, bottleneck=False, engine="first",
            temperature=5.0, rate=0.923, channels=8, cells=3, steps=3, batch_size=64,
-           arch_lr=6e-3, lr=0.05, verbose=2, extra_callbacks=(), steps_per_epoch=None):
+           arch_lr=6e-3, lr=0.05, verbose=2, extra_callbacks=(), steps_per_epoch=None,
+           schedule=None):
     """Builds and searches an EnTranNAS supernet on digits; returns ``(supernet, history)``.
 
     ``extra_callbacks`` run after the temperature schedule; ``steps_per_epoch``
-    shortens the epochs.
+    shortens the epochs. ``schedule="auto"`` / ``"paper"`` replaces ``temperature``,
+    ``rate`` and ``arch_lr`` by ``schedules.SearchSchedule("entrannas")`` (or
+    ``"entrannas_dst"``): the step-aware architecture learning rate and the
+    temperature annealed per step over the run.
 
     Example:
         >>> supernet, history = search(epochs=2, dst=True)  # doctest: +SKIP
@@ -88,7 +92,10 @@ def search(epochs=10, dst=False, dst_lambda=0.1, sharing=True, bottleneck=False,
     per_epoch = steps_per_epoch or int(data.cardinality())
     model.compile(optimizer=common.sgd(lr, epochs * per_epoch), loss=common.LOSS,
                   metrics=["accuracy"])
-    schedule = callbacks.TemperatureScheduler.entrannas(start=temperature, rate=rate)
+    if schedule is None:
+        schedule = callbacks.TemperatureScheduler.entrannas(start=temperature, rate=rate)
+    else:
+        schedule = schedules.SearchSchedule("entrannas_dst" if dst else "entrannas", schedule)
     history = model.fit(data.repeat() if steps_per_epoch else data, epochs=epochs,
                         verbose=verbose, steps_per_epoch=steps_per_epoch,
                         callbacks=[schedule, *extra_callbacks])
