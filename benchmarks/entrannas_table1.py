@@ -54,7 +54,7 @@ search is ``examples.entrannas_search.search``'s defaults).
 Writes ``benchmarks/results/entrannas_table1.json`` and prints the table.
 
 Example:
-    python -m benchmarks.entrannas_table1            # a few minutes on 2 CPU cores
+    python -m benchmarks.entrannas_table1            # ~15 minutes on 2 CPU cores
     python -m benchmarks.entrannas_table1 --quick
     python -m benchmarks.entrannas_table1 --rows=all,first,last,first_dst
 """
@@ -83,8 +83,8 @@ def define_flags():
     """The flags (defined when run, so the module imports as a library)."""
     flags.DEFINE_bool("quick", False, "Small preset (fewer cells, nodes and epochs).")
     flags.DEFINE_list("rows", ["all", "first"], "Rows: all, first, last, first_dst.")
-    flags.DEFINE_integer("epochs", None, "Search epochs (preset: 6; quick 4).")
-    flags.DEFINE_integer("cells", None, "Cells (preset: 4; quick 4).")
+    flags.DEFINE_integer("epochs", None, "Search epochs (preset: 12; quick 4).")
+    flags.DEFINE_integer("cells", None, "Cells (preset: 6; quick 4).")
     flags.DEFINE_integer("steps", None, "Intermediate nodes per cell (preset: 2; quick 2).")
     flags.DEFINE_integer("channels", None, "Channels of the first cells (preset: 6; quick 4).")
     flags.DEFINE_integer("batch_size", None, "Batch size of each bi-level half (preset: 32).")
@@ -109,10 +109,11 @@ ROWS = {  # name -> entrannas_supernet options
 }
 LABELS = {"all": "all (DARTS)", "first": "first (EnTranNAS)", "last": "last",
           "first_dst": "first, DST"}
-# 4 cells: normal, reduce, reduce, normal -> 2 Engine + 2 Transit cells; sized to
-# finish in ~10 minutes on 2 shared CPU cores (--cells=5 --steps=3 --channels=8
-# --epochs=12 is the larger setting of the first runs).
-FULL = dict(epochs=6, cells=4, steps=2, channels=6, batch_size=32)
+# 6 cells (N N R N R N): 2 Engine + 4 Transit cells, near the paper's 2 of 8; 12 epochs
+# (228 architecture steps) so that the auto schedule's last epochs move the logits in
+# small steps; sized to finish in ~15 minutes on 2 shared CPU cores. The first runs
+# used 6 epochs and 4 cells (N R R N: 2 of 4 Engine cells) with --schedule=fixed.
+FULL = dict(epochs=12, cells=6, steps=2, channels=6, batch_size=32)
 QUICK = dict(epochs=4, cells=4, steps=2, channels=4, batch_size=32)
 PAPER_EPOCHS = 50  # tau: 5.0 x 0.923 per epoch over 50 epochs; the last one runs at 0.099
 PRESET_FLAGS = ("epochs", "cells", "steps", "channels", "batch_size")
