@@ -32,7 +32,9 @@ rule of ``searchlayers.schedules``), ``rule`` (DARTS derivation), ``gamma``
 (BNAS), ``stages``, ``k``, ``schedule`` (BARS), ``entropy`` (DARTS family and
 FiGS: BARS' explore-then-commit entropy schedule up to this coefficient, ``commit``),
 ``mask_temperature`` (FiGS' Logistic-Sigmoid, default the paper's 0.001; at 0.1
-the data gradient reaches every channel, ``searchlayers.planted``).
+the data gradient reaches every channel, ``searchlayers.planted``), ``schedule``
+(FiGS: "auto", the default, adds ``schedules.figs_commit``, which ends every
+mask channel at P <= 0.01 or >= 0.99; "paper": no entropy term).
 
 Example:
     >>> import examples.methods  # doctest: +SKIP
@@ -229,16 +231,33 @@ def figs(spec):
     target = reachable(supernet, requested, spec) if budget_mode(spec) == "target" else requested
     lr = o.get("arch_lr", 0.05)
     steps = spec.epochs * (spec.steps_per_epoch or _figs_steps(spec))
+    preset = o.get("schedule", "auto")
     figs_search.search(supernet, spec.cost_metric(), target, spec.lam, spec.epochs,
-                       schedules.learning_rate("figs", steps) if lr == "auto" else lr,
+                       schedules.learning_rate("figs", steps, preset) if lr == "auto" else lr,
                        spec.batch_size, spec.seed, spec.verbose,
-                       extra_callbacks=[*spec.callbacks(), *commit(spec, steps)],
+                       extra_callbacks=[*spec.callbacks(), *figs_commit(spec, steps, preset)],
                        steps_per_epoch=spec.steps_per_epoch,
                        mode=budget_mode(spec))
     history = supernet.history.history if supernet.history is not None else {}
     child = fitted(supernet, target, spec, lambda: derive(supernet, "expected"))
     return tuning.Searched(supernet, child,
                            with_requested(history, spec.cost_metric(), requested))
+
+
+def figs_commit(spec, steps, preset="auto"):
+    """FiGS' entropy term over the search's ``steps``: ``options["entropy"] = c``
+    gives BARS' ``-c -> +c`` (``commit``), else ``schedules.figs_commit`` (the
+    ``"auto"`` explore-then-commit that ends every channel at 0 / 1; none for
+    ``"paper"``).
+
+    Example:
+        >>> [type(c).__name__ for c in figs_commit(tuning.TrialSpec("figs"), 110)]
+        ['FigsCommit']
+    """
+    if spec.options.get("entropy"):
+        return commit(spec, steps)
+    found = schedules.figs_commit(steps, preset)
+    return [] if found is None else [found]
 
 
 def _figs_steps(spec):

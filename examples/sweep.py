@@ -44,11 +44,13 @@ FLAGS = flags.FLAGS
 # 20k steps), and BARS' explore-then-commit entropy schedule (up to 0.1) picks
 # among the choices the budget term cannot tell apart (pools and "none" cost no
 # MACs); FiGS masks at temperature 0.1 (the data gradient reaches every channel,
-# searchlayers.planted). DARTS space: C = 8, 3 cells of 2 nodes, one warm-up epoch.
+# searchlayers.planted) with FiGS' "auto" explore-then-commit entropy
+# (schedules.figs_commit: every channel ends at P <= 0.01 or >= 0.99). DARTS
+# space: C = 8, 3 cells of 2 nodes, one warm-up epoch.
 DEMO_OPTIONS = {
     "darts": {"channels": 8, "cells": 3, "steps": 2, "warmup": 1, "arch_lr": "auto",
               "entropy": 0.1},
-    "figs": {"mask_temperature": 0.1, "arch_lr": "auto", "entropy": 0.1},
+    "figs": {"mask_temperature": 0.1, "arch_lr": "auto"},
 }
 flags.DEFINE_string("out", "out/sweep", "Sweep folder (keras-tuner directory).")
 flags.DEFINE_string("project", "sweep", "Project name: the sweep is <out>/<project>.")

@@ -18,7 +18,15 @@ reports:
 - ``decided``: every distribution's largest probability is at least
   ``CATEGORICAL_PROB`` (a categorical choice: MixedOp, gates, cells) or
   ``MASK_PROB`` (a mask channel: near 0 or 1), and ``flips`` (when known) is at
-  most ``MAX_FLIPS``.
+  most ``MAX_FLIPS``;
+- ``decided_share``: the fraction of the layer's distributions (edges, mask
+  channels) whose largest probability clears that bar (``summary``: over all
+  of them, e.g. the share of a FiGS network's channels at 0 / 1).
+
+A mask channel is at 0 / 1 when ``P(mask = 1) <= 0.01`` or ``>= 0.99``
+(``MASK_PROB``): ``|logit| >= log 99 ~ 4.6``, so the Logistic-noise mask
+sampled in training (``FiGSMask``) equals the derived ``1[logit > 0]`` in 99
+steps of 100; the search trains the network it derives.
 
 A distribution is *Bernoulli* (independent per entry) when its layer defines
 its own ``entropy()`` (FiGS masks; the same convention as
@@ -55,7 +63,7 @@ from searchlayers._keras import keras, register
 from searchlayers.layers.base import SearchLayer
 
 CATEGORICAL_PROB = 0.6  # the issue's bar for DARTS edges (8 ops: uniform is 0.125)
-MASK_PROB = 0.9  # a mask channel is decided when p <= 0.1 or p >= 0.9
+MASK_PROB = 0.99  # a mask channel is decided when p <= 0.01 or p >= 0.99 (|logit| >= log 99)
 MAX_FLIPS = 0.1  # at most 1 argmax change in 10 steps over the window
 WINDOW = 50
 
@@ -164,8 +172,8 @@ def layer_decision(layer, prob=None, max_flips=MAX_FLIPS):
         max_flips: largest tolerated ``flips``.
 
     Returns:
-        ``dict(entropy, max_prob, flips, decided, min_max_prob, kind, choices,
-        distributions)``.
+        ``dict(entropy, max_prob, flips, decided, decided_share, min_max_prob,
+        kind, choices, distributions)``.
 
     Example:
         >>> import searchlayers as sl
@@ -189,6 +197,7 @@ def layer_decision(layer, prob=None, max_flips=MAX_FLIPS):
         max_prob=float(top.mean()),
         flips=flip,
         decided=decided,
+        decided_share=float(np.mean(top >= prob)),
         min_max_prob=float(top.min()),
         kind="bernoulli" if bernoulli else "categorical",
         choices=int(rows.shape[-1]),
@@ -219,8 +228,9 @@ def summary(model, **kwargs):
     """Counts of decided / undecided groups and the medians over groups.
 
     Returns ``dict(decided, undecided, median_max_prob, median_entropy,
-    max_flips, layers=model_decision(model))``; an empty model has no groups
-    and medians of NaN.
+    max_flips, decided_share, layers=model_decision(model))``; ``decided_share``
+    weighs each group by its distributions (a FiGS group: its channels). An
+    empty model has no groups, medians and share of NaN.
 
     Example:
         >>> import searchlayers as sl
@@ -234,6 +244,9 @@ def summary(model, **kwargs):
     values = list(layers.values())
     decided = sum(d["decided"] for d in values)
     known = [d["flips"] for d in values if d["flips"] is not None]
+    count = sum(d["distributions"] for d in values)
+    share = sum(d["decided_share"] * d["distributions"] for d in values) / count if count \
+        else float("nan")
 
     def median(name):
         return float(np.median([d[name] for d in values])) if values else float("nan")
@@ -244,6 +257,7 @@ def summary(model, **kwargs):
         median_max_prob=median("max_prob"),
         median_entropy=median("entropy"),
         max_flips=max(known) if known else None,
+        decided_share=share,
         layers=layers,
     )
 
@@ -260,7 +274,10 @@ def format_summary(result, max_rows=20):
     lines = [
         f"Architecture decision: {result['decided']} of {total} groups decided "
         f"(median largest probability {result['median_max_prob']:.2f}, "
-        f"median normalized entropy {result['median_entropy']:.2f})"
+        f"median normalized entropy {result['median_entropy']:.2f}"
+        + ("" if result.get("decided_share") is None else
+           f"; {result['decided_share']:.0%} of the distributions (edges, channels) decided")
+        + ")"
     ]
     lines.append(f"  {'group':<32} {'max p':>6} {'entropy':>8} {'flips':>6}  state")
     for i, (key, d) in enumerate(layers.items()):

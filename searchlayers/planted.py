@@ -456,7 +456,8 @@ def _run(model, pairs, method, epochs, lr, extra, pick, answer, warmup=0, arch_l
     listed = (lambda c: list(c) if isinstance(c, tuple) else c)
     return dict(choice=listed(got), recovered=got == answer, initial=listed(initial),
                 steps=sched.arch_steps, seconds=round(seconds, 2),
-                max_prob=round(d["max_prob"], 4), arch_lr=sched.arch_lr or arch_lr,
+                max_prob=round(d["max_prob"], 4), decided_share=d["decided_share"],
+                arch_lr=sched.arch_lr or arch_lr,
                 accuracy=round(float(hist.history["accuracy"][-1]), 4))
 
 

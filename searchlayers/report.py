@@ -131,8 +131,9 @@ def _decision_text(record):
     if record.get("decided") is None:
         return "-"
     total = record["decided"] + record.get("undecided", 0)
-    p = record.get("median_max_prob")
-    return f"{record['decided']}/{total}" + ("" if p is None else f", p {p:.2f}")
+    p, share = record.get("median_max_prob"), record.get("decided_share")
+    return (f"{record['decided']}/{total}" + ("" if p is None else f", p {p:.2f}")
+            + ("" if share is None else f", {share:.0%}"))
 
 
 def _used(record, name, text):
@@ -189,7 +190,11 @@ def _decision_lines(records):
                      and median >= decision.CATEGORICAL_PROB else "UNDECIDED")
             parts.append(f"{state}: {r['decided']} of {total} groups fully decided (median "
                          f"largest probability {float('nan') if median is None else median:.2f}"
-                         f", bar {decision.CATEGORICAL_PROB:g})")
+                         f", bar {decision.CATEGORICAL_PROB:g})"
+                         + ("" if r.get("decided_share") is None else
+                            f"; {r['decided_share']:.0%} of the distributions (edges; FiGS: "
+                            f"channels at P <= {1 - decision.MASK_PROB:g} or >= "
+                            f"{decision.MASK_PROB:g}) decided"))
         if r.get("random_mean") is not None:
             diff = r["accuracy"] - r["random_mean"]
             parts.append(f"searched {r['accuracy']:.3f} vs random {r['random_mean']:.3f} ± "
@@ -319,8 +324,9 @@ def report(project_dir, out_dir=None):
         "the same metric, as a share of asked (\"missed\" outside +-5 %). *random*: test "
         "accuracy, mean +- std over n random architectures of the same space at the "
         "searched child's cost (+-5 %), retrained alike (`random_baseline`). *decided*: "
-        "architecture groups that ended decided / all, and the median largest probability "
-        "(`searchlayers.decision`).",
+        "architecture groups that ended decided / all, the median largest probability, "
+        "and the share of all distributions decided (edges; FiGS: mask channels at "
+        "P(mask = 1) <= 0.01 or >= 0.99) (`searchlayers.decision`).",
         "",
         summary_table(records),
         "",

@@ -23,6 +23,24 @@ a search can move from the number of architecture steps ``S``
    softmax of ``alpha / 3.9`` stays flat), ``"auto"`` reaches 0.1 at its end.
    BNAS' diversity term decays with ``tau = 7.7`` of 50 epochs: ``"auto"``
    keeps that fraction of the run.
+3. **FiGS commit** (``"auto"`` only; ``figs_commit``). The FiGS paper anneals
+   nothing (``tau = 0.001``, 100 epochs at lr 1.6); ``"auto"`` adds an
+   explore-then-commit entropy term on the masks' Bernoulli entropy,
+   ``FIGS_EXPLORE = -0.1 -> 0`` over the first half of the run (the demo's
+   BARS-style exploration: the masks stay near the cost term's reach while the
+   budget multiplier settles) and ``0 -> FIGS_COMMIT = 2`` over the second half.
+   A mask channel is *decided* when ``P(mask = 1) <= 0.01`` or ``>= 0.99``
+   (``searchlayers.decision.MASK_PROB``: ``|logit| >= log 99 ~ 4.6``, the
+   Logistic-noise training sample agrees with the derived ``1[logit > 0]``
+   in 99 steps of 100). The entropy gradient on a logit, ``-c p (1 - p) l``,
+   and the cost term's, ``lam kappa p (1 - p)``, vanish together at 0 / 1, so
+   the commit wins wherever ``c |l| > lam kappa``: every channel off the
+   unstable point moves away from it, by about ``lr`` per Adam step, i.e.
+   ``log 99 / lr = 23`` steps at the FiGS rate (``LR_MAX = 0.2``; the paper's
+   1.6 is above it). Measured on the demo (digits ResNet masks, budgets 0.5 /
+   0.25, 5 epochs, 110 steps): a commit of 0.1 left 50 % of the channels at 0 / 1,
+   0.5 left 59-99 %, 2 leaves 100 % (``tests/test_planted.py`` asserts it on the
+   planted channel task).
 
 ``preset="paper"`` keeps the papers' exact settings (``PAPER``). BN-NAS needs
 no schedule (a single-path supernet has no architecture logits).
@@ -43,10 +61,14 @@ Example:
 import math
 
 from searchlayers import callbacks as cb
+from searchlayers import checks
 from searchlayers._keras import keras, register
 
 MARGIN = 6.0
 LR_MAX = 0.2
+FIGS_EXPLORE = -0.1  # FiGS "auto" entropy coefficient at the start (explore) ...
+FIGS_COMMIT = 2.0  # ... and at the last step (commit); 0 at half the run
+FIGS_KINK = 0.5  # the fraction of the run that explores
 PRESETS = ("auto", "paper")
 # The papers' settings. temperature: (schedule, start, end[, per-epoch rate]);
 # entropy: ("bars", start, end) linear coefficient, or ("bnas", lam, tau_epochs).
@@ -141,7 +163,8 @@ def entropy(method, steps, preset="auto"):
     """The ``EntropyRegularizer`` of ``method`` (None: none).
 
     BARS: linear ``-0.01 -> 0.01`` (over ``steps``, or the paper's epochs);
-    BNAS: ``-lam * exp(-t / tau)`` with ``tau`` the paper's fraction of the run.
+    BNAS: ``-lam * exp(-t / tau)`` with ``tau`` the paper's fraction of the run;
+    FiGS: ``figs_commit`` (``"auto"`` only).
 
     Example:
         >>> e = entropy("bnas", 500)
@@ -149,6 +172,9 @@ def entropy(method, steps, preset="auto"):
         (-1.0, -0.368)
     """
     _check("entropy", method, preset)
+    if method == "figs":
+        return figs_commit(_check_steps("entropy", steps) if preset == "auto" else steps,
+                           preset)
     spec = PAPER[method].get("entropy")
     if spec is None:
         return None
@@ -165,6 +191,50 @@ def entropy(method, steps, preset="auto"):
         return cb.EntropyRegularizer.bars(epochs, start=start, end=end)
     return cb.EntropyRegularizer("linear", start=start, end=end,
                                  total=_check_steps("entropy", steps), per="step")
+
+
+@register
+class FigsCommit(cb.EntropyRegularizer):
+    """FiGS' ``"auto"`` entropy term: ``explore -> 0`` over the first ``kink``
+    of ``total`` steps, then ``0 -> commit`` (see the module docstring).
+
+    Example:
+        >>> c = FigsCommit(total=100)
+        >>> c.value(0), c.value(50), c.value(75), c.value(100)
+        (-0.1, 0.0, 1.0, 2.0)
+    """
+
+    def __init__(self, total, explore=FIGS_EXPLORE, commit=FIGS_COMMIT, kink=FIGS_KINK,
+                 **kwargs):
+        where = "FigsCommit"
+        self.explore = checks.number(where, "explore", explore, high=0)
+        self.commit = checks.number(where, "commit", commit, low=0)
+        self.kink = checks.number(where, "kink", kink, low=0, high=1, low_open=True,
+                                  high_open=True)  # the exploring fraction of the run
+        kwargs.update(schedule="linear", start=self.explore, end=self.commit, per="step")
+        super().__init__(total=_check_steps(where, total), **kwargs)
+
+    def value(self, t):
+        f = min(max(t, 0) / self.total, 1.0)
+        if f < self.kink:
+            return float(self.explore * (1.0 - f / self.kink))
+        return float(self.commit * (f - self.kink) / (1.0 - self.kink))
+
+    def get_config(self):
+        return dict(total=self.total, explore=self.explore, commit=self.commit, kink=self.kink,
+                    reduction=self.reduction)
+
+
+def figs_commit(steps, preset="auto"):
+    """FiGS' entropy term for a run of ``steps``: ``FigsCommit`` for ``"auto"``,
+    None for ``"paper"`` (the paper has none).
+
+    Example:
+        >>> figs_commit(110).value(110), figs_commit(110, "paper")
+        (2.0, None)
+    """
+    _check("figs_commit", "figs", preset)
+    return FigsCommit(steps) if preset == "auto" else None
 
 
 def set_arch_lr(model, value):
@@ -263,6 +333,10 @@ class SearchSchedule(keras.callbacks.Callback):
 
 
 __all__ = [
+    "FIGS_COMMIT",
+    "FIGS_EXPLORE",
+    "FIGS_KINK",
+    "FigsCommit",
     "LR_MAX",
     "MARGIN",
     "METHODS",
@@ -271,6 +345,7 @@ __all__ = [
     "SearchSchedule",
     "arch_lr",
     "entropy",
+    "figs_commit",
     "learning_rate",
     "set_arch_lr",
     "temperature",

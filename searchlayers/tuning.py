@@ -408,14 +408,15 @@ def run_spec(spec):
 def _random_baseline(searched, spec, method):
     """``random_mean`` / ``random_std`` / ``random_accuracies`` of
     ``spec.random_baseline`` random children at the searched child's cost, and
-    the searched supernet's decision summary (``decided``, ``median_max_prob``)."""
+    the searched supernet's decision summary (``decided``, ``median_max_prob``,
+    ``decided_share``)."""
     from searchlayers import baselines, decision
 
     out = {}
     if _arch_groups(searched.supernet):
         s = decision.summary(searched.supernet)
         out.update(decided=s["decided"], undecided=s["undecided"],
-                   median_max_prob=s["median_max_prob"])
+                   median_max_prob=s["median_max_prob"], decided_share=s["decided_share"])
     if not spec.random_baseline:
         return out
     retrain = method.retrain or default_retrain

@@ -46,15 +46,30 @@ def test_layer_decision_categorical():
 def test_figs_masks_are_decided_only_when_every_channel_is_near_0_or_1():
     mask = sl.FiGSMask(name="m")
     mask(np.ones([1, 4], np.float32))
-    mask.arch("logits").assign([5.0, -5.0, 4.0, -6.0])
+    mask.arch("logits").assign([5.0, -5.0, 4.7, -6.0])
     d = decision.layer_decision(mask)
-    p = 1 / (1 + np.exp(-np.array([5.0, 5.0, 4.0, 6.0])))  # max(p, 1 - p) per channel
+    p = 1 / (1 + np.exp(-np.array([5.0, 5.0, 4.7, 6.0])))  # max(p, 1 - p) per channel
     assert d["kind"] == "bernoulli" and d["distributions"] == 4
     assert d["max_prob"] == pytest.approx(p.mean(), rel=1e-5)
     assert d["entropy"] == pytest.approx(np.mean([_entropy([q, 1 - q]) for q in p]), rel=1e-4)
-    assert d["decided"]
-    mask.arch("logits").assign([5.0, -5.0, 0.5, -6.0])  # one channel at p = 0.62
-    assert not decision.layer_decision(mask)["decided"]
+    assert d["decided"] and d["decided_share"] == 1.0
+    # 0 / 1 means P <= 0.01 or >= 0.99: |logit| >= log 99 = 4.595
+    mask.arch("logits").assign([5.0, -5.0, 4.5, -6.0])  # p = 0.989: not yet
+    d = decision.layer_decision(mask)
+    assert not d["decided"] and d["decided_share"] == 0.75
+    mask.arch("logits").assign([5.0, -5.0, 0.5, -4.5])  # p = 0.62 and 0.011
+    assert decision.layer_decision(mask)["decided_share"] == 0.5
+
+
+def test_summary_share_weighs_groups_by_their_distributions():
+    wide, narrow = sl.FiGSMask(name="wide"), sl.FiGSMask(name="narrow")
+    model = K.Sequential([K.Input((6,)), wide, K.layers.Dense(2), narrow])
+    wide.arch("logits").assign([6.0, -6.0, 6.0, 6.0, -6.0, 0.0])  # 5 of 6 at 0 / 1
+    narrow.arch("logits").assign([0.0, 6.0])  # 1 of 2
+    s = decision.summary(model)
+    assert (s["decided"], s["undecided"]) == (0, 2)
+    assert s["decided_share"] == pytest.approx(6 / 8)  # channels, not groups: (5 + 1) / 8
+    assert "75% of the distributions" in decision.format_summary(s)
 
 
 def test_shared_keys_count_once():

@@ -59,6 +59,10 @@ def test_figs_keeps_exactly_the_signal_channels():
                                 temperature=0.1)
     assert r["choice"] == [0, 1, 2] and r["recovered"]
     assert r["steps"] == 16 * 32 and r["arch_lr"] == 0.2  # (20 - 4) epochs x 32 steps
+    # the auto schedule's commit (schedules.figs_commit) ends every channel at 0 / 1
+    # (decision.MASK_PROB: P(mask = 1) <= 0.01 or >= 0.99) within those steps
+    assert decision.MASK_PROB == 0.99 and r["decided_share"] == 1.0
+    assert r["max_prob"] >= decision.MASK_PROB
 
 
 def test_depth_task_construction():
