@@ -7,6 +7,11 @@
    ``task + strength * E[cost] / target`` (FiGS eq. 6 through
    ``FLOPsRegularizer(mode="additive")``), ``--metric params`` or ``flops``;
    the search stops once the expected cost is at most the target.
+   ``--schedule auto`` (the default) adds ``searchlayers.schedules.figs_commit``
+   over the search's steps: explore, then commit every channel to
+   ``P(mask = 1) <= 0.01`` or ``>= 0.99`` (``decision.MASK_PROB``); the
+   summary's ``decision.decided_share`` is the share of channels there (the
+   additive mode may stop at the target before the commit has ended).
 3. Derives the slimmer network (``derive(strategy="expected")``: each mask keeps
    its ``floor(sum p)`` most probable channels, weights sliced), retrains it
    briefly, exports float TFLite and checks parity, and prints the before /
@@ -23,9 +28,10 @@ from absl import flags, logging
 import tensorflow as tf
 
 import searchlayers as sl
-from searchlayers import budget, cost, datasets, export
+from searchlayers import budget, cost, datasets, export, schedules
 from searchlayers import summary as summary_lib
 from searchlayers._keras import keras
+from searchlayers.decision import MASK_PROB
 from searchlayers.transforms import insert_masks
 
 from examples import common
@@ -50,6 +56,9 @@ flags.DEFINE_integer("search_epochs", 8, "Most epochs of architecture learning."
 flags.DEFINE_integer("retrain_epochs", 3, "Epochs of retraining the derived network.",
                      flag_values=FLAGS)
 flags.DEFINE_float("arch_lr", 0.05, "Adam learning rate of the mask logits.", flag_values=FLAGS)
+flags.DEFINE_enum("schedule", "auto", ["auto", "paper"], "auto: FiGS' explore-then-commit "
+                  "entropy term (schedules.figs_commit) ends the masks at 0 / 1; paper: none.",
+                  flag_values=FLAGS)
 flags.DEFINE_integer("batch_size", 32, "Batch size.", flag_values=FLAGS)
 
 
@@ -124,9 +133,12 @@ def main(argv):
     supernet = insert_masks(base)
     print(f"{base.name}: {float(full):,.0f} {FLAGS.metric}; target {target:,.0f}; "
           f"{len(sl.layers.figs_masks(supernet))} masks")
+    per_epoch = FLAGS.steps_per_epoch or int(datasets.load(
+        "digits", "train", batch_size=FLAGS.batch_size).cardinality())
+    commit = schedules.figs_commit(FLAGS.search_epochs * per_epoch, FLAGS.schedule)
     search(supernet, FLAGS.metric, target, FLAGS.strength, FLAGS.search_epochs,
            FLAGS.arch_lr, FLAGS.batch_size, FLAGS.seed, mode=FLAGS.mode,
-           steps_per_epoch=FLAGS.steps_per_epoch)
+           steps_per_epoch=FLAGS.steps_per_epoch, extra_callbacks=[commit] if commit else [])
     fit = None
     if FLAGS.mode == "target":
         fit = budget.fit(supernet, target, FLAGS.metric)  # trims / fills to the target
@@ -137,6 +149,9 @@ def main(argv):
         f"{name.replace('_conv_mask', '')} {len(kept)}"
         for name, kept in sorted(child.architecture.choices.items())))
     decision = summary_lib.decision_of(supernet)  # before retraining the child
+    print(f"Mask channels at 0 / 1 (P <= {1 - MASK_PROB:.2g} or >= {MASK_PROB:g}): "
+          f"{decision['decided_share']:.0%}; {decision['decided']} of {decision['groups']} "
+          "mask groups decided")
     accuracy = retrain(child, FLAGS.retrain_epochs, FLAGS.batch_size, FLAGS.seed)
     print("\nCost before / after:")
     print(cost.compare(cost.profile(base), cost.profile(child), names=["supernet", "derived"]))
@@ -157,7 +172,7 @@ def main(argv):
         budget=fit if fit is not None else {"metric": FLAGS.metric, "asked": target,
                                             "got": exact},
         details={"space": FLAGS.space, "unmasked_cost": float(full), "mode": FLAGS.mode,
-                 "seed": FLAGS.seed},
+                 "schedule": FLAGS.schedule, "seed": FLAGS.seed},
         supernet_kind="exact", seconds=time.time() - start)
     if report.max_abs_diff >= export.FLOAT_ATOL:
         raise SystemExit("The TFLite file is outside its parity tolerance.")

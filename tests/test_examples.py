@@ -113,6 +113,8 @@ def test_figs_search_summary(tmp_path):
     assert s["exports"][0]["path"].endswith("resnet_figs.tflite")
     assert s["exports"][0]["max_abs_diff"] < 1e-4
     assert "budget        asked" in out
+    share = s["decision"]["decided_share"]  # mask channels at P <= 0.01 or >= 0.99
+    assert 0 <= share <= 1 and f"Mask channels at 0 / 1 (P <= 0.01 or >= 0.99): {share:.0%}" in out
     # quiet by default under absl.app.run too: no TensorFlow banner, converter or
     # absl INFO line (absl reports INFO after parsing flags unless -v is given)
     assert not re.search(r"^([IWE]\d{4} |INFO:|WARNING: All log)", out, re.M), out[:2000]
