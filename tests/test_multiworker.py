@@ -155,14 +155,18 @@ def test_killed_worker_restarts_and_resumes_from_backup(runs):
 
 def test_sweep_trials_each_searched_by_two_workers_once(tmp_path):
     """keras-tuner's gRPC Oracle on a chief; one tuner (``tuner0``) made of two
-    worker processes: its chief takes each trial, the other searches it too."""
+    worker processes: its chief takes each trial, the other searches it too.
+    The chief's report covers every trial; each trial also trains one random
+    child at its cost (drawn by both workers in step: the chief alone drawing
+    it crashed a multi-worker sweep)."""
     from searchlayers import tuning
 
-    budgets = ["1.0", "0.5"]
+    budgets = ["0.5", "0.25"]
     tiny = {"network": {"stages": [[4, 1, 1]], "stem": 4}}
     command = [sys.executable, "-m", "examples.sweep", f"--out={tmp_path}", "--methods=figs",
                f"--budgets={','.join(budgets)}", "--epochs=1", "--steps_per_epoch=2",
-               "--retrain_epochs=0", "--batch_size=32", f"--options={json.dumps(tiny)}"]
+               "--retrain_epochs=0", "--batch_size=32", "--random_baseline=1",
+               f"--options={json.dumps(tiny)}"]
     env = dict(_env(), KERASTUNER_ORACLE_IP="127.0.0.1",
                KERASTUNER_ORACLE_PORT=str(launch.free_ports(1)[0]))
     chief = subprocess.Popen(command, cwd=ROOT, env={**env, "KERASTUNER_TUNER_ID": "chief"},
@@ -181,11 +185,17 @@ def test_sweep_trials_each_searched_by_two_workers_once(tmp_path):
     assert chief.returncode == 0, chief_log[-3000:]
     project = tmp_path / "sweep"
     records = tuning.load_results(str(project))
-    assert sorted(r["budget"] for r in records) == [0.5, 1.0]
+    assert sorted(r["budget"] for r in records) == [0.25, 0.5]
     assert {r["tuner_id"] for r in records} == {"tuner0"}
     assert {r["replicas"] for r in records} == {2}  # each trial searched by both workers
+    assert all(len(r["random_accuracies"]) == 1 for r in records), records
     with open(project / "oracle.json") as f:
         assert sorted(json.load(f)["run_times"].values()) == [1, 1]  # each trial once
+    statuses = [json.loads((project / name / "trial.json").read_text())["status"]
+                for name in sorted(os.listdir(project)) if name.startswith("trial_")]
+    assert statuses == ["COMPLETED", "COMPLETED"]
+    assert log.getvalue().count("Worker tuner0 done") == 2  # both processes of tuner0
+    assert "| figs" in chief_log and (project / "report.md").exists()
 
 
 def test_one_replica_strategy_searches_bilevel():

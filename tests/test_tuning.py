@@ -1,14 +1,13 @@
 """Sweeps with keras-tuner (``searchlayers.tuning``) over the examples' methods.
 
 Tiny spaces and one-step epochs keep the trials to seconds; what is checked is
-the sweep machinery: trials, resume, chief / worker tuning, distributed search.
+the sweep machinery: trials, resume, distributed search. Chief / worker tuning
+(keras-tuner's gRPC oracle) is tested with a multi-worker tuner in
+``tests/test_multiworker.py``.
 """
 
 import json
 import os
-import socket
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -20,7 +19,6 @@ from searchlayers import budget, tuning
 import examples.methods as methods
 from conftest import mirrored_strategy
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(channels=2, cells=1, steps=1, network={"stages": [[4, 1, 1]], "stem": 4})
 SETTINGS = dict(epochs=1, steps_per_epoch=2, retrain_epochs=0, batch_size=32, options=TINY)
 
@@ -99,47 +97,6 @@ def test_sweep_is_interrupted_and_resumed_without_repeating_finished_trials(tmp_
         assert os.path.exists(os.path.join(r["trial_dir"], "architecture.csv"))
         arch = sl.Architecture.load(os.path.join(r["trial_dir"], tuning.ARCHITECTURE))
         assert arch.names == r["architecture"]
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_chief_and_two_workers_on_loopback_run_every_trial_once(tmp_path):
-    budgets = ["1.0", "0.75", "0.5", "0.25"]
-    command = [sys.executable, "-m", "examples.sweep", f"--out={tmp_path}",
-               "--methods=figs", f"--budgets={','.join(budgets)}", "--epochs=1",
-               "--steps_per_epoch=2", "--retrain_epochs=0", "--batch_size=32",
-               "--random_baseline=0", f"--options={json.dumps(TINY)}"]
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2",
-               KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=str(_free_port()))
-    procs = {
-        tuner_id: subprocess.Popen(command, cwd=ROOT, env={**env, "KERASTUNER_TUNER_ID": tuner_id},
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for tuner_id in ("chief", "tuner0", "tuner1")
-    }
-    outputs = {}
-    try:
-        for tuner_id, proc in procs.items():
-            outputs[tuner_id] = proc.communicate(timeout=600)[0]
-    finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-    for tuner_id, proc in procs.items():
-        assert proc.returncode == 0, f"{tuner_id}:\n{outputs[tuner_id][-3000:]}"
-    project = str(tmp_path / "sweep")
-    records = tuning.load_results(project)
-    assert sorted(r["budget"] for r in records) == sorted(float(b) for b in budgets)
-    assert {r["tuner_id"] for r in records} <= {"tuner0", "tuner1"}  # workers ran them
-    with open(os.path.join(project, "oracle.json")) as f:
-        oracle = json.load(f)
-    assert sorted(oracle["run_times"].values()) == [1, 1, 1, 1]  # each trial ran once
-    assert set(_statuses(project).values()) == {"COMPLETED"}
-    assert "Worker tuner0 done" in outputs["tuner0"] and "Worker tuner1 done" in outputs["tuner1"]
-    assert "| figs" in outputs["chief"] and os.path.exists(os.path.join(project, "report.md"))
 
 
 @pytest.fixture(scope="module")
