@@ -100,6 +100,9 @@ def search(supernet, metric, target, strength, epochs, arch_lr, batch_size, seed
     regularizer = sl.FLOPsRegularizer(budget=target, metric=metric, mode=mode,
                                       strength=strength)
     stop = [StopAtTarget(regularizer, target)] if mode == "additive" else []
+    for callback in extra_callbacks:  # FiGS' commit ends on the child fitted to the target
+        if isinstance(callback, schedules.FigsCommit):
+            callback.to_budget(target, metric)
     train = datasets.load("digits", "train", batch_size=batch_size, seed=seed)
     val = datasets.load("digits", "validation", batch_size=256)
     sl.prebuild(supernet, train)  # the step is traced once, not twice

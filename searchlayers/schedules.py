@@ -40,7 +40,16 @@ a search can move from the number of architecture steps ``S``
    1.6 is above it). Measured on the demo (digits ResNet masks, budgets 0.5 /
    0.25, 5 epochs, 110 steps): a commit of 0.1 left 50 % of the channels at 0 / 1,
    0.5 left 59-99 %, 2 leaves 100 % (``tests/test_planted.py`` asserts it on the
-   planted channel task).
+   planted channel task). Under a budget (``FigsCommit.to_budget``, which
+   ``examples.figs_search`` and the sweep method ``figs`` use) the commit pulls
+   each channel to the child ``budget.fit`` derives (refreshed 5 times over the
+   commit) instead of to its own side of 0: a saturated sigmoid gives the cost
+   term no gradient, so channels committed while the expected cost is still off
+   the budget (the target-mode multiplier had not settled in the demo's 110
+   steps: 1.3x and 2x the target) stay there, and ``budget.fit`` then cut
+   committed channels (the demo's budget 0.25 child kept 1 stem channel: test
+   accuracy 0.908 vs random 0.968). Committed to the fitted child, the masks end
+   at 0 / 1 on the budget, and the derived child is the decided masks.
 
 ``preset="paper"`` keeps the papers' exact settings (``PAPER``). BN-NAS needs
 no schedule (a single-path supernet has no architecture logits).
@@ -60,6 +69,9 @@ Example:
 
 import math
 
+import numpy as np
+import tensorflow as tf
+
 from searchlayers import callbacks as cb
 from searchlayers import checks
 from searchlayers._keras import keras, register
@@ -69,6 +81,7 @@ LR_MAX = 0.2
 FIGS_EXPLORE = -0.1  # FiGS "auto" entropy coefficient at the start (explore) ...
 FIGS_COMMIT = 2.0  # ... and at the last step (commit); 0 at half the run
 FIGS_KINK = 0.5  # the fraction of the run that explores
+FIGS_REFRESH = 5  # FigsCommit.to_budget: budget.fit's child, refreshed this often per commit
 PRESETS = ("auto", "paper")
 # The papers' settings. temperature: (schedule, start, end[, per-epoch rate]);
 # entropy: ("bars", start, end) linear coefficient, or ("bnas", lam, tau_epochs).
@@ -196,7 +209,9 @@ def entropy(method, steps, preset="auto"):
 @register
 class FigsCommit(cb.EntropyRegularizer):
     """FiGS' ``"auto"`` entropy term: ``explore -> 0`` over the first ``kink``
-    of ``total`` steps, then ``0 -> commit`` (see the module docstring).
+    of ``total`` steps, then ``0 -> commit`` (see the module docstring); with
+    ``to_budget`` (set at run time, not part of the config) the commit pulls the
+    masks to the child fitted to a cost target.
 
     Example:
         >>> c = FigsCommit(total=100)
@@ -207,6 +222,7 @@ class FigsCommit(cb.EntropyRegularizer):
     def __init__(self, total, explore=FIGS_EXPLORE, commit=FIGS_COMMIT, kink=FIGS_KINK,
                  **kwargs):
         where = "FigsCommit"
+        self.target, self.metric, self._kept = None, None, {}
         self.explore = checks.number(where, "explore", explore, high=0)
         self.commit = checks.number(where, "commit", commit, low=0)
         self.kink = checks.number(where, "kink", kink, low=0, high=1, low_open=True,
@@ -219,6 +235,70 @@ class FigsCommit(cb.EntropyRegularizer):
         if f < self.kink:
             return float(self.explore * (1.0 - f / self.kink))
         return float(self.commit * (f - self.kink) / (1.0 - self.kink))
+
+    def to_budget(self, target, metric):
+        """Commits to the child ``budget.fit(model, target, metric)`` derives
+        (refreshed ``FIGS_REFRESH`` times over the commit) instead of each
+        channel's own side of 0: the commit term becomes the cross-entropy of each
+        channel's ``P(mask = 1)`` to that child's 0 / 1. A saturated sigmoid gives
+        the cost term no gradient, so masks committed while the expected cost is
+        off the budget stay there and ``budget.fit`` would then cut committed
+        channels; committed to the fitted child they end on the budget.
+
+        Example:
+            >>> FigsCommit(110).to_budget(5.6e5, "macs").target
+            560000.0
+        """
+        self.target, self.metric = float(target), metric
+        return self
+
+    def on_train_begin(self, logs=None):
+        self._kept, self._refreshed = {}, None
+        if self.target is not None:  # before the loss is attached (and traced)
+            from searchlayers import regularizers as reg
+
+            self._kept = {key: (layer, tf.Variable(tf.ones_like(layer.arch("logits")),
+                                                   trainable=False))
+                          for key, layer in reg.arch_groups(reg.unwrap(self.model)).items()}
+        super().on_train_begin(logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = self._epoch * self._steps() + batch
+        start = self.kink * self.total
+        every = max(int((self.total - start) / FIGS_REFRESH), 1)
+        if self._kept and step >= start and (self._refreshed is None
+                                             or step - self._refreshed >= every):
+            self._refreshed = step
+            self._fit()
+        super().on_train_batch_begin(batch, logs)
+
+    def _fit(self):
+        import warnings
+
+        from searchlayers import budget, regularizers as reg
+
+        with warnings.catch_warnings():  # an unreachable target was said when the search began
+            warnings.simplefilter("ignore", budget.BudgetWarning)
+            choices = budget.fit(reg.unwrap(self.model), self.target, self.metric
+                                 ).architecture.choices
+        for layer, kept in self._kept.values():
+            mask = np.zeros(kept.shape, np.float32)
+            mask[list(choices[layer.name])] = 1.0
+            kept.assign(mask)
+
+    def loss(self):
+        """``c H`` while exploring (``c < 0``); committing, ``c H`` or with
+        ``to_budget`` ``c`` times the cross-entropy to the fitted child."""
+        if not self._kept:
+            return super().loss()
+        from searchlayers import regularizers as reg
+
+        c = self.coefficient
+        cross = tf.add_n([tf.reduce_sum(tf.math.softplus(layer.arch("logits"))
+                                        - kept * layer.arch("logits"))
+                          for layer, kept in self._kept.values()])
+        return tf.minimum(c, 0.0) * reg.entropy(self.model, self.reduction) \
+            + tf.maximum(c, 0.0) * cross
 
     def get_config(self):
         return dict(total=self.total, explore=self.explore, commit=self.commit, kink=self.kink,
@@ -336,6 +416,7 @@ __all__ = [
     "FIGS_COMMIT",
     "FIGS_EXPLORE",
     "FIGS_KINK",
+    "FIGS_REFRESH",
     "FigsCommit",
     "LR_MAX",
     "MARGIN",

@@ -117,3 +117,31 @@ def test_entrannas_untrained_cell_does_not_hold_the_answer():
     net = planted.entrannas_supernet()
     assert planted.entrannas_choice(net) == "dil_conv_3x3"
     assert planted.chance(net) == 1 / 5
+
+
+def test_figs_commit_to_budget_ends_decided_on_the_fitted_child():
+    # budget: the 3-channel child's params (Dense(3 -> 16) + Dense(16 -> 2) = 64 + 34),
+    # so the fitted child is the planted answer {0, 1, 2} and the masks commit to it
+    from searchlayers import budget, regularizers, schedules
+    from searchlayers.callbacks import ArchWarmup, FLOPsRegularizer
+    from searchlayers.search import SearchModel
+
+    model = planted.channel_supernet(seed=0, temperature=0.1)
+    x, y = planted.channel_data(2048, seed=0)
+    xv, yv = planted.channel_data(2048, seed=1000)
+    pairs = planted._pairs(x, y, xv, yv, 64, 0)
+    epochs, warmup, target = 12, 4, 3 * 16 + 16 + 16 * 2 + 2
+    steps = (epochs - warmup) * 32
+    search = SearchModel(model, bilevel=True, arch_optimizer=keras.optimizers.Adam(
+        schedules.learning_rate("figs", steps), beta_1=0.5, beta_2=0.999))
+    search.compile(keras.optimizers.Adam(0.01),
+                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    commit = schedules.figs_commit(epochs * 32).to_budget(target, "params")
+    cost = FLOPsRegularizer(budget=target, metric="params", mode="target", strength=0.1)
+    search.fit(pairs, epochs=epochs, verbose=0, callbacks=[ArchWarmup(warmup), cost, commit])
+    d = decision.layer_decision(model.get_layer("mask"))
+    assert d["decided_share"] == 1.0  # every channel at P <= 0.01 or >= 0.99
+    assert planted.channel_choice(model) == (0, 1, 2)  # the decided masks ...
+    fit = budget.fit(model, target, "params")
+    assert fit.architecture.choices["mask"] == [0, 1, 2] and fit.got == target  # ... are the fit
+    assert float(regularizers.expected_cost(model, "params")) == pytest.approx(target, rel=0.01)
