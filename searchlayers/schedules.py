@@ -68,12 +68,14 @@ Example:
 """
 
 import math
+import warnings
 
 import numpy as np
 import tensorflow as tf
 
+from searchlayers import budget, checks
 from searchlayers import callbacks as cb
-from searchlayers import checks
+from searchlayers import regularizers as reg
 from searchlayers._keras import keras, register
 
 MARGIN = 6.0
@@ -255,8 +257,6 @@ class FigsCommit(cb.EntropyRegularizer):
     def on_train_begin(self, logs=None):
         self._kept, self._refreshed = {}, None
         if self.target is not None:  # before the loss is attached (and traced)
-            from searchlayers import regularizers as reg
-
             self._kept = {key: (layer, tf.Variable(tf.ones_like(layer.arch("logits")),
                                                    trainable=False))
                           for key, layer in reg.arch_groups(reg.unwrap(self.model)).items()}
@@ -273,10 +273,6 @@ class FigsCommit(cb.EntropyRegularizer):
         super().on_train_batch_begin(batch, logs)
 
     def _fit(self):
-        import warnings
-
-        from searchlayers import budget, regularizers as reg
-
         with warnings.catch_warnings():  # an unreachable target was said when the search began
             warnings.simplefilter("ignore", budget.BudgetWarning)
             choices = budget.fit(reg.unwrap(self.model), self.target, self.metric
@@ -291,8 +287,6 @@ class FigsCommit(cb.EntropyRegularizer):
         ``to_budget`` ``c`` times the cross-entropy to the fitted child."""
         if not self._kept:
             return super().loss()
-        from searchlayers import regularizers as reg
-
         c = self.coefficient
         cross = tf.add_n([tf.reduce_sum(tf.math.softplus(layer.arch("logits"))
                                         - kept * layer.arch("logits"))
