@@ -39,14 +39,13 @@ from absl import app, flags
 import numpy as np
 
 from benchmarks.common import table, write_json
-from examples import bars_search, methods
+from examples import bars_search, common, methods
 from models import bars
 from searchlayers import ArchWarmup, FLOPsRegularizer, SearchModel, datasets, decision, schedules
 from searchlayers import regularizers as reg
 from searchlayers import tuning
 from searchlayers._keras import keras
 from searchlayers.derive import choose
-from examples import common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("quick", False, "One seed, fewer epochs.")

@@ -11,6 +11,9 @@ architecture steps after the warm-up epoch), for each of ``--seeds``:
 - ``softmax+entropy``: DARTS with BARS' explore-then-commit entropy schedule,
   the demo's (``examples.methods.commit``: coefficient ``-c -> +c`` per step,
   ``c = 0.1``);
+- ``softmax, 4x arch lr`` (``--runs``): plain DARTS at four times the auto
+  rate (plain softmax at the auto rate ends undecided: its edges' gradients
+  do not keep one sign over ~100 steps);
 - ``gumbel+entropy`` (``--runs``, not by default): SNAS-style Gumbel-softmax,
   joint training, annealed temperature, the same entropy schedule.
 
@@ -27,6 +30,7 @@ Example:
 """
 
 import argparse
+import json
 import os
 import time
 
@@ -37,15 +41,16 @@ import numpy as np  # noqa: E402
 import searchlayers as sl  # noqa: E402  (Keras-2 guard before TensorFlow)
 from searchlayers import ArchWarmup, decision, regularizers, tuning  # noqa: E402
 
-from benchmarks.common import table, write_json  # noqa: E402
+from benchmarks.common import RESULTS, table, write_json  # noqa: E402
 from examples import methods  # noqa: E402
 from examples.darts_search import search  # noqa: E402
 from models import darts  # noqa: E402
 
-RUNS = {  # name -> (method, explore-then-commit entropy)
-    "softmax": ("darts", False),
-    "softmax+entropy": ("darts", True),
-    "gumbel+entropy": ("snas", True),
+RUNS = {  # name -> (method, explore-then-commit entropy, multiple of the auto arch lr)
+    "softmax": ("darts", False, 1.0),
+    "softmax+entropy": ("darts", True, 1.0),
+    "softmax, 4x arch lr": ("darts", False, 4.0),
+    "gumbel+entropy": ("snas", True, 1.0),
 }
 SUMMARY = ("median_max_prob", "parameter_free_normal", "parameter_free_reduce",
            "parameter_free_all", "mean_edge_entropy", "seconds")
@@ -57,13 +62,13 @@ def run_one(name, epochs, seed=0, warmup=1, entropy=0.1, channels=8, cells=3, st
     Example:
         >>> run_one("softmax", epochs=2)  # doctest: +SKIP
     """
-    method, commits = RUNS[name]
+    method, commits, scale = RUNS[name]
     sl.keras.utils.set_random_seed(seed)
     start = time.time()
     spec = tuning.TrialSpec(method, epochs=epochs,
                             options={"warmup": warmup, **({"entropy": entropy} if commits else {})})
     per_epoch = methods._steps_per_epoch(method, spec)
-    arch_lr = methods.arch_lr(method, spec)
+    arch_lr = scale * methods.arch_lr(method, spec)
     supernet, history = search(
         method, epochs, channels=channels, cells=cells, steps=steps, arch_lr=arch_lr, verbose=0,
         extra_callbacks=[ArchWarmup(warmup), *methods.commit(spec, epochs * per_epoch)])
@@ -123,6 +128,8 @@ def main():
                         help="Explore-then-commit entropy coefficient c (-c -> +c per step).")
     parser.add_argument("--runs", nargs="*", default=["softmax", "softmax+entropy"],
                         choices=list(RUNS))
+    parser.add_argument("--extend", action="store_true",
+                        help="Add these runs to the existing JSON (its other variants kept).")
     parser.add_argument("--quick", action="store_true",
                         help="3 epochs, one seed; writes darts_collapse_quick.json.")
     args = parser.parse_args()
@@ -130,21 +137,28 @@ def main():
         args.epochs, args.seeds = 3, args.seeds[:1]
     start = time.time()
     runs = {name: [] for name in args.runs}
+    name = "darts_collapse_quick" if args.quick else "darts_collapse"
+    previous = {}
+    if args.extend:
+        with open(os.path.join(RESULTS, f"{name}.json")) as f:
+            previous = json.load(f)
+        runs = {**previous["runs"], **runs}
     config = {"epochs": args.epochs, "warmup": args.warmup, "seeds": args.seeds,
               "entropy": args.entropy, "arch_lr": "auto (examples.methods.arch_lr)",
               "space": "examples.darts_search (channels 8, cells 3, steps 3), batch 64",
               "quick": args.quick}
-    name = "darts_collapse_quick" if args.quick else "darts_collapse"
+    configs = {**previous.get("configs", {run: previous.get("config") for run in runs}),
+               **{run: config for run in args.runs}}
     for seed in args.seeds:
         for run in args.runs:
             r = run_one(run, args.epochs, seed, args.warmup, args.entropy)
             runs[run].append(r)
             print(f"seed {seed} {run}: median max p {r['median_max_prob']:.2f}, param-free "
                   f"{r['parameter_free_all']:.2f}, {r['seconds']:.0f}s", flush=True)
-            summary = {"config": config, "runs": runs, "summary": aggregate(runs),
+            summary = {"configs": configs, "runs": runs, "summary": aggregate(runs),
                        "machine": "2 CPU cores shared with other engineers' runs, niced "
                                   "(nice -n 19): times are inflated and not comparable",
-                       "seconds": time.time() - start}
+                       "seconds": previous.get("seconds", 0) + time.time() - start}
             path = write_json(name, summary)
     print(report(summary["summary"]))
     print(f"\nwrote {path} ({summary['seconds']:.0f} s)")
