@@ -420,18 +420,34 @@ def main(argv):
     unknown = [r for r in FLAGS.rows if r not in ROWS]
     if unknown:
         raise app.UsageError(f"--rows: unknown {unknown}; allowed: {', '.join(ROWS)}.")
-    start = time.time()
-    config = settings()
-    rows = []
-    for seed in (int(s) for s in FLAGS.seeds):
-        for name in FLAGS.rows:
-            rows.append(run_row(name, config, seed))
-            print(f"{name} seed {seed}: {rows[-1]['seconds']:.0f} s", flush=True)
-    result = {
+    start, config, rows = time.time(), settings(), []
+    runs = [(seed, name) for seed in (int(s) for s in FLAGS.seeds) for name in FLAGS.rows]
+    for seed, name in runs:  # the JSON is rewritten after each row (a cut run keeps them)
+        rows.append(run_row(name, config, seed))
+        print(f"{name} seed {seed}: {rows[-1]['seconds']:.0f} s", flush=True)
+        result = results(config, rows, time.time() - start, complete=len(rows) == len(runs))
+        path = write_json("entrannas_table1", result)
+    print("\n" + report(result))
+    for name, s in result["summary"].items():
+        print(f"{LABELS[name]}: drop {100 * s['drop']['mean']:.1f} +- {100 * s['drop']['std']:.1f}, "
+              f"drop (BN) {100 * s['drop_bn']['mean']:.1f} +- {100 * s['drop_bn']['std']:.1f}, "
+              f"op max {s['op_max']['mean']:.3f}, decided {s['decided_searches']}/{s['seeds']}")
+    print(f"\nwrote {path} ({result['seconds']:.0f} s)")
+
+
+def results(config, rows, seconds, complete):
+    """The JSON of the rows so far (``complete``: every seed and row ran).
+
+    Example:
+        >>> results({}, [], 1.0, False)["complete"]  # doctest: +SKIP
+        False
+    """
+    return {
         "config": dict(config, quick=FLAGS.quick, seeds=FLAGS.seeds, dataset="digits",
                        split="test",
                        derivation="argmax (top-2 inputs per node; DST: nonzero edges)"),
-        "rows": rows, "summary": summary(rows), "paper_table1_cifar10": PAPER, "seconds": time.time() - start,
+        "rows": rows, "summary": summary(rows), "paper_table1_cifar10": PAPER,
+        "seconds": seconds, "complete": complete,
         "notes": (
             "Accuracies on the digits test split (359 images); summary: mean and std "
             "over the seeds per row. 'child' is "
@@ -453,12 +469,6 @@ def main(argv):
             "other jobs: seconds are wall time under load."
         ),
     }
-    print("\n" + report(result))
-    for name, s in result["summary"].items():
-        print(f"{LABELS[name]}: drop {100 * s['drop']['mean']:.1f} +- {100 * s['drop']['std']:.1f}, "
-              f"drop (BN) {100 * s['drop_bn']['mean']:.1f} +- {100 * s['drop_bn']['std']:.1f}, "
-              f"op max {s['op_max']['mean']:.3f}, decided {s['decided_searches']}/{s['seeds']}")
-    print(f"\nwrote {write_json('entrannas_table1', result)} ({result['seconds']:.0f} s)")
 
 
 if __name__ == "__main__":
