@@ -5,7 +5,8 @@ its smallest flags, it prints the block last and writes summary.json with
 The examples run in this process (``examples.common.run_example``: each example
 owns its flags, so they import side by side), except figs_search, which runs as
 a user would (``python -m``, through ``absl.app.run``) and also checks that such
-a run prints no TensorFlow / absl notice. The sweep has its own test.
+a run prints no TensorFlow / absl notice. The sweep has its own test (in this
+process too; tests/test_multiworker.py runs it as chief and worker processes).
 """
 
 import importlib
@@ -120,11 +121,20 @@ def test_figs_search_summary(tmp_path):
     assert not re.search(r"^([IWE]\d{4} |INFO:|WARNING: All log)", out, re.M), out[:2000]
 
 
-def test_sweep_prints_trial_counter_and_writes_summary(tmp_path):
+def test_sweep_prints_trial_counter_and_writes_summary(tmp_path, capsys):
+    import tensorflow as tf
+
+    from examples import common, sweep
+
     options = {"network": {"stages": [[4, 1, 1]], "stem": 4}}
-    out = _run("examples.sweep", f"--out={tmp_path}", "--methods=figs", "--budgets=0.5,0.25",
-               "--epochs=1", "--steps_per_epoch=2", "--retrain_epochs=0", "--batch_size=32",
-               f"--options={json.dumps(options)}")
+    level = tf.get_logger().level  # the sweep quiets TensorFlow's logger; give it back
+    try:
+        common.run_example(sweep, [f"--out={tmp_path}", "--methods=figs", "--budgets=0.5,0.25",
+                                   "--epochs=1", "--steps_per_epoch=2", "--retrain_epochs=0",
+                                   "--batch_size=32", f"--options={json.dumps(options)}"])
+    finally:
+        tf.get_logger().setLevel(level)
+    out = capsys.readouterr().out
     assert "[trial 1/2] method figs budget 0.5" in out
     assert "[trial 2/2] method figs budget 0.25" in out and "[trial 2/2] done in" in out
     project = tmp_path / "sweep"
