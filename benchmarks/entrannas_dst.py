@@ -19,7 +19,8 @@ rate ``6 / S`` for ``S`` steps, never below the paper's 6e-3; temperature
 steps after which the derived sub-graph changed (``flips``), the thresholds
 and ``searchlayers.decision.summary`` (largest softmax probability per edge):
 a search is *decided* when its last epoch's flips are at most
-``DECIDED_FLIPS`` -- the edge count it reports is then the search's answer,
+``DECIDED_FLIPS`` and the median largest probability per edge is at least
+``decision.CATEGORICAL_PROB`` -- the edge count it reports is then the search's answer,
 not a snapshot of a moving selection.
 
 Flags: ``--quick``, ``--lambdas``, ``--seeds``, ``--schedule``, ``--entropy``
@@ -47,7 +48,7 @@ from benchmarks.common import table, write_json  # noqa: E402
 from benchmarks.entrannas_table1 import (  # noqa: E402
     SCHEDULES, SelectionChanges, arch_steps, commit, decided)
 from examples import entrannas_search  # noqa: E402
-from searchlayers import schedules  # noqa: E402
+from searchlayers import decision, schedules  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -145,7 +146,8 @@ def sweep(lambdas, seed, config):
     for row, record in zip(rows, records.records):
         flips = record["selection_change_rate"][-1]
         row.update(record, seed=seed, last_epoch_flips=flips,
-                   decided=flips <= DECIDED_FLIPS,
+                   decided=bool(flips <= DECIDED_FLIPS and record["decision"]["median_max_prob"]
+                                >= decision.CATEGORICAL_PROB),
                    edges_per_node={k: v / config["steps"] for k, v in row["edges"].items()},
                    possible_edges_per_node=row["possible_edges"] / config["steps"])
     return rows
@@ -211,7 +213,8 @@ def main(argv):
             "edges_per_node divides by the nodes (steps); ops: kept (input, op) pairs. "
             "flips: share of each epoch's steps after which the derived sub-graph (what "
             "the Transit cells run) changed; decided: last epoch's flips <= "
-            f"{DECIDED_FLIPS}. decision: searchlayers.decision.summary (largest softmax "
+            f"{DECIDED_FLIPS} and median largest probability >= "
+            f"{decision.CATEGORICAL_PROB}. decision: searchlayers.decision.summary (largest softmax "
             "probability per edge; its flips are per-edge op argmax changes over the last "
             "50 steps). thresholds: t_j = sigmoid(beta_j) per node of the Engine cells. "
             "Why a decided DST search keeps edges: an edge whose best op reaches p ~ 1 "
