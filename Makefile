@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(PY) -m examples.sweep --out=out/demo
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 --dist loadscope -q
+	$(PY) -m pytest -n 2 --dist loadscope --no-loadscope-reorder -q
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all

@@ -124,6 +124,9 @@ def _table(results):
                         "beats random", "median max p"])
 
 
+DEFAULTS = {"entropy": None}  # settings added after the first full run, at their defaults
+
+
 def _name():
     return "search_vs_random_commit" if FLAGS.entropy else "search_vs_random"
 
@@ -135,7 +138,8 @@ def _previous(config):
         return {}, 0.0
     with open(path) as f:
         old = json.load(f)
-    same = {k: v for k, v in old.get("config", {}).items() if k != "methods"}
+    # a run from before a setting existed ran at its default
+    same = {**DEFAULTS, **{k: v for k, v in old.get("config", {}).items() if k != "methods"}}
     if same != {k: v for k, v in config.items() if k != "methods"}:
         raise ValueError(f"search_vs_random --merge: {path} was run with other settings "
                          f"({same}); allowed: the same settings but for --methods.")
