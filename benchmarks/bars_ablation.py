@@ -38,7 +38,7 @@ from absl import app, flags
 
 import numpy as np
 
-from benchmarks.common import table, write_json
+from benchmarks.common import mean_std, table, write_json
 from examples import bars_search, common, methods
 from models import bars
 from searchlayers import ArchWarmup, FLOPsRegularizer, SearchModel, datasets, decision, schedules
@@ -153,16 +153,6 @@ def one_run(mode, cell_shortcut, config, seed=0):
     )
 
 
-def aggregate(runs):
-    """``{variant: {metric: [mean, std]}}`` over the seeds (population std).
-
-    Example:
-        >>> aggregate({"a": [{m: 1.0 for m in SUMMARY}, {m: 3.0 for m in SUMMARY}]})["a"]["seconds"]
-        [2.0, 1.0]
-    """
-    return {name: {m: [float(np.mean([r[m] for r in rs])), float(np.std([r[m] for r in rs]))]
-                   for m in SUMMARY} for name, rs in runs.items() if rs}
-
 
 def run(config, seeds, on_run=None):
     """All variants x seeds; returns ``{variant: [run, ...]}``. ``on_run(runs)``
@@ -183,7 +173,7 @@ def run(config, seeds, on_run=None):
 def _result(config, seeds, runs, start):
     return {"config": {**config, "k": 8, "seeds": seeds, "batch_size": 64,
                        "arch_lr": "auto (schedules.learning_rate)"},
-            "runs": runs, "summary": aggregate(runs), "dataset": "digits",
+            "runs": runs, "summary": mean_std(runs, SUMMARY), "dataset": "digits",
             "seconds": time.time() - start,
             "machine": "2 CPU cores shared with other engineers' runs, niced (nice -n 19): "
                        "times are inflated and not comparable"}

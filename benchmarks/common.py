@@ -103,6 +103,20 @@ def train_step_fn(model, regularizer=None, lr=0.01):
     return step
 
 
+def mean_std(runs, metrics):
+    """``{variant: {metric: [mean, std]}}`` over each variant's runs (population
+    std); variants without runs are left out.
+
+    Example:
+        >>> mean_std({"a": [{"x": 1.0}, {"x": 3.0}], "b": []}, ["x"])
+        {'a': {'x': [2.0, 1.0]}}
+    """
+    import numpy as np
+
+    return {name: {m: [float(np.mean([r[m] for r in rs])), float(np.std([r[m] for r in rs]))]
+                   for m in metrics} for name, rs in runs.items() if rs}
+
+
 def write_json(name, data):
     """Writes ``data`` to ``benchmarks/results/<name>.json``; returns the path.
 

@@ -36,12 +36,11 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
 
 import searchlayers as sl  # noqa: E402  (Keras-2 guard before TensorFlow)
 from searchlayers import ArchWarmup, decision, regularizers, tuning  # noqa: E402
 
-from benchmarks.common import RESULTS, table, write_json  # noqa: E402
+from benchmarks.common import RESULTS, mean_std, table, write_json  # noqa: E402
 from examples import methods  # noqa: E402
 from examples.darts_search import search  # noqa: E402
 from models import darts  # noqa: E402
@@ -94,16 +93,6 @@ def run_one(name, epochs, seed=0, warmup=1, entropy=0.1, channels=8, cells=3, st
     }
 
 
-def aggregate(runs):
-    """``{variant: {metric: [mean, std]}}`` over the seeds (population std).
-
-    Example:
-        >>> aggregate({"a": [{m: 0.0 for m in SUMMARY}, {m: 1.0 for m in SUMMARY}]})["a"]["seconds"]
-        [0.5, 0.5]
-    """
-    return {name: {m: [float(np.mean([r[m] for r in rs])), float(np.std([r[m] for r in rs]))]
-                   for m in SUMMARY} for name, rs in runs.items() if rs}
-
 
 def report(summary):
     """A table: one row per variant, mean ± std over the seeds.
@@ -155,7 +144,7 @@ def main():
             runs[run].append(r)
             print(f"seed {seed} {run}: median max p {r['median_max_prob']:.2f}, param-free "
                   f"{r['parameter_free_all']:.2f}, {r['seconds']:.0f}s", flush=True)
-            summary = {"configs": configs, "runs": runs, "summary": aggregate(runs),
+            summary = {"configs": configs, "runs": runs, "summary": mean_std(runs, SUMMARY),
                        "machine": "2 CPU cores shared with other engineers' runs, niced "
                                   "(nice -n 19): times are inflated and not comparable",
                        "seconds": previous.get("seconds", 0) + time.time() - start}
