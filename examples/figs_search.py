@@ -82,6 +82,16 @@ class StopAtTarget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def train_steps(batch_size):
+    """Steps per epoch of the search (the digits train split at ``batch_size``).
+
+    Example:
+        >>> train_steps(32) > 0
+        True
+    """
+    return int(datasets.load("digits", "train", batch_size=batch_size).cardinality())
+
+
 def search(supernet, metric, target, strength, epochs, arch_lr, batch_size, seed, verbose=2,
            extra_callbacks=(), steps_per_epoch=None, mode="additive"):
     """Joint architecture learning; returns the ``FLOPsRegularizer`` used.
@@ -136,8 +146,7 @@ def main(argv):
     supernet = insert_masks(base)
     print(f"{base.name}: {float(full):,.0f} {FLAGS.metric}; target {target:,.0f}; "
           f"{len(sl.layers.figs_masks(supernet))} masks")
-    per_epoch = FLAGS.steps_per_epoch or int(datasets.load(
-        "digits", "train", batch_size=FLAGS.batch_size).cardinality())
+    per_epoch = FLAGS.steps_per_epoch or train_steps(FLAGS.batch_size)
     commit = schedules.figs_commit(FLAGS.search_epochs * per_epoch, FLAGS.schedule)
     search(supernet, FLAGS.metric, target, FLAGS.strength, FLAGS.search_epochs,
            FLAGS.arch_lr, FLAGS.batch_size, FLAGS.seed, mode=FLAGS.mode,

@@ -230,7 +230,7 @@ def figs(spec):
     supernet = insert_masks(base, temperature=o.get("mask_temperature", 0.001))
     target = reachable(supernet, requested, spec) if budget_mode(spec) == "target" else requested
     lr = o.get("arch_lr", 0.05)
-    steps = spec.epochs * (spec.steps_per_epoch or _figs_steps(spec))
+    steps = spec.epochs * (spec.steps_per_epoch or figs_search.train_steps(spec.batch_size))
     preset = o.get("schedule", "auto")
     figs_search.search(supernet, spec.cost_metric(), target, spec.lam, spec.epochs,
                        schedules.learning_rate("figs", steps, preset) if lr == "auto" else lr,
@@ -258,11 +258,6 @@ def figs_commit(spec, steps, preset="auto"):
         return commit(spec, steps)
     found = schedules.figs_commit(steps, preset)
     return [] if found is None else [found]
-
-
-def _figs_steps(spec):
-    """Steps per epoch of FiGS' joint search (the train split)."""
-    return int(datasets.load("digits", "train", batch_size=spec.batch_size).cardinality())
 
 
 def figs_retrain(child, spec):
