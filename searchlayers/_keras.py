@@ -124,6 +124,30 @@ def input_like(tensor):
     return keras.Input(type_spec=tensor.type_spec, name=name)  # ragged / sparse
 
 
+class PlainCall:
+    """Layer mixin: Keras runs ``call`` as written, not converted by AutoGraph.
+
+    Keras converts the ``call`` of every subclassed layer with AutoGraph each
+    time it traces it: when a functional model is built and in every
+    ``tf.function`` trace, recursively through every function the call uses.
+    The calls of this package branch on tensors only with ``tf.cond`` /
+    ``tf.switch_case``, so the conversion only costs Python time: 25-50 % of a
+    supernet's Keras build and 10-35 % of its first step
+    (``benchmarks/first_step.py``). tf_keras has no public switch for it; this
+    overrides its hook, ``Layer._should_use_autograph``.
+
+    Example:
+        >>> class Double(PlainCall, keras.layers.Layer):
+        ...     def call(self, x):
+        ...         return 2 * x
+        >>> Double()._should_use_autograph()
+        False
+    """
+
+    def _should_use_autograph(self):
+        return False
+
+
 def register(cls):
     """Registers ``cls`` as a Keras serializable under the package name.
 
@@ -137,4 +161,4 @@ def register(cls):
     return keras.utils.register_keras_serializable(package="searchlayers")(cls)
 
 
-__all__ = ["input_like", "keras", "register", "require_built"]
+__all__ = ["PlainCall", "input_like", "keras", "register", "require_built"]

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from searchlayers import checks, progress
-from searchlayers._keras import keras, register, require_built
+from searchlayers._keras import PlainCall, keras, register, require_built
 from searchlayers.layers.base import is_arch_variable, search_layers
 
 ARCH_LR, ARCH_BETAS, ARCH_WEIGHT_DECAY = 3e-4, (0.5, 0.999), 1e-3
@@ -350,7 +350,7 @@ def _tape(variables):
 
 
 @register
-class SearchModel(keras.Model):
+class SearchModel(PlainCall, keras.Model):
     """Wraps a supernet for first-order bi-level (DARTS) or joint search.
 
     ``fit`` data: with ``bilevel=True`` each element is

@@ -79,7 +79,7 @@ import zlib
 import tensorflow as tf
 
 from searchlayers import checks, relax
-from searchlayers._keras import keras
+from searchlayers._keras import PlainCall, keras
 
 # -- the derivation hook's answers ---------------------------------------------------
 class Derivation:
@@ -205,7 +205,7 @@ def is_arch_variable(variable):
     return leaf.startswith("arch_")
 
 
-class SearchLayer(keras.layers.Layer):
+class SearchLayer(PlainCall, keras.layers.Layer):
     """Base class of the search layers (see the module docstring).
 
     Args:

@@ -45,7 +45,7 @@ import numpy as np
 import tensorflow as tf
 
 from searchlayers import checks
-from searchlayers._keras import keras, register
+from searchlayers._keras import PlainCall, keras, register
 from searchlayers.layers.base import Sliceable
 from searchlayers.layers.ops import BN_MOMENTUM, _subsample, register_op
 
@@ -93,7 +93,7 @@ def _check_quantizer(where, name, value):
 @register  # 'searchlayers>ScaledSign' for Keras, plain 'ScaledSign' for larq's deserializer
 @lq.utils.register_keras_custom_object
 @lq.utils.set_precision(1)
-class ScaledSign(lq.quantizers._BaseQuantizer):
+class ScaledSign(PlainCall, lq.quantizers._BaseQuantizer):
     """1-bit quantizer ``scale * ste_sign(x)`` (XNOR-Net weight scaling).
 
     Args:
@@ -156,7 +156,7 @@ def binary_kernel_quantizer(scaling, axes=None):
 
 
 @register
-class QuantConv(lq.layers.QuantConv2D):
+class QuantConv(PlainCall, lq.layers.QuantConv2D):
     """A binary convolution: sign input, 1-bit (optionally scaled) kernel.
 
     A larq ``QuantConv2D`` (LCE lowers it to ``LceBconv2d``) with defaults
@@ -463,7 +463,7 @@ def _narrow_bn(new, old, keep, shift):
     new.set_weights(values)
 
 
-class _Composite(L.Layer):
+class _Composite(PlainCall, L.Layer):
     """A layer built from sub-layers; reports its cost as the sum of theirs.
 
     Derivation (``searchlayers.derive`` with width masks; the ``Sliceable``

@@ -11,11 +11,11 @@ retraining leaves it alone, the cost model counts it as data movement (0 MACs,
 import tensorflow as tf
 
 from searchlayers import checks
-from searchlayers._keras import keras, register
+from searchlayers._keras import PlainCall, keras, register
 
 
 @register
-class ChannelSelect(keras.layers.Layer):
+class ChannelSelect(PlainCall, keras.layers.Layer):
     """Output channel ``j`` = input channel ``indices[j]``, or zero where it is -1.
 
     Args:

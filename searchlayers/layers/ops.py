@@ -17,7 +17,7 @@ Example:
 import tensorflow as tf
 
 from searchlayers import checks
-from searchlayers._keras import keras, register
+from searchlayers._keras import PlainCall, keras, register
 
 L = keras.layers
 _REGISTRY = {}
@@ -93,7 +93,7 @@ def get_op(name, channels, strides=1, where="get_op"):
 
 
 @register
-class Zeroise(L.Layer):
+class Zeroise(PlainCall, L.Layer):
     """The 'none' op: an all-zero output of ``channels`` channels, stride ``strides``.
 
     Example:
@@ -141,7 +141,7 @@ def _relu_conv_bn(channels, kernel, strides, affine=False):
 
 
 @register
-class FactorizedReduce(L.Layer):
+class FactorizedReduce(PlainCall, L.Layer):
     """DARTS' information-keeping strided skip (ReLU, two shifted stride-2
     1x1 convs, concat, BN).
 
