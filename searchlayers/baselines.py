@@ -30,14 +30,13 @@ Example:
 
 import json
 import math
-import weakref
 
 import numpy as np
-import tensorflow as tf
 
 from searchlayers import checks, cost, decision, evolution
 from searchlayers import regularizers as reg
-from searchlayers.derive import apply_architecture, choose, derive
+from searchlayers.budget import fixed_cost
+from searchlayers.derive import choose, derive
 
 TOLERANCE = 0.05
 
@@ -96,29 +95,6 @@ def _propose(supernet, groups, keep, rng, draw, tilts=None):
             var.assign(value)
 
 
-# supernet -> {metric: traced expected_cost}; weak, so a dropped supernet frees it
-_TRACED_COSTS = weakref.WeakKeyDictionary()
-
-
-def _traced_cost(supernet, metric):
-    """``expected_cost(supernet, metric)`` traced once: ``budget.fit`` and the
-    random sampler evaluate it for up to hundreds of fixed architectures, and each
-    eager evaluation walks the graph and runs hundreds of small ops (0.07 s on a
-    BARS supernet). The fixed choices are variables that the traced cost reads."""
-    costs = _TRACED_COSTS.setdefault(supernet, {})
-    if metric not in costs:
-        costs[metric] = tf.function(lambda: reg.expected_cost(supernet, metric), autograph=False)
-    return costs[metric]
-
-
-def _fixed_cost(supernet, architecture, metric):
-    apply_architecture(supernet, architecture)
-    try:
-        return float(_traced_cost(supernet, metric)())
-    finally:
-        apply_architecture(supernet, None)
-
-
 def _rough_cost(supernet, metric):
     """``architecture -> cost`` for the pre-filter: a sum over the per-choice cost
     table when every search layer has a list of candidates (fast), else the
@@ -126,7 +102,7 @@ def _rough_cost(supernet, metric):
     try:
         table = evolution.cost_table(reg.unwrap(supernet), metric)
     except (ValueError, TypeError, AttributeError):
-        return lambda architecture: _fixed_cost(supernet, architecture, metric)
+        return lambda architecture: fixed_cost(supernet, architecture, metric)
     return lambda architecture: table.total(table.encode(architecture))
 
 

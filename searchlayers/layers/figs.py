@@ -147,9 +147,10 @@ class FiGSMask(SearchLayer):
         return tf.where(self.choice_is_fixed(), self.choice, p)
 
     def channel_probabilities(self):
-        """``P(channel c is kept) = sigmoid(nu_c)`` for the expected-cost walk (a
-        ``KeepChannels`` layer's cost-side answer; the logits, not a fixed choice)."""
-        return tf.sigmoid(self.arch("logits"))
+        """``P(channel c is kept)`` for the expected-cost walk (a ``KeepChannels``
+        layer's cost-side answer): ``probabilities()``, so a fixed choice counts
+        as the 0/1 mask it computes (``budget.fixed_cost``)."""
+        return self.probabilities()
 
     def channel_choices(self):
         """None: the channels are independent (a width gate's choices are not)."""
