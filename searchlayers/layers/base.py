@@ -208,6 +208,9 @@ def is_arch_variable(variable):
 class SearchLayer(PlainCall, keras.layers.Layer):
     """Base class of the search layers (see the module docstring).
 
+    ``call`` runs as written, not converted by AutoGraph (``_keras.PlainCall``):
+    a subclass branches on tensors with ``tf.cond`` / ``tf.switch_case``, not ``if``.
+
     Args:
         arch_key: layers with the same key (a non-empty string) share architecture
             variables; None: the layer's own.
