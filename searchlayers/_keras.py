@@ -131,9 +131,9 @@ class PlainCall:
     time it traces it: when a functional model is built and in every
     ``tf.function`` trace, recursively through every function the call uses.
     The calls of this package branch on tensors only with ``tf.cond`` /
-    ``tf.switch_case``, so the conversion only costs Python time: 25-50 % of a
-    supernet's Keras build and 10-35 % of its first step
-    (``benchmarks/first_step.py``). tf_keras has no public switch for it; this
+    ``tf.switch_case``, so the conversion only costs Python time: 25-65 % of a
+    supernet's Keras build and up to 35 % of its first step (BARS, BNAS; a few %
+    for DARTS and the single-path spaces; ``benchmarks/first_step.py``). tf_keras has no public switch for it; this
     overrides its hook, ``Layer._should_use_autograph``.
 
     Example:
