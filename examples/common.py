@@ -88,15 +88,22 @@ def run_example(module, argv=()):
     """Runs an example in this process: parses ``argv`` (e.g. ``["--epochs=1"]``)
     with the example's own flags (the others back at their defaults) and calls
     its ``main``. For tests and notebooks; ``python -m`` goes through ``main``.
+    TensorFlow's logger gets its level back afterwards (the examples quiet it).
 
     Example:
         >>> from examples import quickstart
         >>> run_example(quickstart, ["--epochs=1", "--out=/tmp/q"])  # doctest: +SKIP
     """
+    import tensorflow as tf
+
     values = module.FLAGS
     values.unparse_flags()
     values([module.__name__, *argv])
-    return module.main([module.__name__])
+    level = tf.get_logger().level
+    try:
+        return module.main([module.__name__])
+    finally:
+        tf.get_logger().setLevel(level)
 
 
 def sgd(lr, steps, alpha=0.01):

@@ -71,20 +71,16 @@ def test_examples_import_side_by_side():
 @pytest.mark.filterwarnings("ignore::searchlayers.decision.UndecidedSearchWarning")
 @pytest.mark.parametrize("name", sorted(SMALLEST))
 def test_example_ends_with_the_run_summary(name, tmp_path, capsys):
-    import tensorflow as tf
-
     from examples import common
     from searchlayers._keras import keras
 
     module = importlib.import_module(f"examples.{name}")
     method, argv = SMALLEST[name]
     assert {"out", "seed"} <= set(module.FLAGS)  # every example takes --seed and --out
-    level = tf.get_logger().level  # examples quiet TensorFlow's logger; give it back
     try:
         assert common.run_example(module, [*argv, f"--out={tmp_path}", "--seed=1"]) is None
     finally:
         keras.backend.clear_session()
-        tf.get_logger().setLevel(level)
     s = check_summary(capsys.readouterr().out, tmp_path, method)
     assert s["details"]["seed"] == 1
     if name == "bnas_search":  # the diversity term can take the loss below zero
@@ -127,13 +123,11 @@ def test_sweep_prints_trial_counter_and_writes_summary(tmp_path, capsys):
     from examples import common, sweep
 
     options = {"network": {"stages": [[4, 1, 1]], "stem": 4}}
-    level = tf.get_logger().level  # the sweep quiets TensorFlow's logger; give it back
-    try:
-        common.run_example(sweep, [f"--out={tmp_path}", "--methods=figs", "--budgets=0.5,0.25",
-                                   "--epochs=1", "--steps_per_epoch=2", "--retrain_epochs=0",
-                                   "--batch_size=32", f"--options={json.dumps(options)}"])
-    finally:
-        tf.get_logger().setLevel(level)
+    level = tf.get_logger().level
+    common.run_example(sweep, [f"--out={tmp_path}", "--methods=figs", "--budgets=0.5,0.25",
+                               "--epochs=1", "--steps_per_epoch=2", "--retrain_epochs=0",
+                               "--batch_size=32", f"--options={json.dumps(options)}"])
+    assert tf.get_logger().level == level  # run_example gives the quieted logger's level back
     out = capsys.readouterr().out
     assert "[trial 1/2] method figs budget 0.5" in out
     assert "[trial 2/2] method figs budget 0.25" in out and "[trial 2/2] done in" in out
