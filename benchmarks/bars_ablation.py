@@ -153,7 +153,6 @@ def one_run(mode, cell_shortcut, config, seed=0):
     )
 
 
-
 def run(config, seeds, on_run=None):
     """All variants x seeds; returns ``{variant: [run, ...]}``. ``on_run(runs)``
     is called after every run (writes the JSON so far)."""

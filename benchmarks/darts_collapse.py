@@ -36,7 +36,6 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-
 import searchlayers as sl  # noqa: E402  (Keras-2 guard before TensorFlow)
 from searchlayers import ArchWarmup, decision, regularizers, tuning  # noqa: E402
 
@@ -91,7 +90,6 @@ def run_one(name, epochs, seed=0, warmup=1, entropy=0.1, channels=8, cells=3, st
         "genotype": darts.genotype(supernet),
         "seconds": time.time() - start,
     }
-
 
 
 def report(summary):

@@ -67,7 +67,8 @@ def define_flags():
     """The flags (defined when run, so the module imports as a library)."""
     flags.DEFINE_bool("quick", False, "Small preset (3 epochs, 4 channels).")
     flags.DEFINE_list("lambdas", ["0", "2", "20"], "DST lambdas (the paper's are 0.05-0.2, "
-                      "which a 3-epoch quick run showed too weak to prune here; Adam normalizes the threshold gradient, so only a lambda that "
+                      "which a 3-epoch quick run showed too weak to prune here; Adam "
+                      "normalizes the threshold gradient, so only a lambda that "
                       "outweighs the task loss's pull on beta moves t at full speed).")
     flags.DEFINE_list("seeds", ["0"], "Seeds (one search per lambda and seed).")
     flags.DEFINE_enum("schedule", "auto", SCHEDULES, "auto / paper: schedules.SearchSchedule"
@@ -214,8 +215,8 @@ def main(argv):
             "flips: share of each epoch's steps after which the derived sub-graph (what "
             "the Transit cells run) changed; decided: last epoch's flips <= "
             f"{DECIDED_FLIPS} and median largest probability >= "
-            f"{decision.CATEGORICAL_PROB}. decision: searchlayers.decision.summary (largest softmax "
-            "probability per edge; its flips are per-edge op argmax changes over the last "
+            f"{decision.CATEGORICAL_PROB}. decision: searchlayers.decision.summary "
+            "(largest softmax probability per edge; its flips are per-edge op argmax changes over the last "
             "50 steps). thresholds: t_j = sigmoid(beta_j) per node of the Engine cells. "
             "Why a decided DST search keeps edges: an edge whose best op reaches p ~ 1 "
             "(the annealed temperature makes every edge's softmax one-hot) has p_hat = "

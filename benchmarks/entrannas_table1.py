@@ -429,7 +429,8 @@ def main(argv):
         path = write_json("entrannas_table1", result)
     print("\n" + report(result))
     for name, s in result["summary"].items():
-        print(f"{LABELS[name]}: drop {100 * s['drop']['mean']:.1f} +- {100 * s['drop']['std']:.1f}, "
+        print(f"{LABELS[name]}: drop {100 * s['drop']['mean']:.1f} +- "
+              f"{100 * s['drop']['std']:.1f}, "
               f"drop (BN) {100 * s['drop_bn']['mean']:.1f} +- {100 * s['drop_bn']['std']:.1f}, "
               f"op max {s['op_max']['mean']:.3f}, decided {s['decided_searches']}/{s['seeds']}")
     print(f"\nwrote {path} ({result['seconds']:.0f} s)")

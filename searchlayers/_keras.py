@@ -133,8 +133,9 @@ class PlainCall:
     The calls of this package branch on tensors only with ``tf.cond`` /
     ``tf.switch_case``, so the conversion only costs Python time: 25-65 % of a
     supernet's Keras build and up to 35 % of its first step (BARS, BNAS; a few %
-    for DARTS and the single-path spaces; ``benchmarks/first_step.py``). tf_keras has no public switch for it; this
-    overrides its hook, ``Layer._should_use_autograph``.
+    for DARTS and the single-path spaces; ``benchmarks/first_step.py``). tf_keras
+    has no public switch for it; this overrides its hook,
+    ``Layer._should_use_autograph``.
 
     Example:
         >>> class Double(PlainCall, keras.layers.Layer):

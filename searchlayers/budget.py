@@ -545,7 +545,7 @@ def _fit_channels(model, masks, target, metric):
         lo, hi = 0, lo
     elif hi < n and cost_at(hi) < target:
         lo, hi = hi, n
-    _bisect(cost_at, lo, hi, target)
+    _bisect(cost_at, lo, hi, target)  # for the exact costs it measures into ``costs``
     best = min(costs, key=lambda k: abs(costs[k] - target))
     if abs(argmax_exact - target) <= abs(costs[best] - target):
         arch, got = start, argmax_exact
