@@ -149,6 +149,48 @@ class PlainCall:
         return False
 
 
+class ShapeOnlyConstruction:
+    """Layer mixin: in a functional model, the output comes from ``compute_output_shape``.
+
+    To connect a layer into a functional model, tf_keras traces its ``call`` once
+    in a scratch graph that it then throws away, only to learn the output's shape
+    and dtype. A search layer's call holds every candidate (a DARTS cell edge: 7
+    ops and their mixture), so that trace is most of a supernet's Keras build.
+    A layer with this mixin whose ``build`` creates every weight and sub-layer and
+    whose ``compute_output_shape`` is its own skips the trace; others (and calls
+    with Keras masks or extra arguments) go the usual way. tf_keras has no public
+    switch for it; this overrides its hook, ``Layer._infer_output_signature``.
+
+    Example:
+        >>> class Twice(ShapeOnlyConstruction, keras.layers.Layer):
+        ...     def call(self, x):
+        ...         return tf.concat([x, x], -1)
+        ...     def compute_output_shape(self, input_shape):
+        ...         return tf.TensorShape(input_shape)[:-1].concatenate([2 * input_shape[-1]])
+        >>> keras.Input((3,)).shape, Twice()(keras.Input((3,))).shape
+        (TensorShape([None, 3]), TensorShape([None, 6]))
+    """
+
+    def _infer_output_signature(self, inputs, args, kwargs, input_masks):
+        import tensorflow as tf
+        from tf_keras.src.engine import keras_tensor
+
+        plain = (not args and set(kwargs) <= {"training"} and input_masks is None
+                 and type(self).compute_output_shape is not keras.layers.Layer.compute_output_shape)
+        if not plain:
+            return super()._infer_output_signature(inputs, args, kwargs, input_masks)
+        # Built where Keras builds it, in a scratch graph under the layer's name scope:
+        # the same layer and variable names (sub-layer names count per graph).
+        with tf.__internal__.FuncGraph(f"{self.name}_scratch_graph").as_default():
+            with tf.name_scope(self._name_scope()):
+                self._maybe_build(inputs)
+        shapes = tf.nest.map_structure(lambda t: t.shape, inputs)
+        dtype = self.compute_dtype or tf.nest.flatten(inputs)[0].dtype
+        output = tf.TensorSpec(tf.TensorShape(self.compute_output_shape(shapes)), dtype)
+        self._set_save_spec(inputs, args, kwargs)
+        return keras_tensor.KerasTensor(output)
+
+
 def register(cls):
     """Registers ``cls`` as a Keras serializable under the package name.
 

@@ -79,7 +79,7 @@ import zlib
 import tensorflow as tf
 
 from searchlayers import checks, relax
-from searchlayers._keras import PlainCall, keras
+from searchlayers._keras import PlainCall, ShapeOnlyConstruction, keras
 
 # -- the derivation hook's answers ---------------------------------------------------
 class Derivation:
@@ -205,11 +205,14 @@ def is_arch_variable(variable):
     return leaf.startswith("arch_")
 
 
-class SearchLayer(PlainCall, keras.layers.Layer):
+class SearchLayer(PlainCall, ShapeOnlyConstruction, keras.layers.Layer):
     """Base class of the search layers (see the module docstring).
 
     ``call`` runs as written, not converted by AutoGraph (``_keras.PlainCall``):
     a subclass branches on tensors with ``tf.cond`` / ``tf.switch_case``, not ``if``.
+    A functional model takes the output shape from ``compute_output_shape`` when
+    the subclass defines it, without tracing ``call`` (``_keras.ShapeOnlyConstruction``):
+    then its ``build`` creates every weight and sub-layer.
 
     Args:
         arch_key: layers with the same key (a non-empty string) share architecture
