@@ -175,8 +175,8 @@ class ShapeOnlyConstruction:
         import tensorflow as tf
         from tf_keras.src.engine import keras_tensor
 
-        plain = (not args and set(kwargs) <= {"training"} and input_masks is None
-                 and type(self).compute_output_shape is not keras.layers.Layer.compute_output_shape)
+        own_shape = type(self).compute_output_shape is not keras.layers.Layer.compute_output_shape
+        plain = own_shape and not args and set(kwargs) <= {"training"} and input_masks is None
         if not plain:
             return super()._infer_output_signature(inputs, args, kwargs, input_masks)
         # Built where Keras builds it, in a scratch graph under the layer's name scope:
