@@ -30,7 +30,7 @@ from benchmarks.common import table, write_json  # noqa: E402
 from models.simple import float_cnn  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("rounds", 3, "Interleaved rounds (one conversion per side each).")
+flags.DEFINE_integer("rounds", 5, "Interleaved rounds (one conversion per side each).")
 
 keras = sl.keras
 
@@ -53,16 +53,6 @@ def _keras_model(model):
         return tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
 
-def _outputs(flatbuffer, x):
-    interpreter = tf.lite.Interpreter(model_content=flatbuffer)
-    inp = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(inp["index"], x.shape)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(inp["index"], x)
-    interpreter.invoke()
-    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-
-
 def measure(name, rounds):
     """Interleaved conversion times of one model and the agreement of the two files."""
     model = MODELS[name]()
@@ -75,7 +65,7 @@ def measure(name, rounds):
             files[side] = sides[side](model)
             times[side].append(time.perf_counter() - start)
     x = np.random.default_rng(0).random((2, *model.input_shape[1:]), dtype=np.float32)
-    a, b = (_outputs(files[side], x) for side in sides)
+    a, b = (export.predict(files[side], x) for side in sides)
     signatures = [tf.lite.Interpreter(model_content=files[s]).get_signature_list() for s in sides]
     ratios = [t / k for t, k in zip(times["to_tflite"], times["from_keras_model"])]
     return {
