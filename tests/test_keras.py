@@ -38,8 +38,11 @@ def test_connecting_a_mixed_op_does_not_trace_its_candidates():
     assert [op.calls for op in ops] == [1, 1]
 
 
+KINDS = ("depth_gate", "entrannas_cell", "figs_mask", "mixed_op", "width_gate")
+
+
 def _search_layers():
-    """(layer, input KerasTensors, eager inputs) of every search layer kind."""
+    """(layer, input KerasTensors, eager inputs) of every search layer kind (``KINDS``)."""
     x4 = np.random.default_rng(0).random((2, 8, 8, 4)).astype("float32")
     return {
         "mixed_op": (sl.MixedOp(["sep_conv_3x3", "max_pool_3x3", "none"], channels=4,
@@ -54,9 +57,11 @@ def _search_layers():
     }
 
 
-@pytest.mark.parametrize("kind", sorted(_search_layers()))
+@pytest.mark.parametrize("kind", KINDS)
 def test_functional_output_has_the_shape_and_dtype_of_the_call(kind):
-    layer, inputs, values = _search_layers()[kind]
+    layers = _search_layers()
+    assert sorted(layers) == list(KINDS)
+    layer, inputs, values = layers[kind]
     symbolic = layer(inputs)
     for training in (False, True):
         out = layer(values, training=training)
