@@ -5,9 +5,11 @@ its first step, the steady step (median of the later steps), their ratio, how
 many times the train step was traced, and a breakdown of one graph build:
 Python tracing of the forward pass, of the backward pass (a ``GradientTape``
 over every trainable variable, traced apart), and the first call of that
-function (instantiation, grappler, first run) minus a steady call; and the
-number of ops in the traced train step (``graph_ops``: load-independent, what
-tracing and grappler scale with).
+function (instantiation, grappler, first run) minus a steady call, grappler's
+share of it and a steady call without grappler (the trade-off of turning it
+off, which the test suite does: tests/conftest.py); and the number of ops in
+the traced train step (``graph_ops``: load-independent, what tracing and
+grappler scale with).
 
 Two variants of ``fit``, each in a fresh process, interleaved per supernet:
 ``lazy`` (before: the optimizer slots and metrics are created inside the first
@@ -104,7 +106,11 @@ def _data(bilevel):
 
 def _breakdown(net):
     """Seconds of: autograph's first conversion, tracing forward (converted), tracing
-    backward (forward + backward minus forward), first call minus a steady call."""
+    backward (forward + backward minus forward), first call minus a steady call
+    (instantiation and grappler), grappler's share of that (the same minus the
+    same with grappler off, measured second: it reuses the process's kernel
+    caches, so the share is an upper bound), and a steady call with and without
+    grappler (what turning it off would cost every step)."""
     import tensorflow as tf
 
     x = tf.random.uniform([BATCH, *SHAPE])
@@ -125,16 +131,33 @@ def _breakdown(net):
     start = time.perf_counter()
     concrete = grads.get_concrete_function(x)
     trace_both = time.perf_counter() - start
+    first_call, steady = _first_and_steady_call(concrete, x)
+    # The same graph once more with grappler off: what its instantiation costs
+    # without graph optimization, and what a step then costs.
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    try:
+        plain = tf.function(grads.python_function).get_concrete_function(x)
+        first_plain, steady_plain = _first_and_steady_call(plain, x)
+    finally:
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": False})
+    return {"autograph_conversion_s": traces[0] - traces[1], "trace_forward_s": trace_forward,
+            "trace_backward_s": trace_both - trace_forward,
+            "instantiate_and_optimize_s": first_call - steady,
+            "grappler_s": (first_call - steady) - (first_plain - steady_plain),
+            "steady_call_s": steady, "steady_call_without_grappler_s": steady_plain}
+
+
+def _first_and_steady_call(concrete, x, calls=5):
+    """Seconds of the first call of ``concrete`` and the median of ``calls`` more."""
     start = time.perf_counter()
     concrete(x)
-    first_call = time.perf_counter() - start
-    calls = []
-    for _ in range(3):
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(calls):
         start = time.perf_counter()
         concrete(x)
-        calls.append(time.perf_counter() - start)
-    return {"autograph_conversion_s": traces[0] - traces[1], "trace_forward_s": trace_forward, "trace_backward_s": trace_both - trace_forward,
-            "instantiate_and_optimize_s": first_call - statistics.median(calls)}
+        times.append(time.perf_counter() - start)
+    return first, statistics.median(times)
 
 
 def measure(name, variant, steps, breakdown):
@@ -231,7 +254,7 @@ def main(argv):
 
 HEADER = ["supernet", "build s", "first s (before)", "first s (after)", "steady s",
           "first/steady before", "first/steady after", "traces", "graph ops", "trace fwd s",
-          "trace bwd s", "instantiate s", "load"]
+          "trace bwd s", "instantiate s", "grappler s", "steady off/on", "load"]
 
 
 def _row(r):
@@ -241,6 +264,8 @@ def _row(r):
             f"{lazy['traces']}/{pre['traces']}", pre.get("graph_ops", 0),
             pre.get("trace_forward_s", 0.0),
             pre.get("trace_backward_s", 0.0), pre.get("instantiate_and_optimize_s", 0.0),
+            pre.get("grappler_s", 0.0),
+            pre.get("steady_call_without_grappler_s", 0.0) / pre.get("steady_call_s", 1.0),
             r.get("load_average", 0.0)]
 
 

@@ -19,7 +19,7 @@ except RuntimeError:  # already initialized by an earlier import
 
 # No graph optimization (grappler) in the test processes: tests trace many small
 # graphs and run each a few times, where optimizing a graph costs more than it
-# saves (the suite took 8 % longer with it). Users run with it on; that it
+# saves (the suite took about 7 % longer with it). Users run with it on; that it
 # changes nothing our searches compute is tests/test_graph_optimizer.py.
 tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 
