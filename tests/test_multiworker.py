@@ -94,6 +94,17 @@ def test_launcher_starts_workers_with_loopback_tf_config(capsys):
     assert all(a.startswith("127.0.0.1:") for a in addresses)
 
 
+def test_launcher_command_line_runs_the_command_without_warnings():
+    """The runbook's command: ``python -m searchlayers.launch ... -- command``
+    (runpy warned when the package had imported ``launch`` already)."""
+    done = subprocess.run([sys.executable, "-m", "searchlayers.launch", "--workers", "1", "--",
+                           sys.executable, "-c", "print('ran')"], env=_env(), cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "[worker 0] ran" in done.stdout
+    assert "Warning" not in done.stdout + done.stderr, done.stderr[-2000:]
+
+
 def test_launcher_kills_the_others_when_one_fails_and_times_out():
     fail = ("import json, os, sys, time; i = json.loads(os.environ['TF_CONFIG'])['task']['index']; "
             "sys.exit(3) if i == 1 else time.sleep(60)")

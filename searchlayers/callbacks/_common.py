@@ -1,6 +1,5 @@
 """Checks the callbacks of ``searchlayers.callbacks`` share."""
 
-from searchlayers.launch import is_chief
 from searchlayers.layers.base import search_layers
 
 
@@ -8,6 +7,10 @@ def writes_files(model):
     """Whether this process writes a callback's files: all but the non-chief
     workers of a multi-worker strategy. Those still compute every value (reading
     some variables is a collective op that needs every worker)."""
+    # Imported here: ``import searchlayers`` must not import ``launch``, or
+    # ``python -m searchlayers.launch`` finds it imported and runpy warns.
+    from searchlayers.launch import is_chief
+
     return is_chief(model.distribute_strategy)
 
 
