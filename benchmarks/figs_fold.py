@@ -13,8 +13,8 @@ Three versions of the ``models.figs`` ResNet, all with the same hand-written
 training-mode BatchNorm (``tf.nn.fused_batch_norm``), so only the mask differs:
 
 * ``plain``: no masks;
-* ``folded``: each BN draws its FiGS mask (eq. 2, the library's
-  ``_relaxed_mask`` and logistic noise) and scales ``gamma`` and ``beta``;
+* ``folded``: each BN owns a ``FiGSMask``, draws its training mask (FiGS eq. 2,
+  the library's ``FiGSMask.mask``) and scales ``gamma`` and ``beta`` with it;
 * ``after``: the library's ``FiGSMask`` after each BN (+ ReLU), where
   ``insert_masks`` puts it.
 
@@ -26,7 +26,7 @@ Example:
     python -m benchmarks.figs_fold            # about a minute on 2 CPU cores
 
 Last run (15 rounds of 20 steps, 2 cores): 8x8 batch 128 folded 1.06x, after
-1.29x; 32x32x3 batch 64 folded 1.02x, after 1.16x (``results/figs_fold.json``).
+1.19x; 32x32x3 batch 64 folded 1.00x, after 1.16x (``results/figs_fold.json``).
 """
 
 import os
@@ -40,8 +40,6 @@ import numpy as np  # noqa: E402
 
 import searchlayers as sl  # noqa: E402  (Keras-2 guard before TensorFlow)
 import tensorflow as tf  # noqa: E402
-from searchlayers import relax  # noqa: E402
-from searchlayers.layers.figs import _relaxed_mask  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
     interleaved, per_round, table, train_step_fn, write_json)
@@ -58,11 +56,12 @@ CONFIGS = [((8, 8, 1), 128), ((32, 32, 3), 64)]
 
 
 class _BatchNorm(L.Layer):
-    """Training-mode BatchNorm; with ``masked``, a FiGS mask scales gamma and beta."""
+    """Training-mode BatchNorm; with ``masked``, the mask of its own ``FiGSMask``
+    (drawn by the library: ``FiGSMask.mask``) scales gamma and beta."""
 
-    def __init__(self, masked=False, seed=0, **kwargs):
+    def __init__(self, masked=False, **kwargs):
         super().__init__(**kwargs)
-        self.masked, self.seed = masked, seed
+        self.mask = sl.FiGSMask() if masked else None
 
     def build(self, input_shape):
         channels = int(input_shape[-1])
@@ -70,19 +69,13 @@ class _BatchNorm(L.Layer):
         self.beta = self.add_weight("beta", [channels], initializer="zeros")
         self.mean = self.add_weight("mean", [channels], initializer="zeros", trainable=False)
         self.var = self.add_weight("var", [channels], initializer="ones", trainable=False)
-        if self.masked:  # what FiGSMask holds: logits, the fixed choice, the noise step
-            self.logits = self.add_weight("logits", [channels],
-                                          initializer=K.initializers.Constant(2.5))
-            self.choice = self.add_weight("choice", [channels], trainable=False,
-                                          initializer=K.initializers.Constant(-1))
-            self.step = self.add_weight("step", [], tf.int64, "zeros", trainable=False)
+        if self.mask is not None:
+            self.mask.build(input_shape)
 
     def call(self, x):
         gamma, beta = self.gamma, self.beta
-        if self.masked:
-            seed = tf.stack([tf.constant(self.seed, tf.int64), self.step.assign_add(1)])
-            noise = relax.logistic_noise([gamma.shape[0]], seed)
-            m = _relaxed_mask(self.logits, noise, 0.001, self.choice, hard=False)
+        if self.mask is not None:
+            m = self.mask.mask(training=True)
             gamma, beta = gamma * m, beta * m
         y, mean, var = tf.compat.v1.nn.fused_batch_norm(x, gamma, beta, epsilon=1e-3)
         self.mean.assign(0.9 * self.mean + 0.1 * mean)
@@ -92,11 +85,9 @@ class _BatchNorm(L.Layer):
 
 def resnet(side, shape, stages=((16, 1, 2), (32, 2, 2)), stem=16):
     """``models.figs.resnet``'s layout with ``_BatchNorm``; masks as ``side`` says."""
-    seeds = iter(range(1, 1000))
-
     def conv_bn(x, filters, kernel, strides=1, relu=True):
         x = L.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False)(x)
-        x = _BatchNorm(masked=side == "folded", seed=next(seeds))(x)
+        x = _BatchNorm(masked=side == "folded")(x)
         x = L.ReLU()(x) if relu else x
         return sl.FiGSMask()(x) if side == "after" else x
 
