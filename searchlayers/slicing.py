@@ -57,7 +57,7 @@ import tensorflow as tf
 from searchlayers._keras import keras
 from searchlayers.graph import call_node, ids, is_graph, nodes
 from searchlayers.layers.base import (Drop, KeepChannels, Replace, SearchLayer, channel_rule,
-                                      derivation_of, leading_closure)  # noqa: F401
+                                      derivation_of, leading_closure, plain_type)  # noqa: F401
 from searchlayers.layers.channel_select import ChannelSelect
 
 _L = keras.layers
@@ -878,7 +878,7 @@ def select(x, src, dst, allowed=None, name=None):
 def _from_config(layer, **changes):
     config = layer.get_config()
     config.update(changes)
-    return type(layer).from_config(config)
+    return plain_type(layer).from_config(config)
 
 
 def _expand(idx, multiplier):
@@ -951,7 +951,7 @@ def slice_channelwise(layer, x, idx, channels, name=None, node=None, args=None):
     config = resize_config(layer, layer.get_config(), idx)
     if name:
         config["name"] = name
-    new = type(layer).from_config(config)
+    new = plain_type(layer).from_config(config)
     y = new(x) if node is None else call_node(node, args, new)
     sliced = []
     for w in layer.weights:

@@ -14,6 +14,7 @@ Example:
 
 import tensorflow as tf
 
+from searchlayers import checks
 from searchlayers.graph import replay
 from searchlayers._keras import input_like, keras
 from searchlayers.layers.base import SearchLayer, copy_layer, search_layers
@@ -351,9 +352,9 @@ def _inline_nested(model):
     return keras.Model(inputs, replay(model, visit_in(model), inputs), name=model.name)
 
 
-def call_copy(layer, args, kwargs, copies, name=None):
+def call_copy(layer, args, kwargs, copies, name=None, cls=None):
     """Calls ``copies[id(layer)]``, the copy of ``layer`` made on its first call
-    (``copy_layer``, renamed ``name`` if given) with ``layer``'s weights set once
+    (``copy_layer``, renamed ``name`` if given, of class ``cls`` if given) with ``layer``'s weights set once
     that call has built it, so a layer that creates weights in ``call``
     (``MultiHeadAttention``) copies too, and a shared layer stays one shared copy. For graph rebuilding: the first
     call's inputs are symbolic (Keras tensors), its result is computed later.
@@ -369,14 +370,39 @@ def call_copy(layer, args, kwargs, copies, name=None):
     new = copies.get(id(layer))
     if new is not None:
         return new(*args, **kwargs)
-    new = copies[id(layer)] = copy_layer(layer, name=name)
+    new = copies[id(layer)] = copy_layer(layer, name=name, cls=cls)
     out = new(*args, **kwargs)
     new.set_weights(layer.get_weights())
     return out
 
 
+def _mask_folds(graph, sites, hard):
+    """``{id(layer): Masked* class}``: the neighbour each mask folds into
+    (``searchlayers.layers.figs_fold``): its only consumer when that is a
+    convolution or dense layer, else the BatchNorm that produces it."""
+    from searchlayers.layers import figs_fold
+
+    folds = {}
+    for tid in sites:
+        users = graph.consumers.get(tid, [])
+        if tid not in graph.output_ids and len(users) == 1:
+            layer, node, _ = users[0]
+            cls = figs_fold.consumer_class(layer)
+            if cls is not None and len(layer._inbound_nodes) == 1 and \
+                    len(tf.nest.flatten(node.keras_inputs)) == 1:
+                folds[id(layer)] = cls
+                continue
+        producer = _producer(graph, tid)
+        while producer is not None and figs_fold.passes_mask(producer[0], hard):
+            producer = _producer(graph, producer[1][0])
+        cls = None if producer is None else figs_fold.producer_class(producer[0])
+        if cls is not None and len(producer[0]._inbound_nodes) == 1:
+            folds[id(producer[0])] = cls
+    return folds
+
+
 def insert_masks(model, skip_output=True, temperature=0.001, hard=False, keep_one=False,
-                 initial_logit=2.5):
+                 initial_logit=2.5, fold=True):
     """A copy of ``model`` with a ``FiGSMask`` after every prunable layer (FiGS).
 
     Prunable: Conv1D/2D/3D, Dense, SeparableConv, DepthwiseConv (multiplier 1) and
@@ -413,10 +439,12 @@ def insert_masks(model, skip_output=True, temperature=0.001, hard=False, keep_on
 
     if not isinstance(model, keras.Model):
         raise TypeError(f"insert_masks expects a keras.Model, got {type(model).__name__}.")
+    fold = checks.boolean("insert_masks", "fold", fold)
     sequential = isinstance(model, keras.Sequential)
     model = _inline_nested(model)
     graph = slicing.Graph(model)
     sites, groups = _mask_sites(graph, skip_output)
+    folds = _mask_folds(graph, sites, hard) if fold else {}
     members = {}
     for tid in sites:
         members.setdefault(groups.find(tid), []).append(tid)
@@ -429,7 +457,7 @@ def insert_masks(model, skip_output=True, temperature=0.001, hard=False, keep_on
     copies = {}
 
     def visit(node, args, kwargs):
-        out = call_copy(node.layer, args, kwargs, copies)
+        out = call_copy(node.layer, args, kwargs, copies, cls=folds.get(id(node.layer)))
         flat = [FiGSMask(temperature=temperature, hard=hard, keep_one=keep_one,
                          group=group_name.get(tid), initial_logit=initial_logit,
                          name=f"{sites[tid].name}_mask")(y) if tid in sites else y

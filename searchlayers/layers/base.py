@@ -410,8 +410,20 @@ def search_layers(model):
 
 # -- helpers the layers share with derive / slicing / regularizers (which re-export
 # them): the layers import nothing above them --------------------------------------------
-def copy_layer(layer, input_shape=None, name=None):
-    """A fresh copy of ``layer`` with the same config and weights (and ``name``).
+def plain_type(layer):
+    """The class a copy of ``layer`` gets: a layer carrying a folded FiGS mask
+    (``figs_fold``) becomes its plain Keras class, any other layer its own.
+
+    Example:
+        >>> plain_type(keras.layers.Dense(2)).__name__
+        'Dense'
+    """
+    return getattr(type(layer), "plain_class", None) or type(layer)
+
+
+def copy_layer(layer, input_shape=None, name=None, cls=None):
+    """A fresh copy of ``layer`` with the same config and weights (and ``name``),
+    of class ``cls`` (default ``plain_type(layer)``).
 
     Example:
         >>> d = keras.layers.Dense(2); _ = d(tf.ones([1, 3]))
@@ -421,7 +433,7 @@ def copy_layer(layer, input_shape=None, name=None):
     config = layer.get_config()
     if name is not None:
         config["name"] = name
-    new = type(layer).from_config(config)
+    new = (cls or plain_type(layer)).from_config(config)
     if input_shape is not None:
         new.build(input_shape)
         new.set_weights(layer.get_weights())

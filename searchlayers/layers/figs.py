@@ -17,6 +17,7 @@ The expected cost of a network with masks (FiGS eq. 6) is
 collapses the masks into physically narrower layers.
 """
 
+import weakref
 import zlib
 
 import numpy as np
@@ -24,6 +25,7 @@ import tensorflow as tf
 
 from searchlayers import checks, relax
 from searchlayers._keras import keras, register
+from searchlayers.layers import figs_fold
 from searchlayers.layers.base import KeepChannels, SearchLayer
 
 STRATEGIES = ("expected", "argmax", "alive", "sample")
@@ -82,6 +84,26 @@ class FiGSMask(SearchLayer):
                                            initial_logit)
         self.supports_masking = True
 
+    def __call__(self, inputs, *args, **kwargs):
+        figs_fold.link_producer(self, inputs)  # a Keras tensor: the model is being built
+        return super().__call__(inputs, *args, **kwargs)
+
+    def fold_into(self, layer):
+        """From now on ``layer`` (a ``figs_fold.FoldsMask``) applies this mask to
+        its weights and this layer passes its input through (``insert_masks``)."""
+        current = self.folded_into
+        if current is not None and current is not layer:
+            raise ValueError(
+                f"FiGSMask '{self.name}': already folded into '{current.name}'; "
+                f"cannot also fold into '{layer.name}'.")
+        self.__dict__["_folded_into"] = weakref.ref(layer)  # not tracked: no sublayer
+
+    @property
+    def folded_into(self):
+        """The layer that applies this mask to its weights, or None."""
+        ref = self.__dict__.get("_folded_into")
+        return None if ref is None else ref()
+
     @property
     def group(self):
         """The mask group (``arch_key``): masks of one group share logits."""
@@ -137,6 +159,8 @@ class FiGSMask(SearchLayer):
         return tf.where(self.choice_is_fixed(), self.choice, self._inference_mask())
 
     def call(self, x, training=None):
+        if self.folded_into is not None:
+            return x  # the neighbour's weights carry the mask (figs_fold)
         m = tf.cast(self.mask(training), x.dtype)
         return x * m  # broadcasts over batch and positions
 
