@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from searchlayers import checks, relax
 from searchlayers._keras import keras, register
-from searchlayers.layers import figs_fold
+from searchlayers.layers.figs_fold import link_producer
 from searchlayers.layers.base import KeepChannels, SearchLayer
 
 STRATEGIES = ("expected", "argmax", "alive", "sample")
@@ -85,7 +85,7 @@ class FiGSMask(SearchLayer):
         self.supports_masking = True
 
     def __call__(self, inputs, *args, **kwargs):
-        figs_fold.link_producer(self, inputs)  # a Keras tensor: the model is being built
+        link_producer(self, inputs)  # a Keras tensor: the model is being built
         return super().__call__(inputs, *args, **kwargs)
 
     def fold_into(self, layer):
