@@ -378,20 +378,19 @@ def call_copy(layer, args, kwargs, copies, name=None, cls=None):
 
 def _mask_folds(graph, sites, hard):
     """``{id(layer): Masked* class}``: the neighbour each mask folds into
-    (``searchlayers.layers.figs_fold``): its only consumer when that is a
-    convolution or dense layer, else the BatchNorm that produces it."""
+    (``searchlayers.layers.figs_fold``): its only consumer (past zero padding)
+    when that is a convolution or dense layer, else the BatchNorm that produces it."""
     from searchlayers.layers import figs_fold
 
     folds = {}
     for tid in sites:
-        users = graph.consumers.get(tid, [])
-        if tid not in graph.output_ids and len(users) == 1:
-            layer, node, _ = users[0]
-            cls = figs_fold.consumer_class(layer)
-            if cls is not None and len(layer._inbound_nodes) == 1 and \
-                    len(tf.nest.flatten(node.keras_inputs)) == 1:
-                folds[id(layer)] = cls
-                continue
+        layer = _only_consumer(graph, tid)
+        while isinstance(layer, figs_fold.PADDING):
+            layer = _only_consumer(graph, list(layer._inbound_nodes[0].flat_output_ids)[0])
+        cls = None if layer is None else figs_fold.consumer_class(layer)
+        if cls is not None:
+            folds[id(layer)] = cls
+            continue
         producer = _producer(graph, tid)
         while producer is not None and figs_fold.passes_mask(producer[0], hard):
             producer = _producer(graph, producer[1][0])
@@ -399,6 +398,16 @@ def _mask_folds(graph, sites, hard):
         if cls is not None and len(producer[0]._inbound_nodes) == 1:
             folds[id(producer[0])] = cls
     return folds
+
+
+def _only_consumer(graph, tid):
+    """The one layer that reads ``tid`` (called once, on ``tid`` alone), or None."""
+    users = graph.consumers.get(tid, [])
+    if tid in graph.output_ids or len(users) != 1:
+        return None
+    layer, node, _ = users[0]
+    single = len(layer._inbound_nodes) == 1 and len(tf.nest.flatten(node.keras_inputs)) == 1
+    return layer if single else None
 
 
 def insert_masks(model, skip_output=True, temperature=0.001, hard=False, keep_one=False,

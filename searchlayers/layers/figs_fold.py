@@ -7,9 +7,10 @@ Where a neighbour is linear in that channel, scaling the neighbour's
 per-channel weights (vectors, or a kernel) by the mask gives the same output
 and the same gradients:
 
-- the mask's only consumer is a convolution or dense layer (zero padding):
-  ``conv(x * m, W) = conv(x, W * m)``, ``m`` along the kernel's input-channel
-  axis; exact for any mask and anything before it (ReLU6 included);
+- the mask's only consumer is a convolution or dense layer (zero padding; a
+  ``ZeroPadding`` layer between them too): ``conv(x * m, W) = conv(x, W * m)``,
+  ``m`` along the kernel's input-channel axis; exact for any mask and anything
+  before it (ReLU6 included);
 - the mask's producer is a ``BatchNormalization`` (scaled, channels last)
   followed by no activation: ``BN(x; gamma, beta) * m = BN(x; gamma * m, beta * m)``,
   exact; or by ``relu`` / ``LeakyReLU`` (``f(m z) = m f(z)`` for ``m >= 0``) with
@@ -34,6 +35,8 @@ import tensorflow as tf
 from searchlayers._keras import keras, register
 
 _L = keras.layers
+# Between a mask and the consumer that folds it: they commute with a channel scale.
+PADDING = (_L.ZeroPadding1D, _L.ZeroPadding2D, _L.ZeroPadding3D)
 _LOCAL = threading.local()  # per thread: a replica of a MirroredStrategy traces in its own
 
 
@@ -82,6 +85,8 @@ class FoldsMask:
     def __call__(self, inputs, *args, **kwargs):
         if self.side == "input" and self.folded_mask() is None:
             producer = _producer(inputs)
+            while isinstance(producer, PADDING):
+                producer = _producer(producer.input)
             if producer is not None and hasattr(producer, "fold_into"):
                 self.fold(producer)
         return super().__call__(inputs, *args, **kwargs)
@@ -204,5 +209,5 @@ def _producer(tensor):
     return None if history is None else history.layer
 
 
-__all__ = ["FoldsMask", "MaskedBatchNormalization", "consumer_class", "link_producer",
+__all__ = ["PADDING", "FoldsMask", "MaskedBatchNormalization", "consumer_class", "link_producer",
            "passes_mask", "producer_class"]

@@ -33,6 +33,17 @@ def branches():
     return K.Model(x, y, name="branches")
 
 
+def padded():
+    """keras.applications' MobileNetV2 strided block: ZeroPadding2D before a valid
+    depthwise conv (the expand mask folds through the padding); a mask after
+    ReLU6 into pooling (multiplies)."""
+    x = K.Input((8, 8, 3))
+    h = L.ReLU(6.0)(L.BatchNormalization(name="e_bn")(L.Conv2D(6, 1, name="e")(x)))
+    h = L.DepthwiseConv2D(3, strides=2, name="dw")(L.ZeroPadding2D(((0, 1), (0, 1)))(h))
+    h = L.ReLU(6.0)(L.BatchNormalization(name="dw_bn")(h))
+    return K.Model(x, L.Dense(5, name="head")(L.GlobalAveragePooling2D()(h)))
+
+
 def _pair(build, **kwargs):
     base = build()
     return insert_masks(base, fold=False, **kwargs), insert_masks(base, **kwargs)
@@ -99,13 +110,17 @@ CASES = {
     ("branches", False): {"a_mask": "MaskedSeparableConv2D",
                           "b_mask": "MaskedBatchNormalization"},
     ("branches", True): {"a_mask": "MaskedSeparableConv2D"},
+    ("padded", False): {"e_mask": "MaskedDepthwiseConv2D"},
+    ("padded", True): {"e_mask": "MaskedDepthwiseConv2D"},
 }
-BUILDS = {"resnet": small_resnet, "mobilenet": mobilenet_like, "branches": branches}
+BUILDS = {"resnet": small_resnet, "mobilenet": mobilenet_like, "branches": branches,
+          "padded": padded}
 
 
 @pytest.mark.parametrize("name,hard", [("resnet", False), ("resnet", True),
                                        ("mobilenet", False), ("mobilenet", True),
-                                       ("branches", False), ("branches", True)])
+                                       ("branches", False), ("branches", True),
+                                       ("padded", False)])
 def test_folded_masks_compute_what_multiplying_masks_compute(name, hard):
     reference, folded = _pair(BUILDS[name], hard=hard)
     expected = CASES.get((name, hard))
