@@ -39,12 +39,13 @@ def time_calls(fn, steps=20, warmup=3):
             "min_s": min(times), "steps": steps}
 
 
-def interleaved(calls, rounds=5, steps=10, warmup=3):
+def interleaved(calls, rounds=5, steps=10, warmup=3, round_warmup=1):
     """Times every ``calls[name]()`` in interleaved rounds (rotating order).
 
-    Each round runs ``steps`` timed calls of every entry, so a change of load on
-    a shared machine hits all sides alike and per-round ratios stay meaningful.
-    Returns ``{name: [time_calls(...) dict per round]}``.
+    Each round runs ``round_warmup`` untimed and ``steps`` timed calls of every
+    entry, so a change of load on a shared machine hits all sides alike and
+    per-round ratios stay meaningful (``steps=1, round_warmup=0``: the sides
+    alternate call by call). Returns ``{name: [time_calls(...) dict per round]}``.
 
     Example:
         >>> t = interleaved({"a": lambda: None, "b": lambda: None}, rounds=2, steps=2)
@@ -58,7 +59,7 @@ def interleaved(calls, rounds=5, steps=10, warmup=3):
     for r in range(rounds):
         k = r % len(names)
         for name in names[k:] + names[:k]:
-            times[name].append(time_calls(calls[name], steps=steps, warmup=1))
+            times[name].append(time_calls(calls[name], steps=steps, warmup=round_warmup))
     return times
 
 

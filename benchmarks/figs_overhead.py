@@ -11,15 +11,18 @@ step, masks plus the FiGS eq. 6 expected-cost regularizer in the loss.
 Both sides are the same ``models.figs`` network (same weights); a step is one
 compiled ``tf.function``: forward in training mode, loss, ``GradientTape``
 over every trainable variable (for the masked model the mask logits too), one
-SGD update. The machine is shared, so the sides run in one process,
-interleaved: each round times ``--steps`` steps of every side, in a rotating
-order, and the reported ratio is the median over rounds of the per-round
-ratio of median step times. The load average before and after is recorded,
-and the TF ops of each side's traced step (what a mask adds per step).
+SGD update. The machine is shared and its speed drifts within a second, so the
+sides run in one process and alternate step by step (rotating order,
+``--steps`` steps of each); the reported ratio is the side's median step time
+over the plain network's, with the range of that ratio over ``--blocks``
+consecutive blocks of the run. (Rounds of 20 steps per side, as before, gave
+ratios that moved by 0.1 between runs of the same code.) The load average
+before and after is recorded, and the TF ops of each side's traced step (what
+a mask adds per step).
 
 Example:
     python -m benchmarks.figs_overhead            # a few minutes on 2 CPU cores
-    python -m benchmarks.figs_overhead --quick    # digits-sized inputs only, fewer rounds
+    python -m benchmarks.figs_overhead --quick    # digits-sized inputs only, 100 steps per side
 """
 
 import os
@@ -41,9 +44,9 @@ from benchmarks.common import (  # noqa: E402
 from models.figs import SPACES  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_bool("quick", False, "Digits-sized inputs only, 3 rounds of 10 steps.")
-flags.DEFINE_integer("rounds", 9, "Interleaved rounds per configuration (8x8 rounds vary).")
-flags.DEFINE_integer("steps", 20, "Timed steps per side per round.")
+flags.DEFINE_bool("quick", False, "Digits-sized inputs only, 100 steps per side.")
+flags.DEFINE_integer("steps", 600, "Timed steps per side, alternating with the other sides.")
+flags.DEFINE_integer("blocks", 6, "Consecutive blocks of the run the ratio's range is over.")
 
 keras = sl.keras
 TARGET = 1.05
@@ -76,22 +79,26 @@ def sides(space, shape):
     }, {"masks": len(masks), "folded": sum(m.folded_into is not None for m in masks)}
 
 
-def measure(space, shape, batch, rounds, steps):
-    """Interleaved step times of one configuration; returns its result dict.
+def measure(space, shape, batch, steps, blocks):
+    """Alternating step times of one configuration; returns its result dict.
 
     Example:
-        >>> measure("resnet", (8, 8, 1), 32, rounds=1, steps=2)["ratio"]  # doctest: +SKIP
+        >>> measure("resnet", (8, 8, 1), 32, steps=2, blocks=1)["ratio"]  # doctest: +SKIP
     """
     rng = np.random.default_rng(0)
     x = tf.constant(rng.random((batch, *shape), dtype=np.float32))
     y = tf.constant(rng.integers(0, 10, batch).astype("int32"))
     steps_by_side, counts = sides(space, shape)
     times = interleaved({name: (lambda step=step: step(x, y).numpy())
-                         for name, step in steps_by_side.items()}, rounds=rounds, steps=steps)
+                         for name, step in steps_by_side.items()},
+                        rounds=steps, steps=1, warmup=5, round_warmup=0)
     times = {name: per_round(times, name) for name in times}
-    ratios = {name: [t / p for t, p in zip(times[name], times["plain"])]
-              for name in times if name != "plain"}
-    ratio = {name: statistics.median(r) for name, r in ratios.items()}
+    size = max(1, steps // blocks)
+    ratios = {name: [statistics.median(t[i:i + size]) / statistics.median(
+        times["plain"][i:i + size]) for i in range(0, size * blocks, size)]
+        for name, t in times.items() if name != "plain"}
+    ratio = {name: statistics.median(t) / statistics.median(times["plain"])
+             for name, t in times.items()}
     ops = {name: len(step.get_concrete_function(x, y).graph.get_operations())
            for name, step in steps_by_side.items()}
     return {
@@ -100,8 +107,8 @@ def measure(space, shape, batch, rounds, steps):
         "ratio": ratio["masked"], "ratio_with_cost": ratio["masked+cost"],
         "ratio_multiply": ratio["multiply"],
         "ratio_range": [min(ratios["masked"]), max(ratios["masked"])],
+        "block_ratios": ratios,
         "graph_ops": ops, "ops_per_mask": (ops["masked"] - ops["plain"]) / counts["masks"],
-        "per_round_ms": {name: [1e3 * v for v in t] for name, t in times.items()},
     }
 
 
@@ -112,8 +119,9 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # the TFLite converter's progress lines
     load = {"before": os.getloadavg()}
     configs = CONFIGS[:2] if FLAGS.quick else CONFIGS
-    rounds, steps = (3, 10) if FLAGS.quick else (FLAGS.rounds, FLAGS.steps)
-    results = [measure(space, shape, batch, rounds, steps) for space, shape, batch in configs]
+    steps = 100 if FLAGS.quick else FLAGS.steps
+    results = [measure(space, shape, batch, steps, FLAGS.blocks)
+               for space, shape, batch in configs]
     load["after"] = os.getloadavg()
     rows = [[f"{r['space']} {'x'.join(map(str, r['input']))} b{r['batch']}",
              f"{r['folded']}/{r['masks']}", r["step_ms"]["plain"], r["step_ms"]["masked"],
@@ -122,13 +130,14 @@ def main(argv):
              r["ratio_multiply"], r["ops_per_mask"]]
             for r in results]
     print(table(rows, ["network", "folded", "plain ms", "masked ms", "+cost ms",
-                       "multiply ms", "masked/plain", "(rounds)", "+cost/plain",
+                       "multiply ms", "masked/plain", "(blocks)", "+cost/plain",
                        "multiply/plain", "ops/mask"]))
     worst = max(r["ratio"] for r in results)
     print(f"\nworst masked/plain ratio {worst:.3f} (target <= {TARGET:.2f}: "
           f"{'met' if worst <= TARGET else 'NOT met'})")
     path = write_json("figs_overhead_quick" if FLAGS.quick else "figs_overhead", {
-        "config": {"rounds": rounds, "steps": steps, "quick": FLAGS.quick, "device": "CPU",
+        "config": {"steps": steps, "blocks": FLAGS.blocks, "alternating": True,
+                   "quick": FLAGS.quick, "device": "CPU",
                    "threads": os.cpu_count(), "target": TARGET},
         "results": results, "worst_ratio": worst, "target_met": worst <= TARGET,
         "seconds": time.time() - start,

@@ -354,8 +354,8 @@ def _inline_nested(model):
 
 def call_copy(layer, args, kwargs, copies, name=None, cls=None):
     """Calls ``copies[id(layer)]``, the copy of ``layer`` made on its first call
-    (``copy_layer``, renamed ``name`` if given, of class ``cls`` if given) with ``layer``'s weights set once
-    that call has built it, so a layer that creates weights in ``call``
+    (``copy_layer``, renamed ``name``, of class ``cls`` if given) with ``layer``'s
+    weights set once that call has built it, so a layer that creates weights in ``call``
     (``MultiHeadAttention``) copies too, and a shared layer stays one shared copy. For graph rebuilding: the first
     call's inputs are symbolic (Keras tensors), its result is computed later.
 

@@ -136,8 +136,24 @@ class FiGSMask(SearchLayer):
         best = tf.one_hot(tf.argmax(self.arch("logits")), self.channels, dtype=mask.dtype)
         return mask + (1.0 - mask) * best  # exactly 1 at the best channel
 
+    @property
+    def joint_draw(self):
+        """The ``figs_draw.JointDraw`` this mask takes its training mask from, or None
+        (it draws alone)."""
+        return self.__dict__.get("_joint_draw")
+
+    @joint_draw.setter
+    def joint_draw(self, draw):
+        self.__dict__["_joint_draw"] = draw  # not tracked: holds no variables
+
     def _train_mask(self):
-        """The training mask: one fused op with a hand-written gradient."""
+        """The training mask: from the model's joint draw, or drawn here."""
+        if self.joint_draw is not None:
+            return self.joint_draw.mask(self)
+        return self._own_train_mask()
+
+    def _own_train_mask(self):
+        """This mask's own draw: one fused op with a hand-written gradient."""
         logits = self.arch("logits")
         best = None
         if self.keep_one:
@@ -151,8 +167,9 @@ class FiGSMask(SearchLayer):
 
     def mask(self, training=False):
         """The mask vector of this call (fixed choice first, then train / inference)."""
-        if tf.is_tensor(training):
-            return tf.cond(tf.cast(training, tf.bool), self._train_mask, self._fixed_inference)
+        if tf.is_tensor(training):  # each branch is its own graph: no joint draw
+            return tf.cond(tf.cast(training, tf.bool), self._own_train_mask,
+                           self._fixed_inference)
         return self._train_mask() if training else self._fixed_inference()
 
     def _fixed_inference(self):

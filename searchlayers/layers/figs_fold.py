@@ -27,6 +27,7 @@ input's producer. Copies and derived models get the plain Keras class back
 (``plain_class``).
 """
 
+import inspect
 import threading
 import weakref
 
@@ -84,9 +85,10 @@ class FoldsMask:
 
     def __call__(self, inputs, *args, **kwargs):
         if self.side == "input" and self.folded_mask() is None:
-            producer = _producer(inputs)
-            while isinstance(producer, PADDING):
-                producer = _producer(producer.input)
+            tensor = inputs
+            while isinstance(_producer(tensor), PADDING):
+                tensor = _input(tensor)
+            producer = _producer(tensor)
             if producer is not None and hasattr(producer, "fold_into"):
                 self.fold(producer)
         return super().__call__(inputs, *args, **kwargs)
@@ -96,12 +98,12 @@ class FoldsMask:
         if mask is None:
             return self._plain_call(inputs, training)
         m = mask.mask(training)
-        shape = [-1, 1] if self.side == "input" else [-1]
+        m = m[:, None] if self.side == "input" else m  # the kernel's input-channel axis
         table = _LOCAL.__dict__.setdefault("scaled", {})
         for name in self.scaled:
             weight = getattr(self, name)
             if weight is not None:
-                table[(id(self), name)] = weight * tf.reshape(tf.cast(m, weight.dtype), shape)
+                table[(id(self), name)] = weight * tf.cast(m, weight.dtype)
         try:
             return self._plain_call(inputs, training)
         finally:
@@ -118,7 +120,7 @@ def _masked(plain, scaled, side="input"):
     """The registered ``Masked<plain>`` class: ``plain`` with ``FoldsMask``."""
     body = {name: _Scaled() for name in scaled}
     body.update(plain_class=plain, scaled=scaled, side=side,
-                _plain_takes_training="training" in plain.call.__code__.co_varnames,
+                _plain_takes_training="training" in inspect.signature(plain.call).parameters,
                 __module__=__name__,
                 __doc__=f"``{plain.__name__}`` that applies a folded ``FiGSMask`` "
                         f"(see ``searchlayers.layers.figs_fold``).")
@@ -181,10 +183,10 @@ def passes_mask(layer, hard):
     ``f`` can fold into the BatchNorm before it.
 
     Example:
-        >>> passes_mask(keras.layers.ReLU(), hard=False), passes_mask(keras.layers.ReLU(6.0), False)
+        >>> passes_mask(keras.layers.ReLU(), False), passes_mask(keras.layers.ReLU(6.0), False)
         (True, False)
     """
-    if hard:
+    if hard or layer is None:
         return False
     if isinstance(layer, _L.Activation):
         return layer.activation in (keras.activations.relu, keras.activations.linear)
@@ -196,9 +198,10 @@ def passes_mask(layer, hard):
 def link_producer(mask, inputs):
     """Links ``mask`` to the ``MaskedBatchNormalization`` that produces ``inputs``
     (through activations ``passes_mask`` allows), when there is one."""
-    layer = _producer(inputs)
-    while layer is not None and passes_mask(layer, mask.hard):
-        layer = _producer(layer.input)
+    tensor = inputs
+    while passes_mask(_producer(tensor), mask.hard):
+        tensor = _input(tensor)
+    layer = _producer(tensor)
     if isinstance(layer, FoldsMask) and layer.side == "output" and layer.folded_mask() is None:
         layer.fold(mask)
 
@@ -209,5 +212,13 @@ def _producer(tensor):
     return None if history is None else history.layer
 
 
-__all__ = ["PADDING", "FoldsMask", "MaskedBatchNormalization", "consumer_class", "link_producer",
-           "passes_mask", "producer_class"]
+def _input(tensor):
+    """The input of the call that produced ``tensor`` (a shared layer: that call's)."""
+    history = tensor._keras_history
+    node = history.layer._inbound_nodes[history.node_index]
+    inputs = tf.nest.flatten(node.keras_inputs)
+    return inputs[0] if len(inputs) == 1 else None
+
+
+__all__ = ["PADDING", "FoldsMask", "MaskedBatchNormalization", "consumer_class",
+           "link_producer", "passes_mask", "producer_class"]

@@ -18,8 +18,9 @@ L = K.layers
 
 def branches():
     """Every fold rule once: a separable-conv consumer, a BN through
-    ``Activation("relu")``, a BN through ``LeakyReLU`` with two consumers, and two
-    masks that must multiply (ReLU6 before two consumers; no BN, into a concat)."""
+    ``Activation("relu")``, a BN through ``LeakyReLU`` with two consumers, a BN
+    through a ReLU layer called twice, and a mask that must multiply (ReLU6
+    before two consumers)."""
     x = K.Input((8, 8, 3))
     h = L.BatchNormalization(name="a_bn")(L.Conv2D(6, 3, padding="same", name="a")(x))
     h = L.Activation("relu")(h)
@@ -27,8 +28,9 @@ def branches():
     h = L.LeakyReLU(0.2)(L.BatchNormalization(name="b_bn")(h))
     c = L.Conv2D(4, 1, name="c")(h)
     c = L.ReLU(6.0)(L.BatchNormalization(name="c_bn")(c))
-    d = L.Conv2D(4, 1, name="d")(h)
-    y = L.Concatenate()([c, L.Add()([c, d]), d])
+    relu = L.ReLU()  # shared
+    d = relu(L.BatchNormalization(name="d_bn")(L.Conv2D(4, 1, name="d")(h)))
+    y = relu(L.Concatenate()([c, L.Add()([c, d]), d]))
     y = L.Dense(5, name="head")(L.GlobalAveragePooling2D()(y))
     return K.Model(x, y, name="branches")
 
@@ -108,7 +110,8 @@ CASES = {
                            "e1_mask": "MaskedDepthwiseConv2D", "dw1_mask": "MaskedConv2D",
                            "p1_mask": "MaskedBatchNormalization"},
     ("branches", False): {"a_mask": "MaskedSeparableConv2D",
-                          "b_mask": "MaskedBatchNormalization"},
+                          "b_mask": "MaskedBatchNormalization",
+                          "d_mask": "MaskedBatchNormalization"},
     ("branches", True): {"a_mask": "MaskedSeparableConv2D"},
     ("padded", False): {"e_mask": "MaskedDepthwiseConv2D"},
     ("padded", True): {"e_mask": "MaskedDepthwiseConv2D"},
