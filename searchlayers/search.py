@@ -19,7 +19,6 @@ import tensorflow as tf
 from searchlayers import checks, progress
 from searchlayers._keras import PlainCall, keras, register, require_built
 from searchlayers.layers.base import is_arch_variable, search_layers
-from searchlayers.layers.figs import figs_masks
 from searchlayers.layers.figs_draw import draw_jointly
 
 ARCH_LR, ARCH_BETAS, ARCH_WEIGHT_DECAY = 3e-4, (0.5, 0.999), 1e-3
@@ -27,7 +26,7 @@ ARCH_LR, ARCH_BETAS, ARCH_WEIGHT_DECAY = 3e-4, (0.5, 0.999), 1e-3
 
 def tie_arch_variables(model):
     """Makes search layers with the same ``arch_key`` share one set of variables,
-    and the model's FiGS masks one draw per step (``layers.figs_draw``).
+    and the model's FiGS masks one draw per call (``layers.figs_draw``).
 
     Idempotent; returns ``{key: [layers]}``. Every entry point of the package
     calls it, so a model built by hand needs it only for custom training loops.
@@ -53,7 +52,7 @@ def tie_arch_variables(model):
         if group:
             layer.share_arch_from(group[0])
         group.append(layer)
-    draw_jointly(figs_masks(model))  # one draw of every mask per step
+    draw_jointly(model)  # one draw of every FiGS mask per call
     return groups
 
 

@@ -435,6 +435,15 @@ def insert_masks(model, skip_output=True, temperature=0.001, hard=False, keep_on
     already uses gets the nested model's name in front). A subclassed nested
     model (no layer graph) is a TypeError naming it.
 
+    ``fold``: where a mask's only consumer is a convolution or dense layer, or
+    its producer a BatchNorm (followed by no activation, or by ReLU with soft
+    masks), that neighbour applies the mask to its weights (class ``Masked*``,
+    same config and weights) and the mask passes its input through: the same
+    model outputs and gradients without a pass over the activation
+    (``searchlayers.layers.figs_fold``; the tensors in between differ: a
+    sub-model ending at a mask folded into its consumer sees it unmasked).
+    ``fold=False``: every mask multiplies.
+
     Example:
         >>> import searchlayers as sl
         >>> m = sl.keras.Sequential([sl.keras.Input((8, 8, 1)),

@@ -146,8 +146,8 @@ class FiGSMask(SearchLayer):
     def joint_draw(self, draw):
         self.__dict__["_joint_draw"] = draw  # not tracked: holds no variables
 
-    def _train_mask(self):
-        """The training mask: from the model's joint draw, or drawn here."""
+    def _joint_train_mask(self):
+        """The training mask from the model's joint draw, or drawn here."""
         if self.joint_draw is not None:
             return self.joint_draw.mask(self)
         return self._own_train_mask()
@@ -165,12 +165,17 @@ class FiGSMask(SearchLayer):
         logits = self.arch("logits")
         return self._keep_best(tf.cast(logits > 0, logits.dtype))
 
-    def mask(self, training=False):
-        """The mask vector of this call (fixed choice first, then train / inference)."""
+    def mask(self, training=False, joint=False):
+        """The mask vector of this call (fixed choice first, then train / inference).
+
+        ``joint``: in training, take it from the model's joint draw
+        (``figs_draw``), as the layer calls do; else draw it here."""
         if tf.is_tensor(training):  # each branch is its own graph: no joint draw
             return tf.cond(tf.cast(training, tf.bool), self._own_train_mask,
                            self._fixed_inference)
-        return self._train_mask() if training else self._fixed_inference()
+        if not training:
+            return self._fixed_inference()
+        return self._joint_train_mask() if joint else self._own_train_mask()
 
     def _fixed_inference(self):
         return tf.where(self.choice_is_fixed(), self.choice, self._inference_mask())
@@ -178,7 +183,7 @@ class FiGSMask(SearchLayer):
     def call(self, x, training=None):
         if self.folded_into is not None:
             return x  # the neighbour's weights carry the mask (figs_fold)
-        m = tf.cast(self.mask(training), x.dtype)
+        m = tf.cast(self.mask(training, joint=True), x.dtype)
         return x * m  # broadcasts over batch and positions
 
     # -- protocol ------------------------------------------------------------------

@@ -13,8 +13,9 @@ same logits, seed and step), one fused Logistic-Sigmoid (FiGS eq. 2,
 The draw's noise is seeded by the first mask's ``noise_seed`` (its seed and
 step), so a resumed search continues the same stream; it is not the stream the
 masks draw alone. ``searchlayers.search.tie_arch_variables``, which every entry
-point runs, sets it up; masks with ``keep_one`` draw alone, and a model call
-with a tensor ``training`` flag draws per mask (each in its own branch).
+point runs, sets it up. Masks draw alone when they have ``keep_one``, in a call
+with a tensor ``training`` flag (each ``tf.cond`` branch is its own graph), and
+when their ``mask()`` is called directly rather than by a layer's call.
 """
 
 import threading
@@ -23,15 +24,16 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from searchlayers import relax
-from searchlayers.layers.figs import FiGSMask, _relaxed_mask
+from searchlayers import graph, relax
+from searchlayers._keras import keras
+from searchlayers.layers.figs import _relaxed_mask, figs_masks
 
-# per thread (a MirroredStrategy's replicas trace in their own), per graph: the draws
-_LOCAL = threading.local()
+_DRAWS = weakref.WeakKeyDictionary()  # graph -> thread -> the current draws
 
 
 class JointDraw:
-    """The draw shared by ``masks`` (built ``FiGSMask`` layers with one ``hard``)."""
+    """The draw shared by ``masks`` (built ``FiGSMask`` layers with one ``hard``), in
+    the order a model call asks for them (``masks_in_call_order``)."""
 
     def __init__(self, masks):
         self._masks = [weakref.ref(m) for m in masks]
@@ -42,15 +44,23 @@ class JointDraw:
         return [ref() for ref in self._masks]
 
     def mask(self, mask):
-        """``mask``'s training mask from the current draw of this graph; a new draw
-        when ``mask`` has taken its mask from the current one (a new model call)."""
-        graphs = _LOCAL.__dict__.setdefault("graphs", weakref.WeakKeyDictionary())
-        draws = graphs.setdefault(tf.compat.v1.get_default_graph(), {})
+        """``mask``'s training mask from the current draw of this graph and thread.
+
+        A new draw starts with the first mask of a model call, or when a mask asks
+        again (a call of part of the model): so a draw never outlives the call
+        (and the gradient tape) it was made in."""
+        draws = _draws()
         current = draws.get(id(self))
-        if current is None or id(mask) in current[1]:
-            current = draws[id(self)] = (self._draw(), set())
-        current[1].add(id(mask))
-        return current[0][self._row[id(mask)]]
+        row = self._row[id(mask)]
+        out = None if current is None or current[0]() is not self else current[1][row]()
+        if out is None or row == 0 or id(mask) in current[2]:
+            tensors = self._draw()
+            # graph tensors hold their graph: keep weak references, so the graph can go
+            keep = (lambda t: lambda: t) if tf.executing_eagerly() else weakref.ref
+            current = draws[id(self)] = (weakref.ref(self), [keep(t) for t in tensors], set())
+            out = tensors[row]
+        current[2].add(id(mask))
+        return out
 
     def _draw(self):
         masks = self.masks()
@@ -67,6 +77,13 @@ class JointDraw:
         return tf.split(out, sizes)
 
 
+def _draws():
+    """``{id(draw): (draw, masks, served)}`` of this graph and thread (a
+    MirroredStrategy's replicas trace in their own threads)."""
+    per_graph = _DRAWS.setdefault(tf.compat.v1.get_default_graph(), {})
+    return per_graph.setdefault(threading.get_ident(), {})
+
+
 def _group_rows(masks):
     """For each channel row, the row of the same channel of the first mask with the
     same logits (its group's first member); None when no two masks share logits."""
@@ -79,30 +96,66 @@ def _group_rows(masks):
     return None if np.array_equal(rows, np.arange(start)) else rows
 
 
-def draw_jointly(masks):
-    """Makes the built ``FiGSMask`` layers among ``masks`` (without ``keep_one``) take
-    their training masks from one draw per model call, one draw per ``hard`` value.
+def masks_in_call_order(model):
+    """The ``FiGSMask`` layers of ``model`` in the order a call of it asks for their
+    masks: the run order (``graph.nodes``, nested models inline) of the layer that
+    applies each, the mask or the neighbour it is folded into (``figs_fold``).
+
+    Example:
+        >>> import searchlayers as sl
+        >>> x = sl.keras.Input((4,))
+        >>> y = sl.FiGSMask(name="b")(sl.FiGSMask(name="a")(x))
+        >>> [m.name for m in masks_in_call_order(sl.keras.Model(x, y))]
+        ['a', 'b']
+    """
+    position = {}
+
+    def visit(net):
+        for node in graph.nodes(net):
+            if isinstance(node.layer, keras.Model) and graph.is_graph(node.layer):
+                visit(node.layer)
+            else:
+                position.setdefault(id(node.layer), len(position))
+
+    if graph.is_graph(model):
+        visit(model)
+    return sorted(figs_masks(model),
+                  key=lambda m: position.get(id(m.folded_into or m), len(position)))
+
+
+def draw_jointly(model):
+    """Makes the built ``FiGSMask`` layers of ``model`` (without ``keep_one``) take
+    their training masks in its calls from one draw per call, one per ``hard`` value.
+    Masks that already draw together (tied by this model, or by a larger one that
+    contains it) keep their draw; a draw that loses masks to a new one is made again
+    for the masks it keeps.
 
     Example:
         >>> import searchlayers as sl
         >>> x = sl.keras.Input((4,))
         >>> a, b = sl.FiGSMask(name="a"), sl.FiGSMask(name="b")
         >>> model = sl.keras.Model(x, b(sl.keras.layers.Dense(3)(a(x))))
-        >>> draw_jointly([a, b]); a.joint_draw is b.joint_draw is not None
+        >>> draw_jointly(model); a.joint_draw is b.joint_draw is not None
         True
     """
     by_hard = {}
-    for m in masks:
-        if isinstance(m, FiGSMask) and m.built and not m.keep_one:
+    for m in masks_in_call_order(model):
+        if m.built and not m.keep_one:
             by_hard.setdefault(m.hard, []).append(m)
     for members in by_hard.values():
         current = members[0].joint_draw
-        if current is not None and current.masks() == members and \
-                all(m.joint_draw is current for m in members):
+        if current is not None and all(m.joint_draw is current for m in members):
             continue  # idempotent: a draw a trace has begun stays the draw
-        joint = JointDraw(members) if len(members) > 1 else None
-        for m in members:
-            m.joint_draw = joint
+        old = {id(m.joint_draw): m.joint_draw for m in members if m.joint_draw is not None}
+        _assign(members)
+        for draw in old.values():
+            _assign([m for m in draw.masks() if m is not None and m.joint_draw is draw])
 
 
-__all__ = ["JointDraw", "draw_jointly"]
+def _assign(members):
+    joint = JointDraw(members) if len(members) > 1 else None
+    for m in members:
+        m.joint_draw = joint
+
+
+__all__ = ["JointDraw", "draw_jointly", "masks_in_call_order"]

@@ -25,6 +25,12 @@ link when the functional model is built (so again after loading): the mask
 looks up its producer through the activations, a folded consumer looks up its
 input's producer. Copies and derived models get the plain Keras class back
 (``plain_class``).
+
+What changes: the tensors between a mask and the layer that applies it. A mask
+folded into its consumer passes its input through, so a sub-model that ends at
+that mask's output sees the activation unmasked (the consumer masks it); one
+folded into its BatchNorm makes the BN's output masked. Take sub-models from
+the middle of a masked model built with ``insert_masks(..., fold=False)``.
 """
 
 import inspect
@@ -84,20 +90,26 @@ class FoldsMask:
         mask.fold_into(self)
 
     def __call__(self, inputs, *args, **kwargs):
-        if self.side == "input" and self.folded_mask() is None:
+        if self.side == "input" and _producer(inputs) is not None:  # being connected
             tensor = inputs
             while isinstance(_producer(tensor), PADDING):
                 tensor = _input(tensor)
-            producer = _producer(tensor)
-            if producer is not None and hasattr(producer, "fold_into"):
+            producer, mask = _producer(tensor), self.folded_mask()
+            if mask is None and hasattr(producer, "fold_into"):
                 self.fold(producer)
+            elif mask is not None and producer is not mask:
+                raise ValueError(
+                    f"{type(self).__name__} '{self.name}': it applies FiGSMask "
+                    f"'{mask.name}' to its kernel, so it cannot also be called on the "
+                    f"output of '{producer.name}'; allowed: the mask's output (build the "
+                    "model with insert_masks(..., fold=False) to share this layer).")
         return super().__call__(inputs, *args, **kwargs)
 
     def call(self, inputs, training=None):
         mask = self.folded_mask()
         if mask is None:
             return self._plain_call(inputs, training)
-        m = mask.mask(training)
+        m = mask.mask(training, joint=True)
         m = m[:, None] if self.side == "input" else m  # the kernel's input-channel axis
         table = _LOCAL.__dict__.setdefault("scaled", {})
         for name in self.scaled:

@@ -203,6 +203,14 @@ def test_replicas_of_a_mirrored_strategy_each_apply_their_mask():
         np.testing.assert_allclose(replica.numpy(), want, rtol=1e-5, atol=1e-5)
 
 
+def test_a_folded_consumer_takes_only_its_mask():
+    _, folded = _pair(small_resnet)
+    conv = folded.get_layer("b0_c2")  # applies b0_c1's mask
+    assert type(conv).__name__ == "MaskedConv2D"
+    with pytest.raises(ValueError, match=r"MaskedConv2D 'b0_c2'.*b0_c1_mask.*fold=False"):
+        conv(folded.get_layer("stem_mask").output)
+
+
 def test_fold_is_checked():
     with pytest.raises(Exception, match=r"insert_masks.*fold.*'yes'"):
         insert_masks(small_resnet(), fold="yes")
