@@ -20,6 +20,7 @@ from searchlayers import checks, progress
 from searchlayers._keras import PlainCall, keras, register, require_built
 from searchlayers.layers.base import is_arch_variable, search_layers
 from searchlayers.layers.figs_draw import draw_jointly
+from searchlayers.layers.figs_fold import check_folds
 
 ARCH_LR, ARCH_BETAS, ARCH_WEIGHT_DECAY = 3e-4, (0.5, 0.999), 1e-3
 
@@ -52,6 +53,7 @@ def tie_arch_variables(model):
         if group:
             layer.share_arch_from(group[0])
         group.append(layer)
+    check_folds(model)  # a folded mask's output is its consumer's alone
     draw_jointly(model)  # one draw of every FiGS mask per call
     return groups
 

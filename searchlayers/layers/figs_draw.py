@@ -50,16 +50,16 @@ class JointDraw:
         again (a call of part of the model): so a draw never outlives the call
         (and the gradient tape) it was made in."""
         draws = _draws()
-        current = draws.get(id(self))
+        current = draws.get(self)
         row = self._row[id(mask)]
-        out = None if current is None or current[0]() is not self else current[1][row]()
-        if out is None or row == 0 or id(mask) in current[2]:
+        out = None if current is None else current[0][row]()
+        if out is None or row == 0 or id(mask) in current[1]:
             tensors = self._draw()
             # graph tensors hold their graph: keep weak references, so the graph can go
             keep = (lambda t: lambda: t) if tf.executing_eagerly() else weakref.ref
-            current = draws[id(self)] = (weakref.ref(self), [keep(t) for t in tensors], set())
+            current = draws[self] = ([keep(t) for t in tensors], set())
             out = tensors[row]
-        current[2].add(id(mask))
+        current[1].add(id(mask))
         return out
 
     def _draw(self):
@@ -78,10 +78,10 @@ class JointDraw:
 
 
 def _draws():
-    """``{id(draw): (draw, masks, served)}`` of this graph and thread (a
-    MirroredStrategy's replicas trace in their own threads)."""
+    """``{draw: (masks, served)}`` of this graph and thread (a MirroredStrategy's
+    replicas trace in their own threads); an entry goes with its draw."""
     per_graph = _DRAWS.setdefault(tf.compat.v1.get_default_graph(), {})
-    return per_graph.setdefault(threading.get_ident(), {})
+    return per_graph.setdefault(threading.get_ident(), weakref.WeakKeyDictionary())
 
 
 def _group_rows(masks):
@@ -100,6 +100,8 @@ def masks_in_call_order(model):
     """The ``FiGSMask`` layers of ``model`` in the order a call of it asks for their
     masks: the run order (``graph.nodes``, nested models inline) of the layer that
     applies each, the mask or the neighbour it is folded into (``figs_fold``).
+    Masks whose layer is not a node of the model's graph (inside a custom layer or a
+    subclassed model: their order is unknown) are left out.
 
     Example:
         >>> import searchlayers as sl
@@ -119,13 +121,14 @@ def masks_in_call_order(model):
 
     if graph.is_graph(model):
         visit(model)
-    return sorted(figs_masks(model),
-                  key=lambda m: position.get(id(m.folded_into or m), len(position)))
+    masks = [m for m in figs_masks(model) if id(m.folded_into or m) in position]
+    return sorted(masks, key=lambda m: position[id(m.folded_into or m)])
 
 
 def draw_jointly(model):
-    """Makes the built ``FiGSMask`` layers of ``model`` (without ``keep_one``) take
-    their training masks in its calls from one draw per call, one per ``hard`` value.
+    """Makes the built ``FiGSMask`` layers of ``model`` (without ``keep_one``; in the
+    model's graph, ``masks_in_call_order``: the others draw alone) take their training
+    masks in its calls from one draw per call, one per ``hard`` value.
     Masks that already draw together (tied by this model, or by a larger one that
     contains it) keep their draw; a draw that loses masks to a new one is made again
     for the masks it keeps.
@@ -138,10 +141,15 @@ def draw_jointly(model):
         >>> draw_jointly(model); a.joint_draw is b.joint_draw is not None
         True
     """
+    ordered = masks_in_call_order(model)
     by_hard = {}
-    for m in masks_in_call_order(model):
+    for m in ordered:
         if m.built and not m.keep_one:
             by_hard.setdefault(m.hard, []).append(m)
+    for m in figs_masks(model):
+        if m not in ordered and m.joint_draw is not None:
+            _assign([x for x in m.joint_draw.masks() if x is not m and x is not None])
+            m.joint_draw = None
     for members in by_hard.values():
         current = members[0].joint_draw
         if current is not None and all(m.joint_draw is current for m in members):

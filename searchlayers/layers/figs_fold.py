@@ -27,10 +27,12 @@ input's producer. Copies and derived models get the plain Keras class back
 (``plain_class``).
 
 What changes: the tensors between a mask and the layer that applies it. A mask
-folded into its consumer passes its input through, so a sub-model that ends at
-that mask's output sees the activation unmasked (the consumer masks it); one
-folded into its BatchNorm makes the BN's output masked. Take sub-models from
-the middle of a masked model built with ``insert_masks(..., fold=False)``.
+folded into its consumer passes its input through, so its output is unmasked
+(the consumer masks it): a model in which it feeds another layer or is an
+output is an error (``check_folds``, run by ``tie_arch_variables``, so by every
+entry point); one folded into its BatchNorm makes the BN's output masked. Take
+sub-models from the middle of a masked model built with
+``insert_masks(..., fold=False)``.
 """
 
 import inspect
@@ -39,6 +41,7 @@ import weakref
 
 import tensorflow as tf
 
+from searchlayers import graph
 from searchlayers._keras import keras, register
 
 _L = keras.layers
@@ -218,6 +221,39 @@ def link_producer(mask, inputs):
         layer.fold(mask)
 
 
+def check_folds(model):
+    """Raises when a mask folded into its consumer feeds another layer of ``model``,
+    or is one of its outputs: there it would pass its input through unmasked.
+
+    Example:
+        >>> import searchlayers as sl
+        >>> x = keras.Input((4,))
+        >>> check_folds(keras.Model(x, sl.FiGSMask()(x)))  # not folded: fine
+    """
+    if not graph.is_graph(model):
+        return
+    for node in graph.nodes(model):
+        if isinstance(node.layer, keras.Model) and graph.is_graph(node.layer):
+            check_folds(node.layer)
+        elif not isinstance(node.layer, PADDING):
+            for tensor in tf.nest.flatten(node.keras_inputs):
+                _check_reader(tensor, node.layer, model)
+    for tensor in model.outputs:
+        _check_reader(tensor, None, model)
+
+
+def _check_reader(tensor, layer, model):
+    mask = _producer(tensor)
+    target = getattr(mask, "folded_into", None)
+    if isinstance(target, FoldsMask) and target.side == "input" and target is not layer:
+        reader = f"layer '{layer.name}'" if layer is not None else "an output"
+        raise ValueError(
+            f"model '{model.name}': FiGSMask '{mask.name}' is folded into "
+            f"'{target.name}' (it passes its input through), so its output cannot "
+            f"feed {reader}; allowed: only '{target.name}' reads it (take parts of a "
+            "masked model from one built with insert_masks(..., fold=False)).")
+
+
 def _producer(tensor):
     """The layer whose output the Keras tensor ``tensor`` is (None for an eager one)."""
     history = getattr(tensor, "_keras_history", None)
@@ -232,5 +268,5 @@ def _input(tensor):
     return inputs[0] if len(inputs) == 1 else None
 
 
-__all__ = ["PADDING", "FoldsMask", "MaskedBatchNormalization", "consumer_class",
-           "link_producer", "passes_mask", "producer_class"]
+__all__ = ["PADDING", "FoldsMask", "MaskedBatchNormalization", "check_folds",
+           "consumer_class", "link_producer", "passes_mask", "producer_class"]

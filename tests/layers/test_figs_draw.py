@@ -166,3 +166,33 @@ def test_resumed_model_continues_the_same_noise(base, tmp_path):
     got = tf.function(lambda: [m.mask(training=True, joint=True) for m in again])()
     for m, g, w in zip(again, got, want):
         np.testing.assert_allclose(g.numpy(), w, rtol=1e-6, err_msg=m.name)
+
+
+class _Block(K.layers.Layer):
+    """A user's layer holding a mask: the model's graph cannot order it."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense, self.mask = K.layers.Dense(4), sl.FiGSMask(name="inner")
+
+    def call(self, x, training=None):
+        return self.mask(self.dense(x), training=training)
+
+
+def test_a_mask_the_graph_cannot_order_draws_alone_and_keeps_learning():
+    x = K.Input((3,))
+    y = sl.FiGSMask(name="outer")(K.layers.Dense(4)(_Block()(x)))
+    y = sl.FiGSMask(name="last")(K.layers.Dense(4)(y))
+    model = K.Model(x, y)
+    sl.tie_arch_variables(model)
+    inner, outer, last = sorted(sl.layers.figs_masks(model), key=lambda m: m.name)
+    assert inner.joint_draw is None and outer.joint_draw is last.joint_draw is not None
+    for m in (inner, outer, last):
+        m.temperature.assign(0.5)
+        m.arch("logits").assign(tf.zeros([4]))
+    data = tf.ones([2, 3])
+    for _ in range(3):  # eager steps: nothing stale from the step before
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.sin(model(data, training=True)))
+        grads = tape.gradient(loss, [m.arch("logits") for m in (inner, outer, last)])
+        assert all(g is not None and np.abs(g.numpy()).max() > 0 for g in grads)

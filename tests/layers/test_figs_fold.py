@@ -211,6 +211,15 @@ def test_a_folded_consumer_takes_only_its_mask():
         conv(folded.get_layer("stem_mask").output)
 
 
+def test_a_part_that_reads_a_folded_mask_elsewhere_is_an_error():
+    _, folded = _pair(small_resnet)
+    mask = folded.get_layer("b0_c1_mask")  # folded into the conv b0_c2
+    for outputs in (mask.output, L.GlobalAveragePooling2D()(mask.output)):
+        with pytest.raises(ValueError, match=r"b0_c1_mask.*folded into 'b0_c2'.*fold=False"):
+            sl.tie_arch_variables(K.Model(folded.input, outputs))
+    sl.tie_arch_variables(K.Model(folded.input, folded.get_layer("b0_c2").output))  # fine
+
+
 def test_fold_is_checked():
     with pytest.raises(Exception, match=r"insert_masks.*fold.*'yes'"):
         insert_masks(small_resnet(), fold="yes")
