@@ -3,7 +3,7 @@
 A ``FiGSMask`` drawing its own mask adds some 30 small ops to a training step
 (its step counter, seed, uniform noise and Logistic transform, temperature,
 fixed choice, the fused sigmoid and their gradients): 3-5 % of a step on
-digits-sized inputs (``benchmarks/figs_overhead.py``). ``draw_jointly(masks)``
+digits-sized inputs (``benchmarks/figs_overhead.py``). ``draw_jointly(model)``
 has the masks of a model take their training masks from one draw per model
 call: their logits, temperatures and fixed choices concatenated, one Logistic
 noise per mask group (members of a group draw the same mask, as they do alone:
@@ -15,7 +15,10 @@ step), so a resumed search continues the same stream; it is not the stream the
 masks draw alone. ``searchlayers.search.tie_arch_variables``, which every entry
 point runs, sets it up. Masks draw alone when they have ``keep_one``, in a call
 with a tensor ``training`` flag (each ``tf.cond`` branch is its own graph), and
-when their ``mask()`` is called directly rather than by a layer's call.
+when their ``mask()`` is called directly rather than by a layer's call. One
+case shares a draw across calls: two parts of one model called one after the
+other in one traced function, the second holding no first mask of the draw
+(call the whole model, or the parts in separate functions).
 """
 
 import threading
