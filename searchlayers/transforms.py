@@ -391,12 +391,10 @@ def _mask_folds(graph, sites, hard):
         if cls is not None:
             folds[id(layer)] = cls
             continue
-        producer = _producer(graph, tid)
-        while producer is not None and figs_fold.passes_mask(producer[0], hard):
-            producer = _producer(graph, producer[1][0])
-        cls = None if producer is None else figs_fold.producer_class(producer[0])
-        if cls is not None and len(producer[0]._inbound_nodes) == 1:
-            folds[id(producer[0])] = cls
+        producer = figs_fold.producer_behind(graph.tensors[tid], hard)  # as it links
+        cls = None if producer is None else figs_fold.producer_class(producer)
+        if cls is not None and len(producer._inbound_nodes) == 1:
+            folds[id(producer)] = cls
     return folds
 
 

@@ -210,13 +210,19 @@ def passes_mask(layer, hard):
     return type(layer) is _L.LeakyReLU
 
 
+def producer_behind(tensor, hard):
+    """The layer that produces the Keras tensor ``tensor`` past the activations
+    ``passes_mask(..., hard)`` allows: where a mask on ``tensor`` can fold if that
+    layer is a BatchNorm (None for an eager tensor)."""
+    while passes_mask(_producer(tensor), hard):
+        tensor = _input(tensor)
+    return _producer(tensor)
+
+
 def link_producer(mask, inputs):
     """Links ``mask`` to the ``MaskedBatchNormalization`` that produces ``inputs``
-    (through activations ``passes_mask`` allows), when there is one."""
-    tensor = inputs
-    while passes_mask(_producer(tensor), mask.hard):
-        tensor = _input(tensor)
-    layer = _producer(tensor)
+    (``producer_behind``), when there is one."""
+    layer = producer_behind(inputs, mask.hard)
     if isinstance(layer, FoldsMask) and layer.side == "output" and layer.folded_mask() is None:
         layer.fold(mask)
 
@@ -269,4 +275,5 @@ def _input(tensor):
 
 
 __all__ = ["PADDING", "FoldsMask", "MaskedBatchNormalization", "check_folds",
-           "consumer_class", "link_producer", "passes_mask", "producer_class"]
+           "consumer_class", "link_producer", "passes_mask", "producer_behind",
+           "producer_class"]
