@@ -121,9 +121,11 @@ def test_bottleneck_reduces_op_channels():
     assert engine(_inputs()).shape == (2, 8, 8, 24)
 
 
-def test_transit_runs_only_chosen_ops():
-    """Conditional execution: a chosen op's BN statistics move, an unchosen one's do not."""
-    _, _, transit = _pair(dst=False, sharing=False)
+@pytest.mark.parametrize("dst,sharing", [(False, False), (False, True), (True, True)])
+def test_transit_runs_only_chosen_ops(dst, sharing):
+    """Conditional execution: a chosen op's BN statistics move, an unchosen one's
+    do not (with sharing, ``op(1, sep)`` is state 1's sep conv, which no node uses)."""
+    _, _, transit = _pair(dst=dst, sharing=sharing)
     record = [[[0, "sep_conv_3x3"], [1, "skip_connect"]], [[2, "max_pool_3x3"], [1, "skip_connect"]],
               [[3, "sep_conv_3x3"], [0, "skip_connect"]]]
     transit.set_choice(record)
@@ -138,6 +140,19 @@ def test_transit_runs_only_chosen_ops():
     after = stats(chosen), stats(unchosen)
     assert any(np.abs(a - b).max() > 0 for a, b in zip(after[0], before[0]))
     assert all(np.array_equal(a, b) for a, b in zip(after[1], before[1]))
+
+
+@pytest.mark.parametrize("dst", [False, True])
+def test_transit_with_sharing_has_one_conditional_per_feature(dst):
+    """With feature sharing an edge selects computed features (a masked sum):
+    the only conditionals are one per (input state, op), not per edge or
+    (edge, op), which made tracing and instantiating the first step slow."""
+    _, _, transit = _pair(dst=dst, sharing=True)
+    graph = tf.function(lambda x: transit(x, training=True)).get_concrete_function(
+        [tf.TensorSpec((2, 8, 8, 8))] * 2).graph
+    conds = [op for op in graph.get_operations() if op.type in ("If", "StatelessIf")]
+    states, live_ops = transit.steps + 1, len(OPS) - 1  # the last node feeds no edge
+    assert len(conds) == states * live_ops
 
 
 def test_top_k_selection_excludes_none():
