@@ -23,8 +23,8 @@ Roles:
   ``tf.cond`` (skipped when unchosen) around a ``tf.switch_case`` over its ops
   (EnTranNAS), or one ``tf.cond`` per ``(edge, op)`` (DST, where an edge may
   keep several ops). With feature sharing the ``tf.cond`` sits on each
-  ``(input state, op)`` feature instead, computed once when any node uses it,
-  and an edge is the sum of its chosen features (a 0/1 mask multiplies them).
+  ``(input state, op)`` feature instead, computed once when any node uses it
+  (and a DST edge is the sum of its chosen features, a 0/1 mask multiplying them).
 
 Options: ``feature_sharing`` (default on): op ``k`` applied to state ``i`` has
 one weight set and one computed feature for every later node ``j > i``;
@@ -438,20 +438,25 @@ class EnTranCell(SearchLayer):
         x = source(self.edges[e][1])
         zeros = lambda: self._zeros(x)  # noqa: E731
         row = mask[e]
-        if self.feature_sharing:
+        if self.dst and self.feature_sharing:
             # The features are computed (or zeros) already, under their own
             # ``tf.cond``: selecting them is a masked sum, exact for 0/1 masks.
-            # A cond per edge here would skip nothing, yet tracing and
-            # instantiating its branches, forward and backward, was most of
-            # the first step of a DST supernet.
+            # A cond per (edge, op) here skips nothing, and tracing and
+            # instantiating their branches was most of the first step
+            # (benchmarks/transit_edges).
             return tf.add_n([feature(e, k) * tf.cast(row[k] > 0, x.dtype) for k in live])
         if self.dst:  # any number of ops per edge: one cond per (edge, op)
             return tf.add_n([tf.cond(row[k] > 0, lambda k=k: feature(e, k), zeros)
                              for k in live])
-        # one op per edge: skip the edge, else run only its chosen op
+        # One op per edge: skip the edge, else take (sharing) or run its chosen op.
+        # With sharing a masked sum would multiply every feature where one is
+        # taken: 13 % slower steps of the 8-cell supernet (benchmarks/transit_edges).
         branches = [zeros] * self.num_ops  # 'none' is never chosen
         for k in live:
-            branches[k] = lambda k=k: feature(e, k)
+            if self.feature_sharing:
+                branches[k] = lambda f=feature(e, k): f
+            else:
+                branches[k] = lambda k=k: feature(e, k)
         index = tf.argmax(row, output_type=tf.int32)
         return tf.cond(
             tf.reduce_max(row) > 0, lambda: tf.switch_case(index, branches), zeros

@@ -144,15 +144,15 @@ def test_transit_runs_only_chosen_ops(dst, sharing):
 
 @pytest.mark.parametrize("dst", [False, True])
 def test_transit_with_sharing_has_one_conditional_per_feature(dst):
-    """With feature sharing an edge selects computed features (a masked sum):
-    the only conditionals are one per (input state, op), not per edge or
-    (edge, op), which made tracing and instantiating the first step slow."""
+    """With feature sharing a DST edge sums its computed features (0/1 mask),
+    with no conditional per (edge, op), which made the first step slow; an
+    EnTranNAS edge (one op) keeps one conditional that takes its feature."""
     _, _, transit = _pair(dst=dst, sharing=True)
     graph = tf.function(lambda x: transit(x, training=True)).get_concrete_function(
         [tf.TensorSpec((2, 8, 8, 8))] * 2).graph
     conds = [op for op in graph.get_operations() if op.type in ("If", "StatelessIf")]
     states, live_ops = transit.steps + 1, len(OPS) - 1  # the last node feeds no edge
-    assert len(conds) == states * live_ops
+    assert len(conds) == states * live_ops + (0 if dst else transit.num_edges)
 
 
 def test_top_k_selection_excludes_none():
