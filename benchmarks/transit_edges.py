@@ -18,8 +18,9 @@ Sides: ``conditional`` and ``masked_sum`` on the same ``models.entrannas``
 supernet (same weights), with and without DST: the library's formulation, and
 the other one written here and patched into the Transit cells. Per side:
 the first call of the compiled train step (trace + instantiation + first run;
-the sides run in this order in one process, so the second side's first call may gain from warm caches: the
-fresh-process figures are ``benchmarks/first_step.py``'s), the TF ops and
+the sides run in this order in one process, so the second side's first call
+may gain from warm caches: the fresh-process figures are
+``benchmarks/first_step.py``'s), the TF ops and
 conditionals of the traced step, and the steady step: the sides alternate
 call by call (``--steps`` each) and the ratio is the median step over the
 conditional side's, with its range over ``--blocks`` consecutive blocks.
