@@ -23,8 +23,9 @@ Roles:
   ``tf.cond`` (skipped when unchosen) around a ``tf.switch_case`` over its ops
   (EnTranNAS), or one ``tf.cond`` per ``(edge, op)`` (DST, where an edge may
   keep several ops). With feature sharing the ``tf.cond`` sits on each
-  ``(input state, op)`` feature instead, computed once when any node uses it
-  (and a DST edge is the sum of its chosen features, a 0/1 mask multiplying them).
+  ``(input state, op)`` feature instead, computed once when any node uses it,
+  and an edge only selects its features: a gather from its input state's
+  stacked features (EnTranNAS), a 0/1-masked sum (DST).
 
 Options: ``feature_sharing`` (default on): op ``k`` applied to state ``i`` has
 one weight set and one computed feature for every later node ``j > i``;
@@ -375,7 +376,7 @@ class EnTranCell(SearchLayer):
 
     def call(self, inputs, training=None):
         s0, s1 = inputs if isinstance(inputs, (list, tuple)) else (inputs, inputs)
-        states, reduced, features = [s0, s1], {}, {}
+        states, reduced, features, stacks = [s0, s1], {}, {}, {}
 
         def source(i):
             if i not in reduced:
@@ -415,7 +416,7 @@ class EnTranCell(SearchLayer):
                 if engine:
                     terms += [feature(e, k) * tf.cast(coeff[e, k], s0.dtype) for k in live]
                 else:
-                    terms.append(self._transit_edge(e, mask, live, feature, source))
+                    terms.append(self._transit_edge(e, mask, live, feature, source, stacks))
             node = tf.add_n(terms)
             if self.bottleneck:
                 node = self._apply(self.restorers[j], node, training)
@@ -434,34 +435,44 @@ class EnTranCell(SearchLayer):
             rows[i] = mask[e] if i not in rows else tf.maximum(rows[i], mask[e])
         return rows
 
-    def _transit_edge(self, e, mask, live, feature, source):
+    def _transit_edge(self, e, mask, live, feature, source, stacks):
+        """Edge ``e`` of a Transit cell: its chosen ops on its input (or zeros)."""
         x = source(self.edges[e][1])
         zeros = lambda: self._zeros(x)  # noqa: E731
         row = mask[e]
-        if self.dst and self.feature_sharing:
-            # The features are computed (or zeros) already, under their own
-            # ``tf.cond``: selecting them is a masked sum, exact for 0/1 masks.
-            # A cond per (edge, op) here skips nothing, and tracing and
+        if self.feature_sharing:
+            # The features are computed (or zeros) already, each under its own
+            # tf.cond: an edge only selects them. A tf.cond / switch_case per
+            # edge or (edge, op) for that skipped nothing, and tracing and
             # instantiating their branches was most of the first step
             # (benchmarks/transit_edges).
-            return tf.add_n([feature(e, k) * tf.cast(row[k] > 0, x.dtype) for k in live])
+            if self.dst:  # several ops: a 0/1-masked sum
+                return tf.add_n([feature(e, k) * tf.cast(row[k] > 0, x.dtype) for k in live])
+            return self._take(e, row, live, feature, stacks)
         if self.dst:  # any number of ops per edge: one cond per (edge, op)
             return tf.add_n([tf.cond(row[k] > 0, lambda k=k: feature(e, k), zeros)
                              for k in live])
-        # One op per edge: skip the edge, else take (sharing) or run its chosen op.
-        # With sharing a masked sum would multiply every feature where one is
-        # taken: steps of the 8-cell supernet 1.00-1.15x (median 1.08x) the
-        # conditional's over 5 runs (benchmarks/transit_edges).
+        # one op per edge: skip the edge, else run only its chosen op
         branches = [zeros] * self.num_ops  # 'none' is never chosen
         for k in live:
-            if self.feature_sharing:
-                branches[k] = lambda f=feature(e, k): f
-            else:
-                branches[k] = lambda k=k: feature(e, k)
+            branches[k] = lambda k=k: feature(e, k)
         index = tf.argmax(row, output_type=tf.int32)
         return tf.cond(
             tf.reduce_max(row) > 0, lambda: tf.switch_case(index, branches), zeros
         )
+
+    def _take(self, e, row, live, feature, stacks):
+        """The one chosen shared feature of edge ``e`` (zeros when the edge is
+        off), gathered from its input state's ``[zeros, op_k ...]`` stack (made
+        once per call in ``stacks``): one copy per edge, where a masked sum
+        multiplies every op's feature (1.00-1.15x steady-step time)."""
+        i = self.edges[e][1]
+        if i not in stacks:
+            ops = [feature(e, k) for k in live]
+            stacks[i] = tf.stack([self._zeros(ops[0])] + ops)
+        row = tf.gather(row, live)
+        index = tf.where(tf.reduce_max(row) > 0, tf.argmax(row, output_type=tf.int32) + 1, 0)
+        return tf.gather(stacks[i], index)
 
     # -- protocol ---------------------------------------------------------------------
     def sample_choice(self, strategy="argmax", seed=None):

@@ -144,15 +144,39 @@ def test_transit_runs_only_chosen_ops(dst, sharing):
 
 @pytest.mark.parametrize("dst", [False, True])
 def test_transit_with_sharing_has_one_conditional_per_feature(dst):
-    """With feature sharing a DST edge sums its computed features (0/1 mask),
-    with no conditional per (edge, op), which made the first step slow; an
-    EnTranNAS edge (one op) keeps one conditional that takes its feature."""
+    """With feature sharing an edge selects computed features (a gather, or a
+    0/1-masked sum with DST): the only conditionals are one per (input state,
+    op), none per edge or (edge, op), which made the first step slow."""
     _, _, transit = _pair(dst=dst, sharing=True)
     graph = tf.function(lambda x: transit(x, training=True)).get_concrete_function(
         [tf.TensorSpec((2, 8, 8, 8))] * 2).graph
     conds = [op for op in graph.get_operations() if op.type in ("If", "StatelessIf")]
     states, live_ops = transit.steps + 1, len(OPS) - 1  # the last node feeds no edge
-    assert len(conds) == states * live_ops + (0 if dst else transit.num_edges)
+    assert len(conds) == states * live_ops
+
+
+@pytest.mark.parametrize("dst,sharing", [(False, True), (True, True), (False, False)])
+def test_transit_training_step_equals_derived_cell(dst, sharing):
+    """In training (batch statistics) the Transit cell's output and its gradient
+    with respect to both inputs equal the derived cell's: what an edge selects
+    (a gather, a masked sum, a conditional) passes the gradient only to its op."""
+    _, engine, transit = _pair(dst, sharing, steps=3)
+    if dst:
+        engine.arch("betas").assign([-0.5, 2.0, 0.0])
+    derived = transit.derivation(transit.sample_choice()).make()
+    x = [tf.constant(v) for v in _inputs()]
+    weights = tf.constant(np.random.default_rng(2).normal(size=(2, 8, 8, 24)), tf.float32)
+
+    def output_and_grads(fn):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = fn(x, training=True)
+            loss = tf.reduce_sum(y * weights)
+        return [y.numpy()] + [g.numpy() for g in tape.gradient(loss, x)]
+
+    got = output_and_grads(tf.function(transit))
+    for a, b in zip(got, output_and_grads(derived)):
+        np.testing.assert_allclose(a, b, atol=1e-4)
 
 
 def test_top_k_selection_excludes_none():
