@@ -62,9 +62,12 @@ def _bnas():
     return bnas_search.build(channels=8, cells=3, steps=2), True
 
 
-def _entrannas():
-    from models import entrannas
-    return entrannas.entrannas_supernet(SHAPE, 10, channels=8, cells=8, steps=4, dst=True), True
+def _entrannas(dst):
+    def build():
+        from models import entrannas
+        return entrannas.entrannas_supernet(SHAPE, 10, channels=8, cells=8, steps=4,
+                                            dst=dst), True
+    return build
 
 
 def _spos():
@@ -86,7 +89,8 @@ SUPERNETS = {
     "gdas": _darts("gdas", 3, 2),
     "bars": _bars,
     "bnas": _bnas,
-    "entrannas_dst_8cells": _entrannas,
+    "entrannas_dst_8cells": _entrannas(True),
+    "entrannas_8cells": _entrannas(False),
     "spos": _spos,
     "figs_resnet": _figs("resnet"),
     "figs_mobilenet_v2": _figs("mobilenet_v2"),
