@@ -104,8 +104,8 @@ def dst_coefficients(probs, betas, steps, allowed=None):
         >>> q.numpy().round(3).tolist()
         [[0.0, 1.0], [0.5, 0.5]]
     """
-    probs = tf.convert_to_tensor(probs, tf.float32)
-    betas = tf.convert_to_tensor(betas, tf.float32)
+    # float32 also under a mixed_float16 policy (the layer's logits autocast)
+    probs, betas = tf.cast(probs, tf.float32), tf.cast(betas, tf.float32)
     if allowed is None:
         allowed = tf.ones(tf.shape(probs)[-1:], probs.dtype)
     allowed = tf.cast(allowed, probs.dtype)
@@ -139,7 +139,7 @@ def top_k_selection(probs, steps, allowed=None, k=2):
         [[0.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
     """
     k = _check_top_k("top_k_selection", k)
-    probs = tf.convert_to_tensor(probs, tf.float32)
+    probs = tf.cast(probs, tf.float32)  # also float16 logits under mixed_float16
     num_ops = probs.shape[-1]
     if allowed is None:
         allowed = tf.ones([num_ops], probs.dtype)
@@ -364,7 +364,9 @@ class EnTranCell(SearchLayer):
         return top_k_selection(probs, self.steps, self._allowed, self.top_k)
 
     def _mask(self):
-        return tf.where(self.choice_is_fixed(), self.choice, self.selection())
+        # float32: under mixed_float16 the variables read as float16 in a call
+        return tf.where(self.choice_is_fixed(), tf.cast(self.choice, tf.float32),
+                        self.selection())
 
     # -- forward ----------------------------------------------------------------------
     def _apply(self, layer, x, training):
@@ -386,7 +388,8 @@ class EnTranCell(SearchLayer):
 
         engine = self.role == "engine"
         if engine:
-            coeff = tf.where(self.choice_is_fixed(), self.choice, self.coefficients())
+            coeff = tf.where(self.choice_is_fixed(), tf.cast(self.choice, tf.float32),
+                             tf.cast(self.coefficients(), tf.float32))
         else:
             mask = self._mask()
             needed = self._needed(mask) if self.feature_sharing else None

@@ -179,6 +179,26 @@ def test_transit_training_step_equals_derived_cell(dst, sharing):
         np.testing.assert_allclose(a, b, atol=1e-4)
 
 
+@pytest.mark.parametrize("dst", [False, True])
+def test_mixed_float16_engine_and_transit_train(dst):
+    """Under a mixed_float16 policy (logits autocast to float16 in the call) the
+    cells select and mix in float32 and return the compute dtype; every
+    weight and the logits get a gradient."""
+    K.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model, engine, transit = _pair(dst=dst, sharing=True)
+        with tf.GradientTape() as tape:
+            outputs = model(_inputs()[0], training=True)
+            loss = tf.add_n([tf.reduce_sum(tf.cast(y, tf.float32)) for y in outputs])
+        grads = tape.gradient(loss, model.trainable_variables)
+    finally:
+        K.mixed_precision.set_global_policy("float32")
+    assert all(y.dtype == tf.float16 for y in outputs)
+    named = {v.name: g for v, g in zip(model.trainable_variables, grads)}
+    assert all(g is not None for name, g in named.items() if "arch_" in name)
+    assert transit.selection().dtype == tf.float32
+
+
 def test_top_k_selection_excludes_none():
     # steps=2: edges 0, 1 (node 0), 2, 3, 4 (node 1); ops (none, a, b)
     p = tf.constant([[0.9, 0.04, 0.06], [0.2, 0.7, 0.1],
