@@ -336,18 +336,27 @@ class EnTranCell(SearchLayer):
         return tf.TensorShape([batch, *self._node_hw, self.multiplier * self.channels])
 
     # -- architecture -----------------------------------------------------------------
+    def _float32(self, name):
+        # Under mixed_float16 a call reads the variables as float16, where near
+        # logits softmax to ties and the selection would differ from the one
+        # sample_choice reports (outside a call, float32).
+        return tf.cast(self.arch(name), tf.float32)
+
+    def _probs(self, logits=None):
+        logits = self._float32("logits") if logits is None else tf.cast(logits, tf.float32)
+        return relax.softmax(logits, tf.cast(self.temperature, tf.float32))
+
     def probabilities(self):
         """``softmax(alpha / tau)`` per edge, ``[edges, ops]``."""
-        return relax.softmax(self.arch("logits"), self.temperature)
+        return self._probs()
 
     def coefficients(self, logits=None):
         """The Engine cell's mixing coefficients ``[edges, ops]``: ``p``, or
         ``q_hat`` with ``dst=True``."""
-        logits = self.arch("logits") if logits is None else logits
-        probs = relax.softmax(logits, self.temperature)
+        probs = self._probs(logits)
         if not self.dst:
             return probs
-        return dst_coefficients(probs, self.arch("betas"), self.steps, self._allowed)
+        return dst_coefficients(probs, self._float32("betas"), self.steps, self._allowed)
 
     def thresholds(self):
         """``t_j = sigmoid(beta_j)`` per node (DST only)."""
@@ -359,9 +368,7 @@ class EnTranCell(SearchLayer):
         """The derived sub-graph as a 0/1 ``[edges, ops]`` mask (no fixed choice)."""
         if self.dst:
             return tf.cast(self.coefficients(logits) > 0, tf.float32)
-        logits = self.arch("logits") if logits is None else logits
-        probs = relax.softmax(logits, self.temperature)
-        return top_k_selection(probs, self.steps, self._allowed, self.top_k)
+        return top_k_selection(self._probs(logits), self.steps, self._allowed, self.top_k)
 
     def _mask(self):
         # float32: under mixed_float16 the variables read as float16 in a call
@@ -389,7 +396,7 @@ class EnTranCell(SearchLayer):
         engine = self.role == "engine"
         if engine:
             coeff = tf.where(self.choice_is_fixed(), tf.cast(self.choice, tf.float32),
-                             tf.cast(self.coefficients(), tf.float32))
+                             self.coefficients())
         else:
             mask = self._mask()
             needed = self._needed(mask) if self.feature_sharing else None

@@ -182,8 +182,7 @@ def test_transit_training_step_equals_derived_cell(dst, sharing):
 @pytest.mark.parametrize("dst", [False, True])
 def test_mixed_float16_engine_and_transit_train(dst):
     """Under a mixed_float16 policy (logits autocast to float16 in the call) the
-    cells select and mix in float32 and return the compute dtype; every
-    weight and the logits get a gradient."""
+    cells train and return the compute dtype; every logit gets a gradient."""
     K.mixed_precision.set_global_policy("mixed_float16")
     try:
         model, engine, transit = _pair(dst=dst, sharing=True)
@@ -196,7 +195,25 @@ def test_mixed_float16_engine_and_transit_train(dst):
     assert all(y.dtype == tf.float16 for y in outputs)
     named = {v.name: g for v, g in zip(model.trainable_variables, grads)}
     assert all(g is not None for name, g in named.items() if "arch_" in name)
-    assert transit.selection().dtype == tf.float32
+
+
+def test_mixed_float16_transit_runs_the_cell_sample_choice_reports():
+    """At initialization the logits are within ~1e-3: softmaxed in float16 (as
+    a call reads them) they tie, and the cell ran another sub-graph than
+    ``sample_choice`` (float32) reports, 7.7 apart; the selection is float32."""
+    K.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        K.utils.set_random_seed(0)
+        x = K.Input((8, 8, 8))
+        transit = EnTranCell(OPS, steps=3, role="transit", arch_key="k", name="t")
+        transit([x, x])
+        inputs = [_inputs()[0]] * 2
+        got = transit(inputs, training=False).numpy().astype("float32")
+        derived = transit.derivation(transit.sample_choice()).make()
+        expected = derived(inputs, training=False).numpy().astype("float32")
+    finally:
+        K.mixed_precision.set_global_policy("float32")
+    np.testing.assert_allclose(got, expected, atol=0.05)
 
 
 def test_top_k_selection_excludes_none():
