@@ -82,6 +82,32 @@ def test_mixed_precision_output_dtype_is_the_compute_dtype():
         K.mixed_precision.set_global_policy("float32")
 
 
+@pytest.mark.parametrize("network", ["bars", "entrannas_dst"])
+def test_mixed_precision_architecture_state_stays_float32(network):
+    """Under mixed_float16 the architecture variables, temperatures and choices
+    are not autocast (a float16 read ties near logits): supernets whose gates
+    and DST thresholds read them in float32 train, with float16 outputs."""
+    from models import bars, entrannas
+
+    K.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        K.utils.set_random_seed(0)
+        model = (bars.bars_supernet((8, 8, 1), 10, channels=4, stages=1, cells=1, steps=1)
+                 if network == "bars" else
+                 entrannas.entrannas_supernet((8, 8, 1), 10, channels=4, cells=3, steps=2,
+                                              dst=True))
+        sl.tie_arch_variables(model)
+        with tf.GradientTape() as tape:
+            y = model(tf.random.uniform([4, 8, 8, 1]), training=True)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32)) + tf.add_n(model.losses or [0.0])
+        arch = [v for v in model.trainable_variables if "arch_" in v.name]
+        grads = tape.gradient(loss, arch)
+    finally:
+        K.mixed_precision.set_global_policy("float32")
+    assert y.dtype == tf.float16 and arch
+    assert all(g is not None and g.dtype == tf.float32 for g in grads)
+
+
 def test_a_layer_without_its_own_output_shape_is_traced_as_usual():
     class Gate(SearchLayer):  # the SearchLayer docstring's example: no compute_output_shape
         def build(self, input_shape):

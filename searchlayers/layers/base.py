@@ -245,11 +245,16 @@ class SearchLayer(PlainCall, ShapeOnlyConstruction, keras.layers.Layer):
 
     # -- state ---------------------------------------------------------------
     def build(self, input_shape):
+        # The architecture state stays float32 under a mixed_float16 policy (no
+        # autocast): a float16 read rounds near logits together, and the search
+        # would relax and select differently from sample_choice (float32, outside
+        # a call). The layers cast what they mix into activations to their dtype.
         self.temperature = self.add_weight(
             "temperature",
             shape=[],
             initializer=keras.initializers.Constant(self.initial_temperature),
             trainable=False,
+            experimental_autocast=False,
         )
         self.sample_step = self.add_weight(
             "sample_step",
@@ -268,7 +273,8 @@ class SearchLayer(PlainCall, ShapeOnlyConstruction, keras.layers.Layer):
         """
         if initializer is None:
             initializer = keras.initializers.RandomNormal(stddev=1e-3, seed=self.seed)
-        var = self.add_weight(f"arch_{name}", shape=shape, initializer=initializer, trainable=True)
+        var = self.add_weight(f"arch_{name}", shape=shape, initializer=initializer, trainable=True,
+                              experimental_autocast=False)  # float32: see build
         self._arch[name] = var
         return var
 
@@ -308,6 +314,7 @@ class SearchLayer(PlainCall, ShapeOnlyConstruction, keras.layers.Layer):
         self.choice = self.add_weight(
             "choice", shape=list(shape), dtype=dtype,
             initializer=keras.initializers.Constant(-1), trainable=False,
+            experimental_autocast=False,  # float32: see build
         )
         return self.choice
 

@@ -104,8 +104,8 @@ def dst_coefficients(probs, betas, steps, allowed=None):
         >>> q.numpy().round(3).tolist()
         [[0.0, 1.0], [0.5, 0.5]]
     """
-    # float32 also under a mixed_float16 policy (the layer's logits autocast)
-    probs, betas = tf.cast(probs, tf.float32), tf.cast(betas, tf.float32)
+    probs = tf.convert_to_tensor(probs, tf.float32)
+    betas = tf.convert_to_tensor(betas, tf.float32)
     if allowed is None:
         allowed = tf.ones(tf.shape(probs)[-1:], probs.dtype)
     allowed = tf.cast(allowed, probs.dtype)
@@ -139,7 +139,7 @@ def top_k_selection(probs, steps, allowed=None, k=2):
         [[0.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
     """
     k = _check_top_k("top_k_selection", k)
-    probs = tf.cast(probs, tf.float32)  # also float16 logits under mixed_float16
+    probs = tf.convert_to_tensor(probs, tf.float32)
     num_ops = probs.shape[-1]
     if allowed is None:
         allowed = tf.ones([num_ops], probs.dtype)
@@ -336,15 +336,9 @@ class EnTranCell(SearchLayer):
         return tf.TensorShape([batch, *self._node_hw, self.multiplier * self.channels])
 
     # -- architecture -----------------------------------------------------------------
-    def _float32(self, name):
-        # Under mixed_float16 a call reads the variables as float16, where near
-        # logits softmax to ties and the selection would differ from the one
-        # sample_choice reports (outside a call, float32).
-        return tf.cast(self.arch(name), tf.float32)
-
     def _probs(self, logits=None):
-        logits = self._float32("logits") if logits is None else tf.cast(logits, tf.float32)
-        return relax.softmax(logits, tf.cast(self.temperature, tf.float32))
+        logits = self.arch("logits") if logits is None else logits
+        return relax.softmax(logits, self.temperature)
 
     def probabilities(self):
         """``softmax(alpha / tau)`` per edge, ``[edges, ops]``."""
@@ -356,7 +350,7 @@ class EnTranCell(SearchLayer):
         probs = self._probs(logits)
         if not self.dst:
             return probs
-        return dst_coefficients(probs, self._float32("betas"), self.steps, self._allowed)
+        return dst_coefficients(probs, self.arch("betas"), self.steps, self._allowed)
 
     def thresholds(self):
         """``t_j = sigmoid(beta_j)`` per node (DST only)."""
@@ -371,9 +365,7 @@ class EnTranCell(SearchLayer):
         return top_k_selection(self._probs(logits), self.steps, self._allowed, self.top_k)
 
     def _mask(self):
-        # float32: under mixed_float16 the variables read as float16 in a call
-        return tf.where(self.choice_is_fixed(), tf.cast(self.choice, tf.float32),
-                        self.selection())
+        return tf.where(self.choice_is_fixed(), self.choice, self.selection())
 
     # -- forward ----------------------------------------------------------------------
     def _apply(self, layer, x, training):
@@ -395,8 +387,7 @@ class EnTranCell(SearchLayer):
 
         engine = self.role == "engine"
         if engine:
-            coeff = tf.where(self.choice_is_fixed(), tf.cast(self.choice, tf.float32),
-                             self.coefficients())
+            coeff = tf.where(self.choice_is_fixed(), self.choice, self.coefficients())
         else:
             mask = self._mask()
             needed = self._needed(mask) if self.feature_sharing else None

@@ -181,8 +181,9 @@ def test_transit_training_step_equals_derived_cell(dst, sharing):
 
 @pytest.mark.parametrize("dst", [False, True])
 def test_mixed_float16_engine_and_transit_train(dst):
-    """Under a mixed_float16 policy (logits autocast to float16 in the call) the
-    cells train and return the compute dtype; every logit gets a gradient."""
+    """Under a mixed_float16 policy the cells train and return the compute
+    dtype (their architecture state stays float32: layers.base); every logit
+    gets a gradient."""
     K.mixed_precision.set_global_policy("mixed_float16")
     try:
         model, engine, transit = _pair(dst=dst, sharing=True)
@@ -198,9 +199,9 @@ def test_mixed_float16_engine_and_transit_train(dst):
 
 
 def test_mixed_float16_transit_runs_the_cell_sample_choice_reports():
-    """At initialization the logits are within ~1e-3: softmaxed in float16 (as
-    a call reads them) they tie, and the cell ran another sub-graph than
-    ``sample_choice`` (float32) reports, 7.7 apart; the selection is float32."""
+    """At initialization the logits are within ~1e-3: read as float16 in a call
+    (autocast) they tied, and the cell ran another sub-graph than
+    ``sample_choice`` (float32) reports, 7.7 apart; they now stay float32."""
     K.mixed_precision.set_global_policy("mixed_float16")
     try:
         K.utils.set_random_seed(0)
