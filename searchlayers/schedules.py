@@ -75,6 +75,7 @@ import tensorflow as tf
 
 from searchlayers import budget, checks
 from searchlayers import callbacks as cb
+from searchlayers.callbacks import _common as cb_common
 from searchlayers import regularizers as reg
 from searchlayers._keras import keras, register
 
@@ -255,20 +256,29 @@ class FigsCommit(cb.EntropyRegularizer):
         return self
 
     def on_train_begin(self, logs=None):
-        self._kept, self._refreshed = {}, None
+        self._kept = {}
         if self.target is not None:  # before the loss is attached (and traced)
             self._kept = {key: (layer, tf.Variable(tf.ones_like(layer.arch("logits")),
                                                    trainable=False))
                           for key, layer in reg.arch_groups(reg.unwrap(self.model)).items()}
+            # the fitted child and its step, in the model's checkpoints (BackupAndRestore)
+            self._refreshed = tf.Variable(-1, dtype=tf.int64, trainable=False)
+            kept = {f"kept_{i}": v for i, (_, v) in enumerate(self._kept.values())}
+            cb_common.keep_in_checkpoints(self.model, "FigsCommit", refreshed=self._refreshed,
+                                          **kept)
         super().on_train_begin(logs)
+
+    def on_train_end(self, logs=None):
+        cb_common.release(self.model, "FigsCommit")
+        super().on_train_end(logs)
 
     def on_train_batch_begin(self, batch, logs=None):
         step = self._epoch * self._steps() + batch
         start = self.kink * self.total
         every = max(int((self.total - start) / FIGS_REFRESH), 1)
-        if self._kept and step >= start and (self._refreshed is None
-                                             or step - self._refreshed >= every):
-            self._refreshed = step
+        refreshed = int(self._refreshed.numpy()) if self._kept else -1
+        if self._kept and step >= start and (refreshed < 0 or step - refreshed >= every):
+            self._refreshed.assign(step)
             self._fit()
         super().on_train_batch_begin(batch, logs)
 

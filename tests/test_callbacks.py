@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import searchlayers as sl
-from conftest import mirrored_strategy, tiny_supernet
+from conftest import StopAt, mirrored_strategy, tiny_supernet
 from searchlayers import cost, regularizers as reg
 from searchlayers.callbacks import (
     ArchitectureLogger,
@@ -280,6 +280,65 @@ def test_resume_with_backup_and_restore_continues_the_schedules(data, tmp_path):
     assert len(epochs.values) == 1  # only epoch 1 ran again
     assert resumed == pytest.approx(uninterrupted)
     assert uninterrupted == pytest.approx([5.0 * 0.923] * 3 + [-math.exp(-1 / 7.7)])
+
+
+def _figs_net():
+    """Two masked convs (``insert_masks``), the same names and weights every call."""
+    K.backend.clear_session()  # FiGS noise seeds hash the mask names
+    K.utils.set_random_seed(0)
+    x = K.Input((8, 8, 1))
+    h = x
+    for _ in range(2):
+        h = K.layers.Conv2D(8, 3, padding="same")(h)
+        h = K.layers.ReLU()(K.layers.BatchNormalization()(h))
+    y = K.layers.Dense(10)(K.layers.GlobalAveragePooling2D()(h))
+    return sl.transforms.insert_masks(K.Model(x, y))
+
+
+def test_resume_restores_the_target_multiplier_and_the_fitted_child(tmp_path):
+    """The stateful callbacks: ``FLOPsRegularizer(mode="target")``'s multiplier
+    (an integral of past violations) and ``FigsCommit.to_budget``'s fitted child
+    and the step it was fitted at. A search stopped and resumed from
+    ``BackupAndRestore`` (listed first: the backup is read before the callbacks
+    keep their state) has that state when it goes on and ends where the
+    uninterrupted one does; with fresh callbacks it did not (logits 0.1 apart).
+    After training the model's checkpoints hold none of it."""
+    from searchlayers import schedules
+
+    rng = np.random.default_rng(1)
+    x, y = rng.random((40, 8, 8, 1), dtype=np.float32), rng.integers(0, 10, 40)
+    epochs, steps, stop = 8, 5, 5  # the commit refits at steps 20, 24, ...; stopped at 25
+
+    def run(extra, backup=None):
+        net = _figs_net()
+        model = _compiled(sl.SearchModel(net, bilevel=False,
+                                         arch_optimizer=K.optimizers.Adam(0.2)), lr=0.05)
+        target = 0.4 * float(reg.expected_cost(net, "params"))
+        cost_cb = FLOPsRegularizer(target, "params", mode="target", strength=0.1)
+        commit = schedules.figs_commit(epochs * steps).to_budget(target, "params")
+        backups = [K.callbacks.BackupAndRestore(str(backup))] if backup else []
+        seen = {}  # the commit's state as epoch ``stop`` begins
+
+        class Peek(K.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                if epoch == stop:
+                    seen.update(refreshed=commit._refreshed.numpy(),
+                                kept=[v.numpy() for _, v in commit._kept.values()])
+
+        model.fit(x, y, batch_size=8, epochs=epochs, verbose=0, shuffle=False,
+                  callbacks=[*backups, cost_cb, commit, Peek(), *extra])
+        return net, seen, [v.numpy() for v in sl.arch_variables(net)] + [cost_cb.strength.numpy()]
+
+    net, seen, uninterrupted = run([])
+    assert seen["refreshed"] == 24 and 0 < np.mean(np.concatenate(seen["kept"])) < 1
+    saved = tf.train.Checkpoint(model=net).write(str(tmp_path / "after" / "ckpt"))
+    assert not [n for n, _ in tf.train.list_variables(saved) if "callback_state" in n]
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run([StopAt(stop)], backup=tmp_path / "backup")
+    _, seen_resumed, resumed = run([], backup=tmp_path / "backup")
+    assert seen_resumed["refreshed"] == seen["refreshed"]
+    for a, b in zip(seen_resumed["kept"] + resumed, seen["kept"] + uninterrupted):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_callbacks_under_mirrored_strategy(data):

@@ -18,7 +18,7 @@ import tensorflow as tf
 from searchlayers import checks
 from searchlayers import regularizers as reg
 from searchlayers._keras import keras, register
-from searchlayers.callbacks._common import require_search_layers
+from searchlayers.callbacks._common import keep_in_checkpoints, release, require_search_layers
 from searchlayers.callbacks.schedules import Scheduled, make
 from searchlayers.search import tie_arch_variables
 
@@ -179,7 +179,9 @@ class FLOPsRegularizer(keras.callbacks.Callback):
                                     name="flops_strength")
         self.damping = checks.number(where, "damping", damping, low=0)
         self.every = checks.integer(where, "every", every, low=1)
-        self._integral = strength
+        # the target mode's state, in the model's checkpoints while it trains (BackupAndRestore)
+        self._integral = tf.Variable(float(strength), trainable=False, dtype=tf.float64,
+                                     name="flops_integral")
 
     def cost(self):
         """The model's expected cost (a differentiable scalar tensor).
@@ -214,6 +216,9 @@ class FLOPsRegularizer(keras.callbacks.Callback):
         self._cost_fn = None
         tie_arch_variables(self.model)
         require_search_layers(self.model, "FLOPsRegularizer")
+        if self.mode == "target":
+            keep_in_checkpoints(self.model, self._state_key(), strength=self.strength,
+                                integral=self._integral)
         if self.mode != "multiplicative":
             _attach(self.model, reg.attach_loss, "FLOPsRegularizer", self.loss)
         else:
@@ -231,8 +236,14 @@ class FLOPsRegularizer(keras.callbacks.Callback):
             self._cost_fn = tf.function(self.cost, autograph=False)
         violation = float(self._cost_fn()) / self.budget - 1.0
         steps = self.params.get("steps") if getattr(self, "params", None) else None
-        self._integral += self.rate * violation * self.every / float(steps or 100)
-        self.strength.assign(self._integral + self.damping * violation)
+        self._integral.assign_add(self.rate * violation * self.every / float(steps or 100))
+        self.strength.assign(float(self._integral.numpy()) + self.damping * violation)
+
+    def on_train_end(self, logs=None):
+        release(self.model, self._state_key())
+
+    def _state_key(self):
+        return f"FLOPsRegularizer_{self.metric}"
 
     def on_epoch_end(self, epoch, logs=None):
         expected = float(self.cost())
