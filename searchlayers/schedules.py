@@ -75,9 +75,9 @@ import tensorflow as tf
 
 from searchlayers import budget, checks
 from searchlayers import callbacks as cb
-from searchlayers.callbacks import _common as cb_common
 from searchlayers import regularizers as reg
 from searchlayers._keras import keras, register
+from searchlayers.callbacks import _common as cb_common
 
 MARGIN = 6.0
 LR_MAX = 0.2

@@ -49,7 +49,8 @@ def keep_in_checkpoints(model, key, **variables):
     if holder is None:
         holder = tf.Module(name=STATE)
         model.__dict__[STATE] = holder  # beside Keras' attribute tracking, on purpose
-        model._track_trackable(holder, name=STATE)  # pylint: disable=protected-access
+        # (overwrite: a model loaded from a SavedModel may hold an old one)
+        model._track_trackable(holder, name=STATE, overwrite=True)  # pylint: disable=W0212
     state = tf.Module(name=key)
     for name, variable in variables.items():
         setattr(state, name, variable)
