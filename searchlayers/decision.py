@@ -57,7 +57,7 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from searchlayers import checks
+from searchlayers import callback_state, checks
 from searchlayers import regularizers as reg
 from searchlayers._keras import keras, register
 from searchlayers.layers.base import SearchLayer
@@ -345,7 +345,9 @@ class DecisionTracker(keras.callbacks.Callback):
     ``layer_decision`` read. When ``fit`` ends it prints ``format_summary``
     (with ``verbose`` or fit's own verbosity) and, when some group is
     undecided, issues an ``UndecidedSearchWarning`` with ``advice``.
-    ``result`` holds the last ``summary``.
+    ``result`` holds the last ``summary``. A search resumed by
+    ``BackupAndRestore`` goes on with its step count and history
+    (``searchlayers.callback_state``).
 
     Args:
         window: steps of history kept per group.
@@ -376,19 +378,48 @@ class DecisionTracker(keras.callbacks.Callback):
         self._last = dict(zip(self._groups, self._picks()))
         for layer in self._groups.values():
             _FLIPS[layer] = collections.deque(maxlen=self.window)
-        self.steps = 0
+        self.steps, self._saved, self._resumed = 0, None, False
+        if self._groups:  # what a resumed search goes on from (BackupAndRestore)
+            self._saved = tf.Variable(self._packed(), trainable=False)
+            callback_state.keep_in_checkpoints(self.model, "DecisionTracker", state=self._saved)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # the first epoch, after every callback's on_train_begin: a backup is read by now
+        if self._saved is None or self._resumed:
+            return
+        self._resumed = True
+        state = self._saved.numpy()
+        if state[0]:
+            self.steps = int(state[0])
+            ends = np.cumsum([len(pick) for pick in self._last.values()])
+            picks = np.split(state[1:1 + ends[-1]], ends[:-1])
+            self._last = {key: tuple(p.tolist()) for key, p in zip(self._groups, picks)}
+            history = state[1 + ends[-1]:].reshape(len(self._groups), self.window)
+            for layer, row in zip(self._groups.values(), history):
+                _FLIPS[layer].extend(bool(v) for v in row if v >= 0)
+
+    def _packed(self):
+        """One int64 vector (one assign a step): steps, each group's pick, and
+        each group's history right-aligned, -1 where shorter than the window."""
+        history = [[-1] * (self.window - len(_FLIPS[layer])) + list(_FLIPS[layer])
+                   for layer in self._groups.values()]
+        picks = [np.asarray(p, np.int64) for p in self._last.values()]
+        return np.concatenate([[self.steps], *picks, np.ravel(history)]).astype(np.int64)
 
     def on_train_batch_end(self, batch, logs=None):
         self.steps += 1
-        if self.steps % self.every or not self._groups:
+        if not self._groups:
             return
-        for (key, layer), now in zip(self._groups.items(), self._picks()):
-            _FLIPS[layer].append(now != self._last[key])
-            self._last[key] = now
+        if not self.steps % self.every:
+            for (key, layer), now in zip(self._groups.items(), self._picks()):
+                _FLIPS[layer].append(now != self._last[key])
+                self._last[key] = now
+        self._saved.assign(self._packed())  # each step: a backup after it, in any hook, has it
 
     def on_train_end(self, logs=None):
         if not self._groups:
             return
+        callback_state.release(self.model, "DecisionTracker")
         self.result = summary(self.model)
         verbose = self.verbose if self.verbose is not None else (self.params or {}).get("verbose")
         if verbose:

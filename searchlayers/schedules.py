@@ -73,11 +73,10 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from searchlayers import budget, checks
+from searchlayers import budget, callback_state, checks
 from searchlayers import callbacks as cb
 from searchlayers import regularizers as reg
 from searchlayers._keras import keras, register
-from searchlayers.callbacks import _common as cb_common
 
 MARGIN = 6.0
 LR_MAX = 0.2
@@ -264,12 +263,12 @@ class FigsCommit(cb.EntropyRegularizer):
             # the fitted child and its step, in the model's checkpoints (BackupAndRestore)
             self._refreshed = tf.Variable(-1, dtype=tf.int64, trainable=False)
             kept = {f"kept_{i}": v for i, (_, v) in enumerate(self._kept.values())}
-            cb_common.keep_in_checkpoints(self.model, "FigsCommit", refreshed=self._refreshed,
-                                          **kept)
+            callback_state.keep_in_checkpoints(self.model, "FigsCommit",
+                                               refreshed=self._refreshed, **kept)
         super().on_train_begin(logs)
 
     def on_train_end(self, logs=None):
-        cb_common.release(self.model, "FigsCommit")
+        callback_state.release(self.model, "FigsCommit")
         super().on_train_end(logs)
 
     def on_train_batch_begin(self, batch, logs=None):

@@ -123,6 +123,38 @@ def test_a_sharp_but_flipping_argmax_is_undecided():
         assert d["max_prob"] > 0.99 and d["flips"] >= 0.75 and not d["decided"]
 
 
+class _FlipInFirstEpoch(_Flip):
+    """Flips in epoch 0 only, then holds choice 1."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        super().on_train_batch_begin(batch if self.epoch == 0 else 1, logs)
+
+
+def test_a_resumed_search_keeps_its_decision_history(tmp_path):
+    """Stopped after 2 of 4 epochs and resumed from ``BackupAndRestore``, the
+    tracker reports what the uninterrupted search's does: 16 steps, and the
+    first epoch's flips still in the window (a fresh history: 8 steps, no flips)."""
+    from conftest import StopAt
+
+    def run(extra, backup=None):
+        tracker = decision.DecisionTracker(warn=False)
+        backups = [K.callbacks.BackupAndRestore(str(backup))] if backup else []
+        _fit(tiny_supernet(), [*backups, _FlipInFirstEpoch(), tracker, *extra], epochs=4)
+        return tracker
+
+    uninterrupted = run([])
+    assert uninterrupted.steps == 16
+    # epoch 0's flips (3, or 4 if the initial pick was not choice 0), none after
+    assert all(d["flips"] >= 3 / 16 for d in uninterrupted.result["layers"].values())
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run([StopAt(2)], backup=tmp_path)
+    resumed = run([], backup=tmp_path)
+    assert resumed.steps == 16 and resumed.result == uninterrupted.result
+
+
 def test_search_model_fit_adds_a_tracker_by_default():
     with pytest.warns(decision.UndecidedSearchWarning):
         _fit(tiny_supernet(), [])

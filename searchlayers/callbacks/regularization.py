@@ -18,7 +18,8 @@ import tensorflow as tf
 from searchlayers import checks
 from searchlayers import regularizers as reg
 from searchlayers._keras import keras, register
-from searchlayers.callbacks._common import keep_in_checkpoints, release, require_search_layers
+from searchlayers.callback_state import keep_in_checkpoints, release
+from searchlayers.callbacks._common import require_search_layers
 from searchlayers.callbacks.schedules import Scheduled, make
 from searchlayers.search import tie_arch_variables
 
