@@ -407,6 +407,10 @@ class SearchSchedule(keras.callbacks.Callback):
         for inner in self._inner:
             inner.on_epoch_end(epoch, logs)
 
+    def on_train_end(self, logs=None):
+        for inner in self._inner:
+            inner.on_train_end(logs)
+
     def get_config(self):
         return dict(method=self.method, preset=self.preset, warmup=self.warmup, lr=self.lr)
 
