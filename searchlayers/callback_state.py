@@ -12,6 +12,8 @@ them out when training ends, so a model saved later holds none of them.
 
 import tensorflow as tf
 
+from searchlayers._keras import keras  # noqa: F401  (the docstring example's)
+
 STATE = "searchlayers_callback_state"  # the checkpoint name of the callbacks' state
 
 
@@ -19,7 +21,7 @@ def keep_in_checkpoints(model, key, **variables):
     """Puts a callback's ``variables`` into ``model``'s checkpoints under
     ``key`` until ``release``. Values read from a backup before this call are
     restored by it (TensorFlow's deferred restoration), later reads restore them
-    directly: either order of the callbacks works.
+    directly: either order of the callbacks works (see ``Resumable``).
 
     Example:
         >>> import tempfile
@@ -52,4 +54,34 @@ def release(model, key):
         delattr(holder, key)  # tf.Module untracks it
 
 
-__all__ = ["keep_in_checkpoints", "release"]
+class Resumable:
+    """Mixin of a callback whose state ``keep_in_checkpoints`` keeps under
+    ``self.state_key()``; it is released when training ends.
+
+    A ``fit`` that raised (a stopped search) never ran ``on_train_end``, so its
+    state is still on the model. Keras sets up a fit's callbacks (``set_model``)
+    before any ``on_train_begin``: dropping it there makes a backup read by the
+    next fit on the same model restore into that fit's variables, not into the
+    stale ones (a fresh model, as after a restart, has none).
+
+    Example:
+        >>> class Counter(Resumable, keras.callbacks.Callback):
+        ...     def state_key(self):
+        ...         return "Counter"
+        >>> Counter().state_key()
+        'Counter'
+    """
+
+    def state_key(self):
+        raise NotImplementedError
+
+    def set_model(self, model):
+        super().set_model(model)
+        release(model, self.state_key())
+
+    def on_train_end(self, logs=None):
+        release(self.model, self.state_key())
+        super().on_train_end(logs)
+
+
+__all__ = ["Resumable", "keep_in_checkpoints", "release"]

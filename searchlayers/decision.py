@@ -338,7 +338,7 @@ def _arch_lr(model):
 
 
 @register
-class DecisionTracker(keras.callbacks.Callback):
+class DecisionTracker(callback_state.Resumable, keras.callbacks.Callback):
     """Records each group's argmax every ``every`` steps; reports at train end.
 
     The flip history (the last ``window`` records) is what ``flips`` and
@@ -379,47 +379,58 @@ class DecisionTracker(keras.callbacks.Callback):
         for layer in self._groups.values():
             _FLIPS[layer] = collections.deque(maxlen=self.window)
         self.steps, self._saved, self._resumed = 0, None, False
+        # each group's flips, as _FLIPS but right-aligned, -1 while shorter than the window
+        self._history = np.full([len(self._groups), self.window], -1, np.int64)
         if self._groups:  # what a resumed search goes on from (BackupAndRestore)
-            self._saved = tf.Variable(self._packed(), trainable=False)
-            callback_state.keep_in_checkpoints(self.model, "DecisionTracker", state=self._saved)
+            self._saved = tf.Variable(self._record(), trainable=False)
+            callback_state.keep_in_checkpoints(self.model, self.state_key(), state=self._saved)
+
+    def state_key(self):
+        """The checkpoint key of the tracker's state (``callback_state``)."""
+        return "DecisionTracker"
+
+    def _record(self):
+        """The step count, the last picks and the history as one int64 vector."""
+        picks = [np.asarray(p, np.int64) for p in self._last.values()]
+        return np.concatenate([[self.steps], *picks, self._history.ravel()])
 
     def on_epoch_begin(self, epoch, logs=None):
         # the first epoch, after every callback's on_train_begin: a backup is read by now
         if self._saved is None or self._resumed:
             return
         self._resumed = True
-        state = self._saved.numpy()
-        if state[0]:
-            self.steps = int(state[0])
-            ends = np.cumsum([len(pick) for pick in self._last.values()])
-            picks = np.split(state[1:1 + ends[-1]], ends[:-1])
+        record = self._saved.numpy()
+        if record[0]:
+            self.steps = int(record[0])
+            ends = 1 + np.cumsum([len(pick) for pick in self._last.values()])
+            picks = np.split(record[1:ends[-1]], ends[:-1] - 1)
             self._last = {key: tuple(p.tolist()) for key, p in zip(self._groups, picks)}
-            history = state[1 + ends[-1]:].reshape(len(self._groups), self.window)
-            for layer, row in zip(self._groups.values(), history):
+            self._history = record[ends[-1]:].reshape(self._history.shape)
+            for layer, row in zip(self._groups.values(), self._history):
                 _FLIPS[layer].extend(bool(v) for v in row if v >= 0)
-
-    def _packed(self):
-        """One int64 vector (one assign a step): steps, each group's pick, and
-        each group's history right-aligned, -1 where shorter than the window."""
-        history = [[-1] * (self.window - len(_FLIPS[layer])) + list(_FLIPS[layer])
-                   for layer in self._groups.values()]
-        picks = [np.asarray(p, np.int64) for p in self._last.values()]
-        return np.concatenate([[self.steps], *picks, np.ravel(history)]).astype(np.int64)
 
     def on_train_batch_end(self, batch, logs=None):
         self.steps += 1
         if not self._groups:
             return
         if not self.steps % self.every:
+            changed = []
             for (key, layer), now in zip(self._groups.items(), self._picks()):
-                _FLIPS[layer].append(now != self._last[key])
+                changed.append(now != self._last[key])
+                _FLIPS[layer].append(changed[-1])
                 self._last[key] = now
-        self._saved.assign(self._packed())  # each step: a backup after it, in any hook, has it
+            self._history = np.concatenate([self._history[:, 1:], np.c_[changed]], axis=1)
+        # at the epoch's last step, before any on_epoch_end (BackupAndRestore's
+        # save); each step when fit does not know the epoch's length. A mid-epoch
+        # backup (save_freq=N) has the state of the last epoch's end.
+        steps = (getattr(self, "params", None) or {}).get("steps")
+        if not steps or batch + 1 == steps:
+            self._saved.assign(self._record())
 
     def on_train_end(self, logs=None):
+        super().on_train_end(logs)  # releases the state
         if not self._groups:
             return
-        callback_state.release(self.model, "DecisionTracker")
         self.result = summary(self.model)
         verbose = self.verbose if self.verbose is not None else (self.params or {}).get("verbose")
         if verbose:

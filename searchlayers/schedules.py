@@ -209,7 +209,7 @@ def entropy(method, steps, preset="auto"):
 
 
 @register
-class FigsCommit(cb.EntropyRegularizer):
+class FigsCommit(callback_state.Resumable, cb.EntropyRegularizer):
     """FiGS' ``"auto"`` entropy term: ``explore -> 0`` over the first ``kink``
     of ``total`` steps, then ``0 -> commit`` (see the module docstring); with
     ``to_budget`` (set at run time, not part of the config) the commit pulls the
@@ -260,16 +260,16 @@ class FigsCommit(cb.EntropyRegularizer):
             self._kept = {key: (layer, tf.Variable(tf.ones_like(layer.arch("logits")),
                                                    trainable=False))
                           for key, layer in reg.arch_groups(reg.unwrap(self.model)).items()}
-            # the fitted child and its step, in the model's checkpoints (BackupAndRestore)
+        if self._kept:  # the fitted child and its step, in the model's checkpoints
             self._refreshed = tf.Variable(-1, dtype=tf.int64, trainable=False)
             kept = {f"kept_{i}": v for i, (_, v) in enumerate(self._kept.values())}
-            callback_state.keep_in_checkpoints(self.model, "FigsCommit",
+            callback_state.keep_in_checkpoints(self.model, self.state_key(),
                                                refreshed=self._refreshed, **kept)
         super().on_train_begin(logs)
 
-    def on_train_end(self, logs=None):
-        callback_state.release(self.model, "FigsCommit")
-        super().on_train_end(logs)
+    def state_key(self):
+        """The checkpoint key of the commit's state (``callback_state``)."""
+        return "FigsCommit"
 
     def on_train_batch_begin(self, batch, logs=None):
         step = self._epoch * self._steps() + batch

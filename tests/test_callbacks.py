@@ -341,6 +341,18 @@ def test_resume_restores_the_target_multiplier_and_the_fitted_child(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_callback_refusing_a_model_leaves_no_state_on_it(data, tmp_path):
+    from searchlayers import schedules
+
+    x, y = data
+    model = _compiled(K.Sequential([K.Input((8, 8, 1)), K.layers.Flatten(), K.layers.Dense(10)]))
+    commit = schedules.figs_commit(10).to_budget(100.0, "params")
+    with pytest.raises(ValueError, match="has no search layers"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[commit])
+    saved = tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
+    assert not [n for n, _ in tf.train.list_variables(saved) if "callback_state" in n]
+
+
 def test_callbacks_under_mirrored_strategy(data):
     x, y = data
     strategy = mirrored_strategy()

@@ -88,9 +88,14 @@ class _Flip(K.callbacks.Callback):
             v.assign(np.eye(v.shape[-1])[batch % 2] * 40.0 - 20.0)
 
 
-def _fit(model, callbacks, epochs=1):
+def _search(model):
     search = sl.SearchModel(model, bilevel=False, arch_optimizer=K.optimizers.Adam(0.0))
     search.compile(K.optimizers.SGD(0.0), K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return search
+
+
+def _fit(model, callbacks, epochs=1):
+    search = _search(model)
     rng = np.random.default_rng(0)
     x, y = rng.random((32, 8, 8, 1), dtype=np.float32), rng.integers(0, 10, 32)
     search.fit(x, y, batch_size=8, epochs=epochs, verbose=0, callbacks=callbacks)
@@ -133,25 +138,30 @@ class _FlipInFirstEpoch(_Flip):
         super().on_train_batch_begin(batch if self.epoch == 0 else 1, logs)
 
 
-def test_a_resumed_search_keeps_its_decision_history(tmp_path):
-    """Stopped after 2 of 4 epochs and resumed from ``BackupAndRestore``, the
-    tracker reports what the uninterrupted search's does: 16 steps, and the
-    first epoch's flips still in the window (a fresh history: 8 steps, no flips)."""
+@pytest.mark.parametrize("same_model", [False, True])
+def test_a_resumed_search_keeps_its_decision_history(tmp_path, same_model):
+    """Stopped after 2 of 4 epochs and resumed from ``BackupAndRestore`` (in a
+    new model, as after a restart, or in the same one), the tracker reports
+    what the uninterrupted search's does: 16 steps, and the first epoch's flips
+    still in the window (a fresh history: 8 steps, no flips)."""
     from conftest import StopAt
 
-    def run(extra, backup=None):
-        tracker = decision.DecisionTracker(warn=False)
+    def fit(search, tracker, extra, backup=None):
         backups = [K.callbacks.BackupAndRestore(str(backup))] if backup else []
-        _fit(tiny_supernet(), [*backups, _FlipInFirstEpoch(), tracker, *extra], epochs=4)
+        search.fit(np.zeros((32, 8, 8, 1), np.float32), np.zeros(32), batch_size=8, epochs=4,
+                   verbose=0, callbacks=[*backups, _FlipInFirstEpoch(), tracker, *extra])
         return tracker
 
-    uninterrupted = run([])
+    uninterrupted = fit(_search(tiny_supernet()), decision.DecisionTracker(warn=False), [])
     assert uninterrupted.steps == 16
     # epoch 0's flips (3, or 4 if the initial pick was not choice 0), none after
     assert all(d["flips"] >= 3 / 16 for d in uninterrupted.result["layers"].values())
+    search, tracker = _search(tiny_supernet()), decision.DecisionTracker(warn=False)
     with pytest.raises(RuntimeError, match="interrupted"):
-        run([StopAt(2)], backup=tmp_path)
-    resumed = run([], backup=tmp_path)
+        fit(search, tracker, [StopAt(2)], backup=tmp_path)
+    if not same_model:
+        search, tracker = _search(tiny_supernet()), decision.DecisionTracker(warn=False)
+    resumed = fit(search, tracker, [], backup=tmp_path)
     assert resumed.steps == 16 and resumed.result == uninterrupted.result
 
 

@@ -18,7 +18,7 @@ import tensorflow as tf
 from searchlayers import checks
 from searchlayers import regularizers as reg
 from searchlayers._keras import keras, register
-from searchlayers.callback_state import keep_in_checkpoints, release
+from searchlayers.callback_state import Resumable, keep_in_checkpoints
 from searchlayers.callbacks._common import require_search_layers
 from searchlayers.callbacks.schedules import Scheduled, make
 from searchlayers.search import tie_arch_variables
@@ -120,7 +120,7 @@ def _attach(model, attach, key, fn, **kwargs):
 
 
 @register
-class FLOPsRegularizer(keras.callbacks.Callback):
+class FLOPsRegularizer(Resumable, keras.callbacks.Callback):
     """Penalizes the supernet's expected cost (``regularizers.expected_cost``).
 
     - ``mode="additive"``: loss ``+= strength * cost`` (``strength * cost /
@@ -218,7 +218,7 @@ class FLOPsRegularizer(keras.callbacks.Callback):
         tie_arch_variables(self.model)
         require_search_layers(self.model, "FLOPsRegularizer")
         if self.mode == "target":
-            keep_in_checkpoints(self.model, self._state_key(), strength=self.strength,
+            keep_in_checkpoints(self.model, self.state_key(), strength=self.strength,
                                 integral=self._integral)
         if self.mode != "multiplicative":
             _attach(self.model, reg.attach_loss, "FLOPsRegularizer", self.loss)
@@ -240,10 +240,8 @@ class FLOPsRegularizer(keras.callbacks.Callback):
         self._integral.assign_add(self.rate * violation * self.every / float(steps or 100))
         self.strength.assign(float(self._integral.numpy()) + self.damping * violation)
 
-    def on_train_end(self, logs=None):
-        release(self.model, self._state_key())
-
-    def _state_key(self):
+    def state_key(self):
+        """The checkpoint key of the target mode's state (``callback_state``)."""
         return f"FLOPsRegularizer_{self.metric}"
 
     def on_epoch_end(self, epoch, logs=None):
