@@ -7,7 +7,10 @@ a fitted child (``schedules.FigsCommit``), a decision history
 (``decision.DecisionTracker``). ``keep_in_checkpoints`` tracks such variables
 as a checkpoint dependency of the model while it trains (not as a Keras
 attribute, which would add them to the model's weights); ``release`` takes
-them out when training ends, so a model saved later holds none of them.
+them out when training ends, so a model saved later holds none of them. The
+variables an attached loss term reads (an entropy coefficient, a cost
+multiplier) stay: a SavedModel of the model traces its losses and must reach
+them (``callbacks.regularization``).
 """
 
 import tensorflow as tf

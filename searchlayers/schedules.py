@@ -262,7 +262,7 @@ class FigsCommit(callback_state.Resumable, cb.EntropyRegularizer):
                           for key, layer in reg.arch_groups(reg.unwrap(self.model)).items()}
         if self._kept:  # the fitted child and its step, in the model's checkpoints
             self._refreshed = tf.Variable(-1, dtype=tf.int64, trainable=False)
-            kept = {f"kept_{i}": v for i, (_, v) in enumerate(self._kept.values())}
+            kept = {k: v for k, v in self.loss_variables().items() if k.startswith("kept_")}
             callback_state.keep_in_checkpoints(self.model, self.state_key(),
                                                refreshed=self._refreshed, **kept)
         super().on_train_begin(logs)
@@ -270,6 +270,10 @@ class FigsCommit(callback_state.Resumable, cb.EntropyRegularizer):
     def state_key(self):
         """The checkpoint key of the commit's state (``callback_state``)."""
         return "FigsCommit"
+
+    def loss_variables(self):
+        kept = {f"kept_{i}": v for i, (_, v) in enumerate(self._kept.values())}
+        return {**super().loss_variables(), **kept}
 
     def on_train_batch_begin(self, batch, logs=None):
         step = self._epoch * self._steps() + batch

@@ -302,7 +302,8 @@ def test_resume_restores_the_target_multiplier_and_the_fitted_child(tmp_path):
     ``BackupAndRestore`` (listed first: the backup is read before the callbacks
     keep their state) has that state when it goes on and ends where the
     uninterrupted one does; with fresh callbacks it did not (logits 0.1 apart).
-    After training the model's checkpoints hold none of it."""
+    After training the model's checkpoints hold none of it (only what the
+    attached loss terms read: the next test)."""
     from searchlayers import schedules
 
     rng = np.random.default_rng(1)
@@ -327,18 +328,42 @@ def test_resume_restores_the_target_multiplier_and_the_fitted_child(tmp_path):
 
         model.fit(x, y, batch_size=8, epochs=epochs, verbose=0, shuffle=False,
                   callbacks=[*backups, cost_cb, commit, Peek(), *extra])
-        return net, seen, [v.numpy() for v in sl.arch_variables(net)] + [cost_cb.strength.numpy()]
+        state = [v.numpy() for v in sl.arch_variables(net)] + [cost_cb.strength.numpy()]
+        return model, seen, state
 
-    net, seen, uninterrupted = run([])
+    model, seen, uninterrupted = run([])
     assert seen["refreshed"] == 24 and 0 < np.mean(np.concatenate(seen["kept"])) < 1
-    saved = tf.train.Checkpoint(model=net).write(str(tmp_path / "after" / "ckpt"))
-    assert not [n for n, _ in tf.train.list_variables(saved) if "callback_state" in n]
+    saved = tf.train.Checkpoint(model=model).write(str(tmp_path / "after" / "ckpt"))
+    kept = [n.split("/")[2] for n, _ in tf.train.list_variables(saved) if "callback_state" in n]
+    assert set(kept) == {"loss_FLOPsRegularizer", "loss_EntropyRegularizer"}  # the loss terms'
     with pytest.raises(RuntimeError, match="interrupted"):
         run([StopAt(stop)], backup=tmp_path / "backup")
     _, seen_resumed, resumed = run([], backup=tmp_path / "backup")
     assert seen_resumed["refreshed"] == seen["refreshed"]
     for a, b in zip(seen_resumed["kept"] + resumed, seen["kept"] + uninterrupted):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_model_searched_with_loss_terms_saves_as_savedmodel(data, tmp_path):
+    """The cost and entropy terms stay attached and read the callbacks' variables
+    (strength, coefficient, the commit's fitted child): SavedModel failed with
+    "captures tensor ... flops_strength" until they were in the model's graph."""
+    from searchlayers import schedules
+
+    x, y = data
+    net = _figs_net()
+    net.compile(sl.joint_optimizer(K.optimizers.legacy.SGD(0.05)),
+                K.losses.SparseCategoricalCrossentropy(from_logits=True))
+    target = 0.5 * float(reg.expected_cost(net, "params"))
+    net.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[
+        FLOPsRegularizer(target, "params", mode="target"),
+        schedules.figs_commit(8).to_budget(target, "params")])
+    net.save(str(tmp_path / "saved"))
+    loaded = K.models.load_model(str(tmp_path / "saved"))
+    for a, b in zip(loaded.get_weights(), net.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), net.predict(x, verbose=0),
+                               atol=1e-6)
 
 
 def test_a_callback_refusing_a_model_leaves_no_state_on_it(data, tmp_path):

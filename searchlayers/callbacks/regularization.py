@@ -98,7 +98,12 @@ class EntropyRegularizer(Scheduled):
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         require_search_layers(self.model, "EntropyRegularizer")
-        _attach(self.model, reg.attach_loss, "EntropyRegularizer", self.loss)
+        _attach(self.model, reg.attach_loss, "EntropyRegularizer", self.loss,
+                variables=self.loss_variables())
+
+    def loss_variables(self):
+        """The callback's variables ``loss`` reads (beside the model's own)."""
+        return {"coefficient": self.coefficient}
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
@@ -111,12 +116,19 @@ class EntropyRegularizer(Scheduled):
         return dict(super().get_config(), reduction=self.reduction)
 
 
-def _attach(model, attach, key, fn, **kwargs):
-    """Attaches a loss term; rebuilds train / test functions traced without it."""
+def _attach(model, attach, key, fn, variables=None, **kwargs):
+    """Attaches a loss term; rebuilds train / test functions traced without it.
+
+    The term stays attached after training, and a SavedModel of ``model``
+    traces its losses: every variable the term reads must be in the model's
+    object graph, or saving fails ("captures tensor ... not reachable from
+    root"). The callback's own ``variables`` are tracked there for good."""
     if attach(model, key, fn, **kwargs):
         model.test_function = None
         if model.train_function is not None:
             model.make_train_function(force=True)
+    if variables:
+        keep_in_checkpoints(model, f"loss_{key}", **variables)
 
 
 @register
@@ -221,7 +233,8 @@ class FLOPsRegularizer(Resumable, keras.callbacks.Callback):
             keep_in_checkpoints(self.model, self.state_key(), strength=self.strength,
                                 integral=self._integral)
         if self.mode != "multiplicative":
-            _attach(self.model, reg.attach_loss, "FLOPsRegularizer", self.loss)
+            _attach(self.model, reg.attach_loss, "FLOPsRegularizer", self.loss,
+                    variables={"strength": self.strength})
         else:
             _attach(self.model, reg.attach_loss_multiplier, "FLOPsRegularizer",
                     self.multiplier, where=f"FLOPsRegularizer(mode={self.mode!r})")
