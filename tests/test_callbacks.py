@@ -1,3 +1,4 @@
+import copy
 import csv
 import glob
 import math
@@ -347,7 +348,8 @@ def test_resume_restores_the_target_multiplier_and_the_fitted_child(tmp_path):
 def test_a_model_searched_with_loss_terms_saves_as_savedmodel(data, tmp_path):
     """The cost and entropy terms stay attached and read the callbacks' variables
     (strength, coefficient, the commit's fitted child): SavedModel failed with
-    "captures tensor ... flops_strength" until they were in the model's graph."""
+    "captures tensor ... flops_strength" until they were in the model's graph.
+    The fitted cost callback deep-copies (its traced cost function did not)."""
     from searchlayers import schedules
 
     x, y = data
@@ -355,9 +357,10 @@ def test_a_model_searched_with_loss_terms_saves_as_savedmodel(data, tmp_path):
     net.compile(sl.joint_optimizer(K.optimizers.legacy.SGD(0.05)),
                 K.losses.SparseCategoricalCrossentropy(from_logits=True))
     target = 0.5 * float(reg.expected_cost(net, "params"))
+    cost_cb = FLOPsRegularizer(target, "params", mode="target")
     net.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[
-        FLOPsRegularizer(target, "params", mode="target"),
-        schedules.figs_commit(8).to_budget(target, "params")])
+        cost_cb, schedules.figs_commit(8).to_budget(target, "params")])
+    assert copy.deepcopy(cost_cb).get_config() == cost_cb.get_config()  # as keras-tuner does
     net.save(str(tmp_path / "saved"))
     loaded = K.models.load_model(str(tmp_path / "saved"))
     for a, b in zip(loaded.get_weights(), net.get_weights()):

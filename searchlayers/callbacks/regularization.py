@@ -253,6 +253,10 @@ class FLOPsRegularizer(Resumable, keras.callbacks.Callback):
         self._integral.assign_add(self.rate * violation * self.every / float(steps or 100))
         self.strength.assign(float(self._integral.numpy()) + self.damping * violation)
 
+    def on_train_end(self, logs=None):
+        self._cost_fn = None  # its graph does not deepcopy (keras-tuner copies callbacks)
+        super().on_train_end(logs)
+
     def state_key(self):
         """The checkpoint key of the target mode's state (``callback_state``)."""
         return f"FLOPsRegularizer_{self.metric}"
