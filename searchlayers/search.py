@@ -543,6 +543,19 @@ class SearchModel(PlainCall, keras.Model):
         self.compiled_metrics.update_state(y, pred)
         return {m.name: m.result() for m in self.metrics}
 
+    def save(self, filepath, *args, **kwargs):
+        """Saves the supernet this search trains (``model``), which holds the
+        architecture state: ``keras.models.load_model`` gives it back for
+        ``derive``. A ``SearchModel`` is a training wrapper that neither H5 nor
+        SavedModel can hold (both raised, ``ModelCheckpoint`` at the first
+        epoch's end); ``BackupAndRestore`` keeps the whole training state.
+
+        Example:
+            >>> search.save("supernet.h5")  # doctest: +SKIP
+            >>> supernet = keras.models.load_model("supernet.h5")  # doctest: +SKIP
+        """
+        return self.model.save(filepath, *args, **kwargs)
+
     def get_config(self):
         return {
             "model": keras.layers.serialize(self.model),

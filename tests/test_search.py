@@ -87,6 +87,26 @@ def test_warmup_switch_freezes_arch(data):
     assert any(not np.allclose(a, b) for a, b in zip(arch0, _arch_values(model)))
 
 
+@pytest.mark.parametrize("name", ["supernet", "supernet.h5"])
+def test_model_checkpoint_saves_the_supernet(data, tmp_path, name):
+    """``ModelCheckpoint`` (whole model, SavedModel or H5) on a search saves the
+    supernet it trains, which loads back with its architecture state (both
+    formats raised on a SearchModel)."""
+    x, y = data
+    model = tiny_supernet("gumbel")
+    search = sl.SearchModel(model, bilevel=False, arch_optimizer=K.optimizers.Adam(0.1))
+    search.compile(K.optimizers.SGD(0.05), LOSS)
+    path = str(tmp_path / name)
+    search.fit(x, y, batch_size=8, epochs=1, verbose=0,
+               callbacks=[sl.EntropyRegularizer(), K.callbacks.ModelCheckpoint(path)])
+    loaded = K.models.load_model(path)
+    assert [type(l).__name__ for l in loaded.layers] == [type(l).__name__ for l in model.layers]
+    moved = _arch_values(model)
+    assert any(np.abs(v).max() > 0.01 for v in moved)  # the search moved the architecture
+    for a, b in zip(_arch_values(loaded), moved):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_loss_multiplier_scales_data_loss(data):
     x, y = data
     model = tiny_supernet()
