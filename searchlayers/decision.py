@@ -379,8 +379,6 @@ class DecisionTracker(callback_state.Resumable, keras.callbacks.Callback):
         for layer in self._groups.values():
             _FLIPS[layer] = collections.deque(maxlen=self.window)
         self.steps, self._saved, self._resumed = 0, None, False
-        # each group's flips, as _FLIPS but right-aligned, -1 while shorter than the window
-        self._history = np.full([len(self._groups), self.window], -1, np.int64)
         if self._groups:  # what a resumed search goes on from (BackupAndRestore)
             self._saved = tf.Variable(self._record(), trainable=False)
             callback_state.keep_in_checkpoints(self.model, self.state_key(), state=self._saved)
@@ -390,9 +388,12 @@ class DecisionTracker(callback_state.Resumable, keras.callbacks.Callback):
         return "DecisionTracker"
 
     def _record(self):
-        """The step count, the last picks and the history as one int64 vector."""
+        """The step count, the last picks and each group's flip history
+        (right-aligned, -1 while shorter than the window) as one int64 vector."""
         picks = [np.asarray(p, np.int64) for p in self._last.values()]
-        return np.concatenate([[self.steps], *picks, self._history.ravel()])
+        history = [[-1] * (self.window - len(_FLIPS[layer])) + list(_FLIPS[layer])
+                   for layer in self._groups.values()]
+        return np.concatenate([[self.steps], *picks, np.ravel(history)]).astype(np.int64)
 
     def on_epoch_begin(self, epoch, logs=None):
         # the first epoch, after every callback's on_train_begin: a backup is read by now
@@ -405,8 +406,8 @@ class DecisionTracker(callback_state.Resumable, keras.callbacks.Callback):
             ends = 1 + np.cumsum([len(pick) for pick in self._last.values()])
             picks = np.split(record[1:ends[-1]], ends[:-1] - 1)
             self._last = {key: tuple(p.tolist()) for key, p in zip(self._groups, picks)}
-            self._history = record[ends[-1]:].reshape(self._history.shape)
-            for layer, row in zip(self._groups.values(), self._history):
+            history = record[ends[-1]:].reshape(len(self._groups), self.window)
+            for layer, row in zip(self._groups.values(), history):
                 _FLIPS[layer].extend(bool(v) for v in row if v >= 0)
 
     def on_train_batch_end(self, batch, logs=None):
@@ -414,12 +415,9 @@ class DecisionTracker(callback_state.Resumable, keras.callbacks.Callback):
         if not self._groups:
             return
         if not self.steps % self.every:
-            changed = []
             for (key, layer), now in zip(self._groups.items(), self._picks()):
-                changed.append(now != self._last[key])
-                _FLIPS[layer].append(changed[-1])
+                _FLIPS[layer].append(now != self._last[key])
                 self._last[key] = now
-            self._history = np.concatenate([self._history[:, 1:], np.c_[changed]], axis=1)
         # at the epoch's last step, before any on_epoch_end (BackupAndRestore's
         # save); each step when fit does not know the epoch's length. A mid-epoch
         # backup (save_freq=N) has the state of the last epoch's end.
