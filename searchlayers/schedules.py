@@ -260,11 +260,10 @@ class FigsCommit(callback_state.Resumable, cb.EntropyRegularizer):
             self._kept = {key: (layer, tf.Variable(tf.ones_like(layer.arch("logits")),
                                                    trainable=False))
                           for key, layer in reg.arch_groups(reg.unwrap(self.model)).items()}
-        if self._kept:  # the fitted child and its step, in the model's checkpoints
+        if self._kept:  # the step of the fitted child (a loss variable: loss_variables)
             self._refreshed = tf.Variable(-1, dtype=tf.int64, trainable=False)
-            kept = {k: v for k, v in self.loss_variables().items() if k.startswith("kept_")}
             callback_state.keep_in_checkpoints(self.model, self.state_key(),
-                                               refreshed=self._refreshed, **kept)
+                                               refreshed=self._refreshed)
         super().on_train_begin(logs)
 
     def state_key(self):
@@ -279,10 +278,11 @@ class FigsCommit(callback_state.Resumable, cb.EntropyRegularizer):
         step = self._epoch * self._steps() + batch
         start = self.kink * self.total
         every = max(int((self.total - start) / FIGS_REFRESH), 1)
-        refreshed = int(self._refreshed.numpy()) if self._kept else -1
-        if self._kept and step >= start and (refreshed < 0 or step - refreshed >= every):
-            self._refreshed.assign(step)
-            self._fit()
+        if self._kept and step >= start:
+            refreshed = int(self._refreshed.numpy())
+            if refreshed < 0 or step - refreshed >= every:
+                self._refreshed.assign(step)
+                self._fit()
         super().on_train_batch_begin(batch, logs)
 
     def _fit(self):

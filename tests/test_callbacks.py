@@ -296,12 +296,14 @@ def _figs_net():
     return sl.transforms.insert_masks(K.Model(x, y))
 
 
-def test_resume_restores_the_target_multiplier_and_the_fitted_child(tmp_path):
+@pytest.mark.parametrize("same_model", [False, True])
+def test_resume_restores_the_target_multiplier_and_the_fitted_child(tmp_path, same_model):
     """The stateful callbacks: ``FLOPsRegularizer(mode="target")``'s multiplier
     (an integral of past violations) and ``FigsCommit.to_budget``'s fitted child
     and the step it was fitted at. A search stopped and resumed from
     ``BackupAndRestore`` (listed first: the backup is read before the callbacks
-    keep their state) has that state when it goes on and ends where the
+    keep their state; in a new model and callbacks, as after a restart, or in
+    the same ones) has that state when it goes on and ends where the
     uninterrupted one does; with fresh callbacks it did not (logits 0.1 apart).
     After training the model's checkpoints hold none of it (only what the
     attached loss terms read: the next test)."""
@@ -311,13 +313,17 @@ def test_resume_restores_the_target_multiplier_and_the_fitted_child(tmp_path):
     x, y = rng.random((40, 8, 8, 1), dtype=np.float32), rng.integers(0, 10, 40)
     epochs, steps, stop = 8, 5, 5  # the commit refits at steps 20, 24, ...; stopped at 25
 
-    def run(extra, backup=None):
+    def build():
         net = _figs_net()
         model = _compiled(sl.SearchModel(net, bilevel=False,
                                          arch_optimizer=K.optimizers.Adam(0.2)), lr=0.05)
         target = 0.4 * float(reg.expected_cost(net, "params"))
         cost_cb = FLOPsRegularizer(target, "params", mode="target", strength=0.1)
         commit = schedules.figs_commit(epochs * steps).to_budget(target, "params")
+        return net, model, cost_cb, commit
+
+    def run(built, extra, backup=None):
+        net, model, cost_cb, commit = built
         backups = [K.callbacks.BackupAndRestore(str(backup))] if backup else []
         seen = {}  # the commit's state as epoch ``stop`` begins
 
@@ -329,17 +335,18 @@ def test_resume_restores_the_target_multiplier_and_the_fitted_child(tmp_path):
 
         model.fit(x, y, batch_size=8, epochs=epochs, verbose=0, shuffle=False,
                   callbacks=[*backups, cost_cb, commit, Peek(), *extra])
-        state = [v.numpy() for v in sl.arch_variables(net)] + [cost_cb.strength.numpy()]
-        return model, seen, state
+        return seen, [v.numpy() for v in sl.arch_variables(net)] + [cost_cb.strength.numpy()]
 
-    model, seen, uninterrupted = run([])
+    built = build()
+    seen, uninterrupted = run(built, [])
     assert seen["refreshed"] == 24 and 0 < np.mean(np.concatenate(seen["kept"])) < 1
-    saved = tf.train.Checkpoint(model=model).write(str(tmp_path / "after" / "ckpt"))
+    saved = tf.train.Checkpoint(model=built[1]).write(str(tmp_path / "after" / "ckpt"))
     kept = [n.split("/")[2] for n, _ in tf.train.list_variables(saved) if "callback_state" in n]
     assert set(kept) == {"loss_FLOPsRegularizer", "loss_EntropyRegularizer"}  # the loss terms'
+    built = build()
     with pytest.raises(RuntimeError, match="interrupted"):
-        run([StopAt(stop)], backup=tmp_path / "backup")
-    _, seen_resumed, resumed = run([], backup=tmp_path / "backup")
+        run(built, [StopAt(stop)], backup=tmp_path / "backup")
+    seen_resumed, resumed = run(built if same_model else build(), [], backup=tmp_path / "backup")
     assert seen_resumed["refreshed"] == seen["refreshed"]
     for a, b in zip(seen_resumed["kept"] + resumed, seen["kept"] + uninterrupted):
         np.testing.assert_array_equal(a, b)

@@ -18,7 +18,7 @@ import tensorflow as tf
 from searchlayers import checks
 from searchlayers import regularizers as reg
 from searchlayers._keras import keras, register
-from searchlayers.callback_state import Resumable, keep_in_checkpoints
+from searchlayers.callback_state import Resumable, keep_in_checkpoints, release
 from searchlayers.callbacks._common import require_search_layers
 from searchlayers.callbacks.schedules import Scheduled, make
 from searchlayers.search import tie_arch_variables
@@ -95,6 +95,10 @@ class EntropyRegularizer(Scheduled):
         """
         return self.coefficient * reg.entropy(self.model, self.reduction)
 
+    def set_model(self, model):
+        super().set_model(model)
+        _detach_variables(model, "EntropyRegularizer")
+
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         require_search_layers(self.model, "EntropyRegularizer")
@@ -122,13 +126,23 @@ def _attach(model, attach, key, fn, variables=None, **kwargs):
     The term stays attached after training, and a SavedModel of ``model``
     traces its losses: every variable the term reads must be in the model's
     object graph, or saving fails ("captures tensor ... not reachable from
-    root"). The callback's own ``variables`` are tracked there for good."""
+    root"). The callback's own ``variables`` are tracked there, and stay after
+    training; ``_detach_variables`` drops them when the next fit sets up."""
     if attach(model, key, fn, **kwargs):
         model.test_function = None
         if model.train_function is not None:
             model.make_train_function(force=True)
     if variables:
         keep_in_checkpoints(model, f"loss_{key}", **variables)
+
+
+def _detach_variables(model, key):
+    """Drops the variables an earlier fit attached for the term ``key`` (call it
+    in ``set_model``, before a backup is read). Left in place, a backup read by
+    this fit restores into them, not into the ones this fit attaches (TensorFlow
+    binds each saved variable to one object): an interrupted fit's fitted child,
+    say (``callback_state.Resumable``)."""
+    release(model, f"loss_{key}")
 
 
 @register
@@ -229,9 +243,8 @@ class FLOPsRegularizer(Resumable, keras.callbacks.Callback):
         self._cost_fn = None
         tie_arch_variables(self.model)
         require_search_layers(self.model, "FLOPsRegularizer")
-        if self.mode == "target":
-            keep_in_checkpoints(self.model, self.state_key(), strength=self.strength,
-                                integral=self._integral)
+        if self.mode == "target":  # (strength is a loss variable: _attach)
+            keep_in_checkpoints(self.model, self.state_key(), integral=self._integral)
         if self.mode != "multiplicative":
             _attach(self.model, reg.attach_loss, "FLOPsRegularizer", self.loss,
                     variables={"strength": self.strength})
@@ -252,6 +265,10 @@ class FLOPsRegularizer(Resumable, keras.callbacks.Callback):
         steps = self.params.get("steps") if getattr(self, "params", None) else None
         self._integral.assign_add(self.rate * violation * self.every / float(steps or 100))
         self.strength.assign(float(self._integral.numpy()) + self.damping * violation)
+
+    def set_model(self, model):
+        super().set_model(model)
+        _detach_variables(model, "FLOPsRegularizer")
 
     def on_train_end(self, logs=None):
         self._cost_fn = None  # its graph does not deepcopy (keras-tuner copies callbacks)
