@@ -180,6 +180,32 @@ def test_entropy_and_flops_terms_enter_the_loss(data):
     assert len(model.losses) == 2
 
 
+def test_budgets_on_two_metrics_add_two_terms_and_one_metric_twice_is_refused(data):
+    x, y = data
+    model = _compiled(tiny_supernet())  # lr 0: nothing moves, losses are comparable
+    base = model.fit(x, y, batch_size=32, epochs=1, verbose=0).history["loss"][0]
+    on_params, on_macs = FLOPsRegularizer(metric="params", strength=1e-3), FLOPsRegularizer(
+        metric="flops", strength=1e-5)
+    hist = model.fit(x, y, batch_size=32, epochs=1, verbose=0,
+                     callbacks=[on_params, on_macs]).history  # the first used to be replaced
+    total = cost.profile(model).total
+    params, macs = total.metric("params"), total.metric("macs")
+    assert hist["loss"][0] == pytest.approx(base + 1e-3 * params + 1e-5 * macs, rel=1e-4)
+    assert (hist["expected_params"][0], hist["expected_flops"][0]) == pytest.approx((params, macs))
+    # "flops" is "macs": one term, refused before anything is traced
+    with pytest.raises(ValueError, match=r"^FLOPsRegularizer: this fit already adds the loss "
+                       r"term 'FLOPsRegularizer_macs' with FLOPsRegularizer, which this one "
+                       r"would replace; pass one per metric\.$"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[on_macs, FLOPsRegularizer(metric="macs")])
+    # a later fit may replace a term with a new callback on the same metric
+    again = model.fit(x, y, batch_size=32, epochs=1, verbose=0,
+                      callbacks=[FLOPsRegularizer(metric="macs", strength=0.0), on_params])
+    assert again.history["loss"][0] == pytest.approx(base + 1e-3 * params, rel=1e-4)
+    with pytest.raises(ValueError, match=r"^EntropyRegularizer: .* pass one \(FigsCommit"):
+        model.fit(x, y, epochs=1, verbose=0,
+                  callbacks=[EntropyRegularizer(), EntropyRegularizer(start=1.0)])
+
+
 def test_flops_multiplier_under_and_over_budget(data):
     x, y = data
     search = _search(tiny_supernet())
@@ -342,7 +368,7 @@ def test_resume_restores_the_target_multiplier_and_the_fitted_child(tmp_path, sa
     assert seen["refreshed"] == 24 and 0 < np.mean(np.concatenate(seen["kept"])) < 1
     saved = tf.train.Checkpoint(model=built[1]).write(str(tmp_path / "after" / "ckpt"))
     kept = [n.split("/")[2] for n, _ in tf.train.list_variables(saved) if "callback_state" in n]
-    assert set(kept) == {"loss_FLOPsRegularizer", "loss_EntropyRegularizer"}  # the loss terms'
+    assert set(kept) == {"loss_FLOPsRegularizer_params", "loss_EntropyRegularizer"}  # the loss terms'
     built = build()
     with pytest.raises(RuntimeError, match="interrupted"):
         run(built, [StopAt(stop)], backup=tmp_path / "backup")

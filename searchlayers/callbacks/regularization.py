@@ -12,6 +12,7 @@ Example:
 """
 
 import math
+import weakref
 
 import tensorflow as tf
 
@@ -102,7 +103,7 @@ class EntropyRegularizer(Scheduled):
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         require_search_layers(self.model, "EntropyRegularizer")
-        _attach(self.model, reg.attach_loss, "EntropyRegularizer", self.loss,
+        _attach(self, reg.attach_loss, "EntropyRegularizer", self.loss,
                 variables=self.loss_variables())
 
     def loss_variables(self):
@@ -120,20 +121,38 @@ class EntropyRegularizer(Scheduled):
         return dict(super().get_config(), reduction=self.reduction)
 
 
-def _attach(model, attach, key, fn, variables=None, **kwargs):
-    """Attaches a loss term; rebuilds train / test functions traced without it.
+def _attach(callback, attach, key, fn, variables=None, **kwargs):
+    """Attaches ``callback``'s loss term to its model; rebuilds train / test
+    functions traced without it.
 
-    The term stays attached after training, and a SavedModel of ``model``
+    The term stays attached after training, and a SavedModel of the model
     traces its losses: every variable the term reads must be in the model's
     object graph, or saving fails ("captures tensor ... not reachable from
     root"). The callback's own ``variables`` are tracked there, and stay after
     training; ``_detach_variables`` drops them when the next fit sets up."""
+    model = callback.model
+    _claim(model, key, callback)
     if attach(model, key, fn, **kwargs):
         model.test_function = None
         if model.train_function is not None:
             model.make_train_function(force=True)
     if variables:
         keep_in_checkpoints(model, f"loss_{key}", **variables)
+
+
+def _claim(model, key, callback):
+    """One term per ``key`` in a fit: a second callback's would replace the first's
+    silently. Callbacks of one fit share its ``params`` dict (Keras' CallbackList)."""
+    claims = model.__dict__.setdefault("_searchlayers_loss_terms", {})  # not tracked
+    owner, params = claims.get(key, (lambda: None, None))
+    other = owner()
+    if other not in (None, callback) and callback.params and params is callback.params:
+        what = ("one per metric" if isinstance(callback, FLOPsRegularizer) else
+                "one (FigsCommit and SearchSchedule add an entropy term themselves)")
+        raise ValueError(
+            f"{type(callback).__name__}: this fit already adds the loss term {key!r} "
+            f"with {type(other).__name__}, which this one would replace; pass {what}.")
+    claims[key] = (weakref.ref(callback), callback.params)
 
 
 def _detach_variables(model, key):
@@ -189,7 +208,7 @@ class FLOPsRegularizer(Resumable, keras.callbacks.Callback):
                  damping=2.0, every=5):
         super().__init__()
         where = "FLOPsRegularizer"
-        reg.check_metric(metric, where)
+        self._metric_name = reg.check_metric(metric, where)  # aliases resolved: one key
         self.form = checks.choice(where, "form", form, reg.FIGS_FORMS)
         checks.choice(where, "mode", mode, MODES)
         if budget is not None or mode != "additive":
@@ -246,10 +265,10 @@ class FLOPsRegularizer(Resumable, keras.callbacks.Callback):
         if self.mode == "target":  # (strength is a loss variable: _attach)
             keep_in_checkpoints(self.model, self.state_key(), integral=self._integral)
         if self.mode != "multiplicative":
-            _attach(self.model, reg.attach_loss, "FLOPsRegularizer", self.loss,
+            _attach(self, reg.attach_loss, self.state_key(), self.loss,
                     variables={"strength": self.strength})
         else:
-            _attach(self.model, reg.attach_loss_multiplier, "FLOPsRegularizer",
+            _attach(self, reg.attach_loss_multiplier, self.state_key(),
                     self.multiplier, where=f"FLOPsRegularizer(mode={self.mode!r})")
 
     def on_train_batch_end(self, batch, logs=None):
@@ -268,15 +287,16 @@ class FLOPsRegularizer(Resumable, keras.callbacks.Callback):
 
     def set_model(self, model):
         super().set_model(model)
-        _detach_variables(model, "FLOPsRegularizer")
+        _detach_variables(model, self.state_key())
 
     def on_train_end(self, logs=None):
         self._cost_fn = None  # its graph does not deepcopy (keras-tuner copies callbacks)
         super().on_train_end(logs)
 
     def state_key(self):
-        """The checkpoint key of the target mode's state (``callback_state``)."""
-        return f"FLOPsRegularizer_{self.metric}"
+        """The key of its loss term, and of the target mode's state in checkpoints
+        (``callback_state``): one per metric, so budgets on two metrics combine."""
+        return f"FLOPsRegularizer_{self._metric_name}"
 
     def on_epoch_end(self, epoch, logs=None):
         expected = float(self.cost())
