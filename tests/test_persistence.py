@@ -146,3 +146,45 @@ def test_import_after_tensorflow_gives_keras2():
     env = {k: v for k, v in __import__("os").environ.items() if k != "TF_USE_LEGACY_KERAS"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+def _repeated_weight_names(model):
+    names = [w.name for w in model.weights]
+    return sorted({n for n in names if names.count(n) > 1})
+
+
+def test_weight_names_are_unique_in_supernets_and_children():
+    """Keras builds an op's layers in a scratch graph of its own, where it names
+    them "conv2d", ... again: two edges' weights shared one name, and H5 saving
+    of an optimizer failed (``ModelCheckpoint``). Op layers are named after their
+    edge; layers built directly get their own name scope."""
+    from models import bars, darts, entrannas, spos
+
+    nets = [darts.darts_supernet((8, 8, 1), 10, channels=4, cells=2, steps=2, multiplier=2),
+            bars.bars_supernet((8, 8, 1), 10, channels=4, stages=1, cells=2, steps=2),
+            entrannas.entrannas_supernet((8, 8, 1), 10, channels=4, cells=2, steps=2),
+            spos.spos_supernet(stages=((4, 2, 1),), stem_channels=4, head_channels=8,
+                               ops=["mb_k3_e3", "mb_k5_e3"])]
+    for net in nets:
+        child = sl.derive(net, "sample", seed=0)
+        assert _repeated_weight_names(net) == [] and _repeated_weight_names(child) == [], net.name
+
+
+def test_h5_checkpoint_of_a_user_sequential_with_a_mixed_op(tmp_path, data):
+    """A user's Sequential (default layer names) with a MixedOp of built-in ops:
+    ``ModelCheckpoint(.h5)`` after an epoch raised "name already exists"; so did
+    saving its derived child after fit."""
+    x, y = data
+    net = K.Sequential([K.Input((8, 8, 1)), K.layers.Conv2D(4, 3, padding="same"),
+                        sl.MixedOp(["conv_3x3", "sep_conv_3x3", "skip_connect"], name="e"),
+                        K.layers.GlobalAveragePooling2D(), K.layers.Dense(10)])
+    net.compile(sl.joint_optimizer(), LOSS)
+    net.fit(x, y, epochs=1, verbose=0,
+            callbacks=[K.callbacks.ModelCheckpoint(str(tmp_path / "net.h5"))])
+    child = sl.derive(net, architecture={"e": 1})
+    child.compile("adam", LOSS)
+    child.fit(x, y, epochs=1, verbose=0)
+    child.save(tmp_path / "child.h5")
+    for model, path in ((net, "net.h5"), (child, "child.h5")):
+        loaded = K.models.load_model(tmp_path / path)
+        np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))

@@ -428,6 +428,43 @@ def plain_type(layer):
     return getattr(type(layer), "plain_class", None) or type(layer)
 
 
+def name_after(layer, name):
+    """Renames an unbuilt ``layer`` ``name``, and its sub-layers ``{name}_...``.
+
+    Keras names a weight after the innermost layer ("conv2d/kernel:0"), and
+    builds some layers in scratch graphs of its own (a Sequential's), where it
+    numbers auto-named layers from 0 again: the ops of two edges would both hold
+    a "conv2d", two weights one name, and H5 saving of the optimizer fails
+    (``ModelCheckpoint``: "name already exists"). Named after an owner whose
+    name is unique in its model, they cannot repeat. (tf_keras has no public
+    rename.)
+
+    Example:
+        >>> op = keras.Sequential([keras.layers.Dense(2, name="fc")])
+        >>> name_after(op, "edge_op"); [op.name, op.layers[0].name]
+        ['edge_op', 'edge_op_fc']
+    """
+    old = layer.name
+    layer._name = name  # pylint: disable=protected-access
+    for sub in layer._flatten_layers(include_self=False, recursive=False):  # pylint: disable=W0212
+        tail = sub.name[len(old) + 1:] if sub.name.startswith(f"{old}_") else sub.name
+        name_after(sub, f"{name}_{tail}")
+
+
+def build_named(layer, input_shape):
+    """``layer.build(input_shape)`` with its weights named after it
+    ("name/kernel:0"), as Keras names them when it builds a layer it calls;
+    built directly they get bare names ("kernel:0"), which repeat.
+
+    Example:
+        >>> d = keras.layers.Dense(2, name="fc"); build_named(d, [None, 3])
+        >>> [w.name for w in d.weights]
+        ['fc/kernel:0', 'fc/bias:0']
+    """
+    with tf.name_scope(layer.name):
+        layer.build(input_shape)
+
+
 def copy_layer(layer, input_shape=None, name=None, cls=None):
     """A fresh copy of ``layer`` with the same config and weights (and ``name``),
     of class ``cls`` (default ``plain_type(layer)``).
@@ -442,7 +479,7 @@ def copy_layer(layer, input_shape=None, name=None, cls=None):
         config["name"] = name
     new = (cls or plain_type(layer)).from_config(config)
     if input_shape is not None:
-        new.build(input_shape)
+        build_named(new, input_shape)
         new.set_weights(layer.get_weights())
     return new
 

@@ -46,7 +46,7 @@ import tensorflow as tf
 
 from searchlayers import checks
 from searchlayers._keras import PlainCall, keras, register
-from searchlayers.layers.base import Sliceable
+from searchlayers.layers.base import Sliceable, build_named
 from searchlayers.layers.ops import BN_MOMENTUM, _subsample, register_op
 
 L = keras.layers
@@ -484,8 +484,7 @@ class _Composite(PlainCall, L.Layer):
         return Sliceable(self)
 
     def _build_sub(self, layer, shape):
-        with tf.name_scope(layer.name):  # unique weight names (H5 needs them)
-            layer.build(shape)
+        build_named(layer, shape)
         return tf.TensorShape(layer.compute_output_shape(shape))
 
     def _sub_shapes(self, input_shape):
@@ -522,7 +521,7 @@ class _Composite(PlainCall, L.Layer):
         new = type(self).from_config({**self.get_config(), "name": name or self.name, **changes})
         shape = tf.TensorShape(self._build_input_shape).as_list()
         shape[-1] = n_in
-        new.build(shape)
+        build_named(new, shape)
         return new
 
     def sliced(self, keep_in, keep_out, name=None):
@@ -554,9 +553,9 @@ class BinaryConvBN(_Composite):
         self.affine = checks.boolean(where, "affine", affine)
         self.scaling = _check_scaling(scaling, f"{type(self).__name__} '{self.name}'")
         self.conv = QuantConv(self.channels, self.kernel_size, self.strides, scaling=scaling,
-                              name="conv")
+                              name=f"{self.name}_conv")
         self.bn = L.BatchNormalization(center=affine, scale=affine, momentum=BN_MOMENTUM,
-                                         name="bn")
+                                         name=f"{self.name}_bn")
 
     def build(self, input_shape):
         self._build_sub(self.bn, self._build_sub(self.conv, input_shape))
@@ -702,13 +701,14 @@ class BinaryReduce(_Composite):
         self.shortcut = checks.choice(where, "shortcut", shortcut, (None,) + SHORTCUTS[2])
         per_group = self.channels // self.groups
         self.conv_a = QuantConv(self.groups * (per_group - per_group // 2), 1, 2,
-                                padding="valid", scaling=scaling, name="conv_a")
+                                padding="valid", scaling=scaling,
+                                name=f"{self.name}_conv_a")
         self.conv_b = None
         if per_group // 2:
             self.conv_b = QuantConv(self.groups * (per_group // 2), 1, 2, padding="valid",
-                                    scaling=scaling, name="conv_b")
+                                    scaling=scaling, name=f"{self.name}_conv_b")
         self.bn = L.BatchNormalization(center=affine, scale=affine, momentum=BN_MOMENTUM,
-                                         name="bn")
+                                         name=f"{self.name}_bn")
 
     @property
     def channel_groups(self):

@@ -62,7 +62,7 @@ import tensorflow as tf
 
 from searchlayers import checks, relax
 from searchlayers._keras import keras, register
-from searchlayers.layers.base import Replace, SearchLayer
+from searchlayers.layers.base import Replace, SearchLayer, build_named, name_after
 from searchlayers.layers.ops import BN_MOMENTUM, check_op_name, get_op
 
 L = keras.layers
@@ -176,11 +176,11 @@ def _takes_training(layer):
 
 
 def _conv_bn(channels, name):
-    return keras.Sequential(
+    layer = keras.Sequential(
         [L.Conv2D(channels, 1, use_bias=False),
-         L.BatchNormalization(center=False, scale=False, momentum=BN_MOMENTUM)],
-        name=name,
-    )
+         L.BatchNormalization(center=False, scale=False, momentum=BN_MOMENTUM)])
+    name_after(layer, name)
+    return layer
 
 
 @register
@@ -297,13 +297,11 @@ class EnTranCell(SearchLayer):
         if self.bottleneck:
             for i in range(n_feed):
                 layer = _conv_bn(self.op_channels, f"{self.name}_reduce{i}")
-                with tf.name_scope(layer.name):
-                    layer.build(self._state_shapes[i])
+                build_named(layer, self._state_shapes[i])
                 self.reducers.append(layer)
             for j in range(self.steps):
                 layer = _conv_bn(self.channels, f"{self.name}_restore{j}")
-                with tf.name_scope(layer.name):
-                    layer.build([None, *self._node_hw, self.op_channels])
+                build_named(layer, [None, *self._node_hw, self.op_channels])
                 self.restorers.append(layer)
         units = range(n_feed) if self.feature_sharing else range(self.num_edges)
         ops = []
@@ -314,9 +312,9 @@ class EnTranCell(SearchLayer):
                 if name in NONE_OPS:
                     ops.append(None)
                     continue
-                layer = get_op(name, self.op_channels, self._stride(state), where=where)
-                with tf.name_scope(f"u{u}_{layer.name}"):
-                    layer.build(in_shape)
+                layer = get_op(name, self.op_channels, self._stride(state), where=where,
+                               scope=f"{self.name}_u{u}")
+                build_named(layer, in_shape)
                 ops.append(layer)
         self.ops = ops
         self.add_arch_weight("logits", [self.num_edges, self.num_ops])

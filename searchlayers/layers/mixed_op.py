@@ -4,7 +4,7 @@ import tensorflow as tf
 
 from searchlayers import checks, relax
 from searchlayers._keras import keras, register
-from searchlayers.layers.base import Drop, Replace
+from searchlayers.layers.base import Drop, Replace, build_named
 from searchlayers.layers.choice import SINGLE_PATH_MODES, CategoricalChoice
 from searchlayers.layers.ops import Zeroise, check_op_name, get_op
 
@@ -127,11 +127,10 @@ class MixedOp(CategoricalChoice):
         where = f"MixedOp '{self.name}'"
         for i, spec in enumerate(self.candidate_specs):
             if isinstance(spec, str):
-                self.ops[i] = get_op(spec, channels, self.strides, where=where)
+                self.ops[i] = get_op(spec, channels, self.strides, where=where, scope=self.name)
         shapes = []
         for op in self.ops:
-            with tf.name_scope(op.name):
-                op.build(input_shape)
+            build_named(op, input_shape)
             shapes.append(tf.TensorShape(op.compute_output_shape(input_shape)))
         if any(s[1:] != shapes[0][1:] for s in shapes):
             listing = ", ".join(f"{n}: {s}" for n, s in zip(self.choice_names, shapes))

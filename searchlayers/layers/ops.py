@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from searchlayers import checks
 from searchlayers._keras import PlainCall, keras, register
+from searchlayers.layers.base import build_named, name_after
 
 L = keras.layers
 _REGISTRY = {}
@@ -75,13 +76,16 @@ def check_op_name(name, where="MixedOp"):
         )
 
 
-def get_op(name, channels, strides=1, where="get_op"):
+def get_op(name, channels, strides=1, where="get_op", scope=None):
     """A fresh layer for the registered op ``name`` (see ``check_op_name``);
-    ``where`` (the calling layer) starts any error message.
+    ``where`` (the calling layer) starts any error message. ``scope`` (the
+    owning layer's name) names the op ``{scope}_{name}`` and its layers after it.
 
     Example:
         >>> get_op("max_pool_3x3", channels=4, strides=2)(tf.zeros([1, 4, 4, 4])).shape
         TensorShape([1, 2, 2, 4])
+        >>> [l.name for l in get_op("conv_3x3", 4, scope="edge").layers]
+        ['edge_conv_3x3_re_lu', 'edge_conv_3x3_conv2d', 'edge_conv_3x3_batch_normalization']
         >>> get_op("conv_3x3", channels=0)
         Traceback (most recent call last):
         ...
@@ -89,7 +93,10 @@ def get_op(name, channels, strides=1, where="get_op"):
     """
     check_op_name(name, where)
     channels = checks.integer(where, "channels", channels, low=1)  # not Keras' `filters=0`
-    return _REGISTRY[name](channels, checks.integer(where, "strides", strides, low=1))
+    op = _REGISTRY[name](channels, checks.integer(where, "strides", strides, low=1))
+    if scope is not None:
+        name_after(op, f"{scope}_{name}")
+    return op
 
 
 @register
@@ -155,16 +162,16 @@ class FactorizedReduce(PlainCall, L.Layer):
         self.channels = checks.integer(f"FactorizedReduce '{self.name}'", "channels", channels,
                                        low=2)
         half = self.channels // 2
-        self.conv_a = L.Conv2D(half, 1, 2, use_bias=False, name="conv_a")
-        self.conv_b = L.Conv2D(self.channels - half, 1, 2, use_bias=False, name="conv_b")
+        self.conv_a = L.Conv2D(half, 1, 2, use_bias=False, name=f"{self.name}_conv_a")
+        self.conv_b = L.Conv2D(self.channels - half, 1, 2, use_bias=False,
+                               name=f"{self.name}_conv_b")
         self.bn = L.BatchNormalization(center=False, scale=False, momentum=BN_MOMENTUM,
-                                     name="bn")
+                                     name=f"{self.name}_bn")
 
     def build(self, input_shape):
         out = list(input_shape[:-1]) + [self.channels]
         for layer, shape in ((self.conv_a, input_shape), (self.conv_b, input_shape), (self.bn, out)):
-            with tf.name_scope(layer.name):  # unique weight names (H5 needs them)
-                layer.build(shape)
+            build_named(layer, shape)
         super().build(input_shape)
 
     def call(self, x, training=None):
