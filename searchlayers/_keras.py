@@ -204,4 +204,22 @@ def register(cls):
     return keras.utils.register_keras_serializable(package="searchlayers")(cls)
 
 
-__all__ = ["PlainCall", "input_like", "keras", "register", "require_built"]
+def deserialize_layer(config):
+    """``keras.layers.deserialize`` for a layer nested in another's config, which
+    finds this package's (registered) classes in an H5 load too: tf_keras' H5 path
+    looks a class up by its bare name, and ``register`` files it under
+    "searchlayers>Name".
+
+    Example:
+        >>> from searchlayers.layers.binary import QuantConv
+        >>> config = keras.layers.serialize(QuantConv(4, 3, name="q"))
+        >>> type(deserialize_layer(config)).__name__
+        'QuantConv'
+    """
+    registered = keras.utils.get_registered_object(config.get("registered_name") or "")
+    custom = {config["class_name"]: registered} if registered is not None else None
+    return keras.layers.deserialize(config, custom_objects=custom)
+
+
+__all__ = ["PlainCall", "deserialize_layer", "input_like", "keras", "register",
+           "require_built"]

@@ -65,6 +65,18 @@ def test_config_round_trip_with_layer_candidates():
     assert isinstance(restored, sl.MixedOp) and restored.mode == "gumbel"
 
 
+def test_h5_round_trip_of_a_mixed_op_with_a_binary_layer_candidate(tmp_path):
+    """The package's own layer as a candidate loads from H5 with no custom
+    objects (tf_keras' H5 path looked it up by its bare class name and failed)."""
+    x = K.Input((8, 8, 4))
+    net = K.Model(x, sl.MixedOp([sl.QuantConv(4, 3, name="mine"), "skip_connect"], name="e")(x))
+    net.save(tmp_path / "net.h5")
+    loaded = K.models.load_model(tmp_path / "net.h5")
+    assert isinstance(loaded.get_layer("e").ops[0], sl.QuantConv)
+    batch = np.random.default_rng(0).normal(size=(2, 8, 8, 4)).astype("float32")
+    np.testing.assert_array_equal(loaded(batch), net(batch))
+
+
 def test_backup_and_restore_resumes_architecture_state(tmp_path, data):
     """An interrupted search resumed from its backup ends in exactly the state
     of an uninterrupted one (logits, temperature, noise stream)."""

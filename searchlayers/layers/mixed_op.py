@@ -3,7 +3,7 @@
 import tensorflow as tf
 
 from searchlayers import checks, relax
-from searchlayers._keras import keras, register
+from searchlayers._keras import deserialize_layer, keras, register
 from searchlayers.layers.base import Drop, Replace, build_named
 from searchlayers.layers.choice import SINGLE_PATH_MODES, CategoricalChoice
 from searchlayers.layers.ops import Zeroise, check_op_name, get_op
@@ -98,7 +98,7 @@ class MixedOp(CategoricalChoice):
 
     def _spec(self, candidate):
         if isinstance(candidate, dict):  # a serialized layer (from get_config)
-            return keras.layers.deserialize(candidate)
+            return deserialize_layer(candidate)
         if isinstance(candidate, (str, keras.layers.Layer)):
             return candidate
         raise TypeError(
