@@ -46,7 +46,9 @@ def choose(model, strategy="argmax", seed=0, rule=None):
     channels); other search layers take their argmax under it.
     ``rule(layer) -> choice or None`` overrides the strategy for the layers it
     answers (e.g. BNAS' ``models.bnas.zeroise_gamma_rule(gamma)``); ``None``
-    falls back to ``strategy``.
+    falls back to a choice fixed by ``set_choice`` (``apply_architecture``),
+    which is what the supernet computes, then to ``strategy`` ("sample" draws
+    whatever is fixed).
 
     Example:
         >>> choose(supernet, "argmax").choices  # doctest: +SKIP
@@ -74,6 +76,8 @@ def choose(model, strategy="argmax", seed=0, rule=None):
             if own not in layer.strategies:
                 own = "argmax"
             choice = None if rule is None else rule(layer)
+            if choice is None and own != "sample":  # what the supernet computes
+                choice = layer.fixed_choice()
             by_key[key] = layer.sample_choice(own, seed=seed) if choice is None else choice
         choices[layer.name] = by_key[key]
         names[layer.name] = _describe(layer, by_key[key])

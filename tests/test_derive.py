@@ -126,3 +126,44 @@ def test_bad_input():
     single = tiny_supernet("uniform")
     with pytest.raises(ValueError, match="has no architecture logits"):
         sl.derive(single, "argmax")
+
+
+def test_derive_keeps_the_choice_the_supernet_is_fixed_to(data):
+    """``set_choice`` fixes what the supernet computes; derive used to ignore it
+    (the logits' argmax instead, or an error naming set_choice as the remedy)."""
+    x, _ = data
+    model = tiny_supernet("softmax")
+    _set_logits(model, {"edge_a": [0, 0, 5.0, 0, 0], "edge_c": [0, 0, 0, 4.0]})
+    for name, choice in (("edge_a", 4), ("edge_b", 4), ("edge_c", 1)):  # a: not the argmax
+        model.get_layer(name).set_choice(choice)
+    child = sl.derive(model, "argmax")
+    assert child.architecture.names == {
+        "edge_a": "conv_3x3", "edge_b": "conv_3x3", "edge_c": "sep_conv_3x3"}
+    np.testing.assert_allclose(child.predict(x, verbose=0), model.predict(x, verbose=0),
+                               atol=1e-5)
+    assert sl.derive(model, "sample", seed=1).architecture.meta["strategy"] == "sample"
+    single = K.Sequential([K.Input((8, 8, 1)), sl.MixedOp(["conv_3x3", "skip_connect"],
+                                                          mode="uniform", name="e")])
+    single.get_layer("e").set_choice(1)
+    assert sl.derive(single).architecture.names == {"e": "skip_connect"}
+    single.get_layer("e").set_choice(None)
+    with pytest.raises(ValueError, match="MixedOp 'e' \\(mode 'uniform'\\) has no architecture"):
+        sl.derive(single)
+
+
+def test_fixed_choice_reads_back_what_set_choice_fixed():
+    from models.entrannas import entrannas_supernet
+    from searchlayers.transforms import insert_masks
+
+    cell = next(l for l in sl.layers.search_layers(
+        entrannas_supernet((8, 8, 1), 10, channels=4, cells=1, steps=2)))
+    record = cell.sample_choice("sample", seed=3)
+    assert cell.fixed_choice() is None
+    cell.set_choice(record)
+    assert cell.fixed_choice() == record
+    net = insert_masks(K.Sequential([K.Input((4, 4, 1)), K.layers.Conv2D(4, 3),
+                                     K.layers.GlobalAveragePooling2D(), K.layers.Dense(2)]))
+    mask = sl.layers.search_layers(net)[0]
+    mask.set_choice([0, 2])
+    assert mask.fixed_choice() == [0, 2] and sl.derive(net).architecture.choices == {
+        mask.name: [0, 2]}

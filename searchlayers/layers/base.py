@@ -327,6 +327,18 @@ class SearchLayer(PlainCall, ShapeOnlyConstruction, keras.layers.Layer):
         the categorical index."""
         return choice
 
+    def decode_choice(self, value):
+        """The choice a value of the ``choice`` variable holds (``encode_choice``
+        inverted); default: the categorical index."""
+        return int(value)
+
+    def fixed_choice(self):
+        """The choice ``set_choice`` fixed, as ``sample_choice`` gives one; None
+        while the forward pass is free."""
+        if getattr(self, "choice", None) is None or not bool(self.choice_is_fixed()):
+            return None
+        return self.decode_choice(self.choice.numpy())
+
     def set_choice(self, choice):
         """Fixes the forward pass to ``choice`` (``None`` frees it)."""
         if choice is None:

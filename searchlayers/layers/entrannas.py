@@ -548,6 +548,9 @@ class EnTranCell(SearchLayer):
     def encode_choice(self, choice):
         return self.choice_mask_of(choice)
 
+    def decode_choice(self, value):
+        return self._record(value)
+
     def derivation(self, choice):
         """``Replace`` by a Functional ``[s0, s1] -> output`` sub-model of the
         chosen sub-graph (``x -> output`` when the cell was called on one tensor)."""

@@ -258,6 +258,9 @@ class FiGSMask(SearchLayer):
             checks.fail(where, "choice", choice, allowed)
         return sorted(kept)
 
+    def decode_choice(self, value):
+        return np.flatnonzero(np.asarray(value) > 0).tolist()
+
     def encode_choice(self, choice):
         """The 0/1 mask of the kept channels ``choice``."""
         mask = np.zeros([self.channels], np.float32)
