@@ -115,7 +115,9 @@ class Zeroise(PlainCall, L.Layer):
         self.channels = checks.integer(where, "channels", channels, low=1, none_ok=True)
 
     def call(self, x):
-        x = x[:, :: self.strides, :: self.strides, :] if self.strides > 1 else x
+        if self.strides > 1:  # every spatial axis (none on a [batch, features] input)
+            s = slice(None, None, self.strides)
+            x = x[(slice(None),) + (s,) * (x.shape.rank - 2) + (slice(None),)]
         if self.channels is None or self.channels == x.shape[-1]:
             return tf.zeros_like(x)
         shape = tf.concat([tf.shape(x)[:-1], [self.channels]], 0)
@@ -124,7 +126,7 @@ class Zeroise(PlainCall, L.Layer):
     def compute_output_shape(self, input_shape):
         shape = tf.TensorShape(input_shape).as_list()
         s = self.strides
-        for axis in (1, 2):
+        for axis in range(1, len(shape) - 1):
             if shape[axis] is not None:
                 shape[axis] = -(-shape[axis] // s)
         if self.channels is not None:

@@ -202,3 +202,17 @@ def test_expected_cost_is_differentiable_and_matches_candidates():
     grad = tape.gradient(expected, op.arch("logits")).numpy()
     np.testing.assert_allclose(grad, [-0.25 * conv_macs, 0.25 * conv_macs], rtol=1e-5)
     assert cost.layer_cost(op, [1, 6, 6, 4]).float_macs is not None
+
+
+def test_none_candidate_on_a_feature_vector():
+    """'none' beside Dense candidates on a [batch, features] input (it raised an
+    IndexError: its shape assumed an image)."""
+    inputs = sl.keras.Input((16,))
+    edge = sl.MixedOp([sl.keras.layers.Dense(8, name="fc"), "identity", "none"], name="e")
+    model = sl.keras.Model(inputs, edge(sl.keras.layers.Dense(8)(inputs)))
+    x = np.random.default_rng(0).normal(size=(4, 16)).astype("float32")
+    assert model(x).shape == (4, 8)
+    edge.arch("logits").assign([0.0, 0.0, 5.0])
+    child = sl.derive(model)
+    assert child.architecture.names == {"e": "none"}
+    np.testing.assert_array_equal(child(x), np.zeros((4, 8), np.float32))
