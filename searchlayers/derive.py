@@ -118,10 +118,12 @@ def best_of_k(model, validation_data, k=8, seed=0, steps=None):
     Example:
         >>> best, scored = best_of_k(supernet, val_ds, k=8)  # doctest: +SKIP
     """
+    from searchlayers.search import check_labelled
+
     if getattr(model, "compiled_loss", None) is None:
         raise ValueError(f"best_of_k: model '{model.name}' must be compiled (its loss scores).")
     k = checks.integer("best_of_k", "k", k, low=1)
-    _check_labelled(validation_data, "best_of_k")
+    check_labelled(validation_data, "best_of_k", model)
     scored = []
     try:
         for i in range(int(k)):
@@ -141,21 +143,6 @@ def best_of_k(model, validation_data, k=8, seed=0, steps=None):
     best = min(scored, key=lambda t: t[0])[1]
     best.meta["strategy"] = "best_of_k"
     return best, scored
-
-
-def _check_labelled(data, where):
-    """Scoring needs labels: an ``(x, y)`` pair or a dataset of ``(x, y)`` batches."""
-    spec = data.element_spec if isinstance(data, tf.data.Dataset) else None
-    labelled = (isinstance(spec, tuple) and len(spec) >= 2) if spec is not None else (
-        isinstance(data, (tuple, list)) and len(data) >= 2)
-    if not labelled:
-        checks.fail(where, "validation_data", data, "labelled data: an (x, y) pair of arrays "
-                    "or a tf.data.Dataset of (x, y) batches")
-    if spec is None:
-        sizes = [len(part) if hasattr(part, "__len__") else None for part in data[:2]]
-        if None not in sizes and (sizes[0] != sizes[1] or not sizes[0]):
-            checks.fail(where, "validation_data", f"x of {sizes[0]} and y of {sizes[1]} rows",
-                        "an (x, y) pair with the same number (>= 1) of rows")
 
 
 def _evaluate(model, data, steps):

@@ -183,6 +183,29 @@ def _is_pair(spec):
     return isinstance(spec, tuple) and len(spec) == 2
 
 
+def check_labelled(data, where, model=None):
+    """Scoring needs labels: ``data`` must be an ``(x, y)`` pair or a dataset of
+    ``(x, y)`` batches, with as many tensors in ``x`` as ``model`` has inputs."""
+    spec = data.element_spec if isinstance(data, tf.data.Dataset) else None
+    labelled = (isinstance(spec, tuple) and len(spec) >= 2) if spec is not None else (
+        isinstance(data, (tuple, list)) and len(data) >= 2)
+    if not labelled:
+        checks.fail(where, "validation_data", data, "labelled data: an (x, y) pair of arrays "
+                    "or a tf.data.Dataset of (x, y) batches")
+    if spec is None:
+        sizes = [len(part) if hasattr(part, "__len__") else None for part in data[:2]]
+        if None not in sizes and (sizes[0] != sizes[1] or not sizes[0]):
+            checks.fail(where, "validation_data", f"x of {sizes[0]} and y of {sizes[1]} rows",
+                        "an (x, y) pair with the same number (>= 1) of rows")
+    net = model.model if isinstance(model, SearchModel) else model
+    wanted = len(getattr(net, "inputs", None) or [])
+    got = len(tf.nest.flatten(spec[0] if spec is not None else data[0]))
+    if wanted and got != wanted:
+        checks.fail(where, "validation_data", f"batches whose x holds {got} tensors",
+                    f"(x, y) batches whose x holds the model's {wanted} input(s) (a "
+                    "search's ((x, y), (x, y)) pairs are training data, not validation data)")
+
+
 def _check_joint_data(args, kwargs):
     """One-line error before tracing when joint ``fit`` gets bilevel pairs."""
     x = args[0] if args else kwargs.get("x")
@@ -435,6 +458,9 @@ class SearchModel(PlainCall, keras.Model):
             _check_bilevel_data(args, kwargs)
         else:
             _check_joint_data(args, kwargs)
+        validation = kwargs.get("validation_data")
+        if isinstance(validation, (tf.data.Dataset, tuple, list)):  # not a Sequence: Keras' own
+            check_labelled(validation, "SearchModel.fit", self)
         self._prebuild(args, kwargs)
         callbacks = list(callbacks or [])
         if not any(isinstance(c, DecisionTracker) for c in callbacks):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import searchlayers as sl
 from searchlayers import (
@@ -39,6 +40,8 @@ NAN = float("nan")
 OPS = ["conv_3x3", "skip_connect", "none"]
 X = np.zeros((4, 8, 8, 1), np.float32)
 Y = np.zeros(4, np.int32)
+_XY = tf.data.Dataset.from_tensors((X, Y))
+_PAIRS = tf.data.Dataset.zip((_XY, _XY))
 DATA = ((X, Y), (X, Y))  # (train, test) arrays for retrain
 X_NAN = np.where(np.arange(X.size).reshape(X.shape) == 7, NAN, X).astype(np.float32)
 
@@ -262,6 +265,13 @@ CASES = [
         datasets.load("digits", "validation", batch_size=8).take(1), verbose=0), ValueError,
      r"SearchModel\(bilevel=True\).fit needs elements \(\(x_train, y_train\), \(x_val, "
      r"y_val\)\).*got a dataset of"),
+    ("searchmodel-validation-pairs", lambda m: m["search"].fit(
+        _PAIRS, validation_data=_PAIRS, verbose=0), ValueError,
+     r"SearchModel.fit: validation_data must be \(x, y\) batches whose x holds the model's 1 "
+     r"input\(s\) \(a search's \(\(x, y\), \(x, y\)\) pairs are training data, not "
+     r"validation data\), got 'batches whose x holds 2 tensors'"),
+    ("best-of-k-validation-pairs", lambda m: best_of_k(m["net"], _PAIRS, k=2), ValueError,
+     r"best_of_k: validation_data must be \(x, y\) batches whose x holds the model's 1 input"),
     ("searchmodel-bilevel-str", lambda m: SearchModel(m["net"], bilevel="no"), TypeError,
      r"SearchModel: bilevel must be True or False, got 'no' \(str\)"),
     ("searchmodel-decay", lambda m: SearchModel(m["net"], arch_weight_decay=-1.0), ValueError,
