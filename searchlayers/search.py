@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from searchlayers import checks, progress
 from searchlayers._keras import PlainCall, keras, register, require_built
-from searchlayers.layers.base import is_arch_variable, search_layers
+from searchlayers.layers.base import is_arch_variable, search_layers, untied_layers
 from searchlayers.layers.figs_draw import draw_jointly
 from searchlayers.layers.figs_fold import check_folds
 
@@ -351,6 +351,13 @@ def _joint_class():
 
     class CaseOptimizer(lq.optimizers.CaseOptimizer):
         def _compute_var_opt_mapping(self, grads_and_vars):
+            untied = untied_layers([var for _, var in grads_and_vars])
+            if untied:  # plain compile + fit: no entry point of ours ran tie_arch_variables
+                key, layers = next(iter(untied.items()))
+                raise ValueError(
+                    f"joint_optimizer: search layers {layers} share arch_key={key!r} but "
+                    "train architecture variables of their own, so they would learn apart; "
+                    "call searchlayers.tie_arch_variables(model) before fit.")
             if any(is_arch_variable(var) for _, var in grads_and_vars):
                 return super()._compute_var_opt_mapping(grads_and_vars)
             warnings.warn(

@@ -26,6 +26,7 @@ def _state(model):
 def _trained(mode, data):
     x, y = data
     model = tiny_supernet(mode)
+    sl.tie_arch_variables(model)  # plain compile + fit: its edges a and b share a key
     model.compile(sl.joint_optimizer(K.optimizers.legacy.Adam(0.01)), LOSS)
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)
     for layer in sl.layers.search_layers(model):
@@ -41,15 +42,14 @@ def test_round_trip_keeps_architecture_state(tmp_path, data, fmt, mode):
     path = str(tmp_path / ("m.h5" if fmt == "h5" else "m"))
     model.save(path, save_format=fmt, include_optimizer=False)
     loaded = K.models.load_model(path, compile=False)
+    groups = sl.tie_arch_variables(loaded)  # shared keys are re-tied on the loaded model
+    assert groups["n"][0].arch("logits") is groups["n"][1].arch("logits")
     before, after = _state(model), _state(loaded)
     assert sorted(before) == sorted(after) and len(before) >= 9
     for name in before:
         np.testing.assert_array_equal(before[name], after[name], err_msg=name)
     assert {type(l).__name__ for l in sl.layers.search_layers(loaded)} == {"MixedOp"}
     np.testing.assert_allclose(model.predict(x, verbose=0), loaded.predict(x, verbose=0), atol=1e-5)
-    # shared keys are re-tied on the loaded model, and derive agrees
-    groups = sl.tie_arch_variables(loaded)
-    assert groups["n"][0].arch("logits") is groups["n"][1].arch("logits")
     assert sl.choose(loaded).choices == sl.choose(model).choices
 
 
@@ -87,6 +87,7 @@ def test_backup_and_restore_resumes_architecture_state(tmp_path, data):
 
     def fresh():
         model = tiny_supernet("gumbel", seed=4)
+        sl.tie_arch_variables(model)
         model.compile(sl.joint_optimizer(K.optimizers.legacy.SGD(0.05)), LOSS)
         return model
 
@@ -110,6 +111,7 @@ def test_mirrored_strategy_keeps_one_architecture(data):
     strategy = mirrored_strategy()
     with strategy.scope():
         model = tiny_supernet("gumbel_hard", seed=2)
+        sl.tie_arch_variables(model)
         model.compile(sl.joint_optimizer(K.optimizers.legacy.SGD(0.05)), LOSS)
     model.fit(x, y, batch_size=16, epochs=2, verbose=0)
     for var in sl.arch_variables(model) + [l.sample_step for l in sl.layers.search_layers(model)]:

@@ -127,3 +127,27 @@ def test_joint_training_with_plain_fit_and_case_optimizer(data):
     arch0 = _arch_values(model)
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)
     assert any(not np.allclose(a, b) for a, b in zip(arch0, _arch_values(model)))
+
+
+def test_layers_sharing_a_key_must_be_tied_for_a_plain_fit(data):
+    """Plain compile + fit runs no entry point of ours: layers sharing an arch_key
+    trained logits of their own and derive kept one (found by a user trial)."""
+    x, y = data
+    model = tiny_supernet("softmax")
+    model.compile(sl.joint_optimizer(), K.losses.SparseCategoricalCrossentropy(True))
+    with pytest.raises(ValueError, match=r"joint_optimizer: search layers \['edge_a', "
+                       r"'edge_b'\] share arch_key='n' but train architecture variables of "
+                       r"their own.*call searchlayers.tie_arch_variables\(model\) before fit"):
+        model.fit(x, y, epochs=1, verbose=0)
+    model = tiny_supernet("softmax")
+    sl.tie_arch_variables(model)
+    model.compile(sl.joint_optimizer(), K.losses.SparseCategoricalCrossentropy(True))
+    model.fit(x, y, epochs=1, verbose=0)
+    a, b = (model.get_layer(n).arch("logits") for n in ("edge_a", "edge_b"))
+    assert a is b and np.abs(a.numpy()).max() > 1e-3  # one set of logits, trained
+    x = K.Input((8, 8, 4))
+    y = sl.MixedOp(["conv_3x3", "skip_connect"], arch_key="q", name="one")(x)
+    y = sl.MixedOp(["max_pool_3x3", "skip_connect"], arch_key="q", name="two")(y)
+    with pytest.raises(ValueError, match=r"MixedOp 'two' and 'one' share arch_key='q' but "
+                       r"differ: .*'choices': \['max_pool_3x3', 'skip_connect'\]"):
+        sl.tie_arch_variables(K.Model(x, y))

@@ -275,6 +275,8 @@ class SearchLayer(PlainCall, ShapeOnlyConstruction, keras.layers.Layer):
             initializer = keras.initializers.RandomNormal(stddev=1e-3, seed=self.seed)
         var = self.add_weight(f"arch_{name}", shape=shape, initializer=initializer, trainable=True,
                               experimental_autocast=False)  # float32: see build
+        if self.arch_key is not None:  # for untied_layers: the layer it was made for
+            var._searchlayers_owner = (self.arch_key, name, self.name)  # pylint: disable=W0212
         self._arch[name] = var
         return var
 
@@ -289,6 +291,12 @@ class SearchLayer(PlainCall, ShapeOnlyConstruction, keras.layers.Layer):
 
     def share_arch_from(self, other):
         """Makes this layer use ``other``'s architecture variables (same key)."""
+        mine, theirs = _sharing_terms(self), _sharing_terms(other)
+        if mine != theirs:
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}' and '{other.name}' share "
+                f"arch_key={self.arch_key!r} but differ: {mine} vs {theirs}. Layers sharing a "
+                "key share one choice: give them the same mode and candidates, or other keys.")
         for name, var in other._arch.items():
             mine = self._arch.get(name)
             if mine is None or mine is var:
@@ -425,6 +433,27 @@ def search_layers(model):
         for layer in model._flatten_layers(include_self=True, recursive=True)
         if isinstance(layer, SearchLayer)
     ]
+
+
+def _sharing_terms(layer):
+    """What layers sharing an ``arch_key`` must agree on: their mode and choices."""
+    try:
+        names = list(layer.choice_names)
+    except NotImplementedError:
+        names = None
+    return {"mode": getattr(layer, "mode", None), "choices": names}
+
+
+def untied_layers(variables):
+    """``{arch_key: [layer names]}`` for keys whose layers hold architecture
+    variables of their own among ``variables``: trained so, they learn apart, and
+    derive keeps one (``searchlayers.tie_arch_variables`` shares them)."""
+    owners = {}
+    for var in variables:
+        key, name, layer = getattr(var, "_searchlayers_owner", (None, None, None))
+        if key is not None:
+            owners.setdefault((key, name), set()).add(layer)
+    return {key: sorted(layers) for (key, _), layers in owners.items() if len(layers) > 1}
 
 
 # -- helpers the layers share with derive / slicing / regularizers (which re-export

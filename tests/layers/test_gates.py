@@ -225,6 +225,7 @@ def test_mirrored_strategy_draws_one_sample_per_step():
     y = RNG.integers(0, 10, 32)
     with strategy.scope():
         model = _stage()
+        sl.tie_arch_variables(model)
         model.compile(sl.joint_optimizer(K.optimizers.legacy.Adam(0.01),
                                          K.optimizers.legacy.Adam(0.05)),
                       K.losses.SparseCategoricalCrossentropy(from_logits=True))
