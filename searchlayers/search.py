@@ -30,7 +30,8 @@ def tie_arch_variables(model):
     and the model's FiGS masks one draw per call (``layers.figs_draw``).
 
     Idempotent; returns ``{key: [layers]}``. Every entry point of the package
-    calls it, so a model built by hand needs it only for custom training loops.
+    calls it; a model built by hand needs it before a plain ``compile`` + ``fit``
+    (``joint_optimizer`` refuses untied layers) or a custom training loop.
 
     Example:
         >>> import searchlayers as sl
