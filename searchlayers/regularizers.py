@@ -25,6 +25,7 @@ import warnings
 import weakref
 
 import tensorflow as tf
+from tensorflow.python.saved_model import save_context  # pylint: disable=E0611
 
 from searchlayers import checks
 from searchlayers import cost as cost_lib
@@ -403,17 +404,48 @@ def budget_multiplier(cost, budget, under=0.0, over=1.0):
 
 
 # model -> {(kind, key): fn}; the model holds one lambda per key that calls the
-# current fn, so re-attaching (a new fit, a new callback) replaces, never stacks.
+# current fn, so re-attaching (a new fit, a new callback) replaces, never stacks;
+# a detached term (fn None) adds 0 / multiplies by 1 (Keras cannot remove a loss).
 _TERMS = weakref.WeakKeyDictionary()
+_NEUTRAL = {"loss": 0.0, "multiplier": 1.0}
 
 
 def _attach(model, kind, key, fn, add):
     terms = _TERMS.setdefault(model, {})
-    previous = terms.get((kind, key))
-    terms[(kind, key)] = fn
-    if previous is None:
-        add(lambda: terms[(kind, key)]())
+    if (kind, key) not in terms:
+        add(lambda: _term(terms, kind, key))
+    previous, terms[(kind, key)] = terms.get((kind, key)), fn
     return previous != fn
+
+
+def _term(terms, kind, key):
+    fn = terms[(kind, key)]
+    # Not into a SavedModel (ModelCheckpoint while a search runs): it would capture
+    # the callback's variables, and a reloaded model keep a penalty of a finished
+    # search. TensorFlow has no public test for "being exported".
+    if fn is None or save_context.in_save_context():
+        return tf.constant(_NEUTRAL[kind])
+    return fn()
+
+
+def detach(model, key, kind="loss"):
+    """Takes the term ``key`` (``kind`` "loss" or "multiplier") out of ``model``'s
+    loss until it is attached again; returns True when it was attached (a train
+    or test function traced with it must then be rebuilt).
+
+    Example:
+        >>> import searchlayers as sl
+        >>> m = sl.keras.Sequential([sl.keras.Input((2,)), sl.keras.layers.Dense(1)])
+        >>> attach_loss(m, "k", lambda: tf.constant(2.0)), detach(m, "k"), detach(m, "k")
+        (True, True, False)
+        >>> [float(x) for x in m.losses]
+        [0.0]
+    """
+    terms = _TERMS.get(model, {})
+    if terms.get((kind, key)) is None:
+        return False
+    terms[(kind, key)] = None
+    return True
 
 
 def attach_loss(model, key, fn):
@@ -464,6 +496,7 @@ __all__ = [
     "budget_multiplier",
     "categorical_entropy",
     "check_metric",
+    "detach",
     "entropy",
     "expected_cost",
     "figs_expected_cost",

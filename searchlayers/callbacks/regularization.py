@@ -110,6 +110,10 @@ class EntropyRegularizer(Scheduled):
         """The callback's variables ``loss`` reads (beside the model's own)."""
         return {"coefficient": self.coefficient}
 
+    def on_train_end(self, logs=None):
+        _detach(self.model, "EntropyRegularizer", "loss")
+        super().on_train_end(logs)
+
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["arch_entropy"] = float(reg.entropy(self.model, self.reduction))
@@ -125,11 +129,12 @@ def _attach(callback, attach, key, fn, variables=None, **kwargs):
     """Attaches ``callback``'s loss term to its model; rebuilds train / test
     functions traced without it.
 
-    The term stays attached after training, and a SavedModel of the model
-    traces its losses: every variable the term reads must be in the model's
-    object graph, or saving fails ("captures tensor ... not reachable from
-    root"). The callback's own ``variables`` are tracked there, and stay after
-    training; ``_detach_variables`` drops them when the next fit sets up."""
+    A SavedModel of the model (``ModelCheckpoint``) traces its losses: every
+    variable the term reads must be in the model's object graph while it is
+    attached, or saving fails ("captures tensor ... not reachable from root").
+    The callback's own ``variables`` are tracked there until its fit ends
+    (``_detach``); ``_detach_variables`` drops an interrupted fit's when the next
+    fit sets up."""
     model = callback.model
     _claim(model, key, callback)
     if attach(model, key, fn, **kwargs):
@@ -153,6 +158,15 @@ def _claim(model, key, callback):
             f"{type(callback).__name__}: this fit already adds the loss term {key!r} "
             f"with {type(other).__name__}, which this one would replace; pass {what}.")
     claims[key] = (weakref.ref(callback), callback.params)
+
+
+def _detach(model, key, kind):
+    """Takes a callback's term out of ``model``'s loss when its fit ends: a later
+    fit, ``evaluate`` or a saved model holds no penalty of a callback it was not
+    given (nor its variables: a reloaded SavedModel captured them and failed)."""
+    if reg.detach(model, key, kind):
+        model.train_function = model.test_function = None  # traced with the term
+    _detach_variables(model, key)
 
 
 def _detach_variables(model, key):
@@ -291,6 +305,8 @@ class FLOPsRegularizer(Resumable, keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._cost_fn = None  # its graph does not deepcopy (keras-tuner copies callbacks)
+        _detach(self.model, self.state_key(),
+                "multiplier" if self.mode == "multiplicative" else "loss")
         super().on_train_end(logs)
 
     def state_key(self):
