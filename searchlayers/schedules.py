@@ -250,8 +250,15 @@ class FigsCommit(callback_state.Resumable, cb.EntropyRegularizer):
         Example:
             >>> FigsCommit(110).to_budget(5.6e5, "macs").target
             560000.0
+            >>> FigsCommit(110).to_budget(float("nan"), "macs")
+            Traceback (most recent call last):
+            ...
+            ValueError: FigsCommit.to_budget: target must be a finite number > 0, got nan.
         """
-        self.target, self.metric = float(target), metric
+        where = "FigsCommit.to_budget"  # now, not when the commit starts mid-search
+        self.target = reg.check_positive(target, "target", where)
+        self.metric = metric
+        reg.check_metric(metric, where)
         return self
 
     def on_train_begin(self, logs=None):
