@@ -279,12 +279,16 @@ def _rebuild_functional(model, architecture):
         if plan.pinned:
             import warnings
 
+            why = (f"layer(s) without a channel rule read the dropped channels: "
+                   f"{', '.join(plan.opaque_readers)}. Register a rule with "
+                   "searchlayers.slicing.register_channel_rule to prune them."
+                   if plan.opaque_readers else "a later layer still needs them (e.g. a "
+                   "residual Add whose other branch keeps every channel: mask or gate that "
+                   "branch alike).")
             warnings.warn(
-                f"derive: {len(plan.pinned)} FiGS mask(s) ({', '.join(sorted(plan.pinned))}) "
-                f"keep their producer's channels (a fixed 0/1 Rescaling): layer(s) without a "
-                f"channel rule read the dropped channels: {', '.join(plan.opaque_readers)}. "
-                "Register a rule with searchlayers.slicing.register_channel_rule to prune "
-                "them.", stacklevel=3)
+                f"derive: {len(plan.pinned)} channel mask(s) or width gate(s) "
+                f"({', '.join(sorted(plan.pinned))}) keep their producer's channels (a fixed "
+                f"0/1 Rescaling): {why}", stacklevel=3)
     present = {}  # id(derived tensor) -> supernet channel indices it holds
     inputs = [input_like(t) for t in model.inputs]
     copies = {"_inputs": inputs}

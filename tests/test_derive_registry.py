@@ -247,3 +247,24 @@ def test_no_import_cycle_at_module_level():
     for node in sorted(graph):
         if node not in state:
             visit(node, [])
+
+
+def test_a_gate_pinned_by_a_residual_add_says_why():
+    """A width gate whose dropped channels a residual Add still needs (its other
+    branch keeps them all): the warning named no layer and blamed a missing
+    channel rule (found by a user trial)."""
+    inputs = K.Input((8, 8, 1))
+    h = K.layers.Conv2D(8, 3, padding="same")(inputs)
+    w = sl.WidthGate(widths=[0.5, 1.0], name="wg")(h)
+    y = sl.MixedOp([K.layers.Conv2D(8, 3, padding="same", name="c"), "skip_connect"],
+                   name="b1")(w)
+    y = K.layers.GlobalAveragePooling2D()(K.layers.Add()([w, y]))
+    net = K.Model(inputs, K.layers.Dense(3)(y))
+    arch = {"wg": 0, "b1": 0}
+    with pytest.warns(UserWarning, match=r"derive: 1 channel mask\(s\) or width gate\(s\) "
+                      r"\(wg\) keep their producer's channels .*: a later layer still needs "
+                      r"them \(e.g. a residual Add"):
+        child = sl.derive(net, architecture=arch)
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 1)).astype("float32")
+    sl.apply_architecture(net, arch)
+    np.testing.assert_allclose(child(x), net(x), atol=1e-5)
