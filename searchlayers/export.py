@@ -388,6 +388,9 @@ def parity(model, flatbuffer, inputs, lce=None):
         True
     """
     flatbuffer, inputs, lce = _checked(flatbuffer, inputs, lce)
+    if not len(inputs) or not np.isfinite(inputs).all():  # no report to give: say so
+        checks.fail("export.parity", "inputs", f"{len(inputs)} examples" if not len(inputs)
+                    else "inputs holding NaN or inf", "a batch of >= 1 example, all finite")
     got = _run(flatbuffer, inputs, lce).reshape(len(inputs), -1)
     want = np.asarray(model(inputs, training=False), dtype=np.float32).reshape(len(inputs), -1)
     diff = np.abs(got - want)

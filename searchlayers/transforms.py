@@ -456,6 +456,12 @@ def insert_masks(model, skip_output=True, temperature=0.001, hard=False, keep_on
     if not isinstance(model, keras.Model):
         raise TypeError(f"insert_masks expects a keras.Model, got {type(model).__name__}.")
     fold = checks.boolean("insert_masks", "fold", fold)
+    skip_output = checks.boolean("insert_masks", "skip_output", skip_output)
+    masked = [layer.name for layer in search_layers(model) if isinstance(layer, FiGSMask)]
+    if masked:  # a second pass stacked masks, or failed in Keras on a repeated name
+        raise ValueError(f"insert_masks: model '{model.name}' already has FiGS masks "
+                         f"({', '.join(masked)}); insert them once (derive, then insert "
+                         "into the derived model to search it again).")
     sequential = isinstance(model, keras.Sequential)
     model = _inline_nested(model)
     graph = slicing.Graph(model)

@@ -405,6 +405,12 @@ CASES = [
                                                    np.zeros((2, 8, 8))), ValueError,
      r"the shape of each input example must be the file's input shape \(8, 8, 1\), got "
      r"\(8, 8\)"),
+    ("parity-empty", lambda m: export.parity(m["child"], m["flatbuffer"],
+                                             np.zeros((0, 8, 8, 1), np.float32)), ValueError,
+     r"export.parity: inputs must be a batch of >= 1 example, all finite, got '0 examples'"),
+    ("parity-nan", lambda m: export.parity(m["child"], m["flatbuffer"],
+                                           np.full((2, 8, 8, 1), NAN, np.float32)), ValueError,
+     r"export.parity: inputs must be .* all finite, got 'inputs holding NaN or inf'"),
     ("tflite-int8-string-data", lambda m: export.to_tflite(
         m["child"], quantize="int8", representative_data="calib.npy"), TypeError,
      r"to_tflite\(quantize='int8'\): representative_data must be an array \(N, \.\.\.\) or "
@@ -540,6 +546,14 @@ CASES = [
      r"arch_lr: steps must be an integer >= 1 .*got 0"),
     ("insert-masks-logit-nan", lambda m: transforms.insert_masks(m["net"], initial_logit=NAN),
      ValueError, r"FiGSMask '.*': initial_logit must be a finite number, got nan"),
+    ("insert-masks-twice", lambda m: transforms.insert_masks(transforms.insert_masks(
+        sl.keras.Sequential([sl.keras.Input((8, 8, 1)), sl.keras.layers.Conv2D(4, 3),
+                             sl.keras.layers.Flatten(), sl.keras.layers.Dense(2)]))),
+     ValueError, r"insert_masks: model '.*' already has FiGS masks \(conv2d.*_mask\); insert "
+     r"them once"),
+    ("insert-masks-skip-output-str", lambda m: transforms.insert_masks(m["net"],
+                                                                       skip_output="yes"),
+     TypeError, r"insert_masks: skip_output must be True or False, got 'yes' \(str\)"),
     ("entropy-of-model-reduction", lambda m: regularizers.entropy(m["net"], "max"), ValueError,
      r"entropy: unknown reduction 'max'; allowed: 'mean', 'sum'"),
     # -- more layers and entry points (second pass) ----------------------------------------
