@@ -29,6 +29,7 @@ from tensorflow.python.saved_model import save_context  # pylint: disable=E0611
 
 from searchlayers import checks
 from searchlayers import cost as cost_lib
+from searchlayers._keras import keras
 from searchlayers.layers.base import SearchLayer, search_layers
 from searchlayers.layers.base import threshold_penalty  # noqa: F401 (EnTranNAS-DST; lives with the layers)
 from searchlayers.layers.figs import figs_masks
@@ -181,6 +182,10 @@ def expected_cost(model, metric="macs", search_only=False, form="expected"):
         >>> float(expected_cost(m, "flops"))
         6.0
     """
+    if not isinstance(model, keras.Model):
+        raise checks.ArgumentTypeError(
+            f"expected_cost: model must be a keras.Model, got {checks.show(model)} "
+            f"({type(model).__name__}).")
     name = check_metric(metric)
     _check_form(form, "expected_cost")
     net = unwrap(model)

@@ -310,6 +310,8 @@ CASES = [
      r"BNScoreEvaluator: no search layer of model 'net' has two candidates with a BatchNorm "
      r"score .*Allowed: MixedOps whose candidate ops end with an affine BatchNormalization"),
     # -- regularizers ----------------------------------------------------------------------
+    ("expected-cost-none", lambda m: regularizers.expected_cost(None, "params"), TypeError,
+     r"^expected_cost: model must be a keras.Model, got None \(NoneType\)"),
     ("expected-cost-metric", lambda m: regularizers.expected_cost(m["net"], "latency"),
      ValueError, r"expected_cost: unknown cost metric 'latency'; allowed:"),
     ("expected-cost-form", lambda m: regularizers.expected_cost(m["net"], form="l1"),
