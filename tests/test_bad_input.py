@@ -559,6 +559,8 @@ CASES = [
     ("entropy-of-model-reduction", lambda m: regularizers.entropy(m["net"], "max"), ValueError,
      r"entropy: unknown reduction 'max'; allowed: 'mean', 'sum'"),
     # -- more layers and entry points (second pass) ----------------------------------------
+    ("quantconv-filters-0", lambda m: sl.QuantConv(0, 3, name="q"), ValueError,
+     r"^QuantConv 'q': filters must be an integer >= 1, got 0"),
     ("zeroise-strides-str", lambda m: sl.Zeroise(strides="2", name="z"), TypeError,
      r"Zeroise 'z': strides must be an integer >= 1, got '2' \(str\)"),
     ("zeroise-strides-0", lambda m: sl.Zeroise(strides=0, name="z"), ValueError,

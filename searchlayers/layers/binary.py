@@ -180,6 +180,7 @@ class QuantConv(PlainCall, lq.layers.QuantConv2D):
                  input_quantizer="ste_sign", kernel_quantizer=None,
                  kernel_constraint="weight_clip", pad_values=1.0, use_bias=False, **kwargs):
         where = f"QuantConv '{kwargs['name']}'" if kwargs.get("name") else "QuantConv"
+        filters = checks.integer(where, "filters", filters, low=1)  # Keras' names no layer
         self.scaling = _check_scaling(scaling, where)
         _check_quantizer(where, "input_quantizer", input_quantizer)
         _check_quantizer(where, "kernel_quantizer", kernel_quantizer)
