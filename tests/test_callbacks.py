@@ -436,3 +436,17 @@ def test_callbacks_under_mirrored_strategy(data):
     hist = model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=cbs)
     assert np.isfinite(hist.history["loss"]).all()
     assert sl.layers.base.search_layers(model)[0].temperature.numpy() == pytest.approx(4.615)
+
+
+def test_a_temperature_the_run_would_reach_too_low_is_refused_before_training(data):
+    """It was refused at the epoch reaching it, after the earlier epochs trained
+    (found by a user trial)."""
+    x, y = data
+    model = _compiled(tiny_supernet("gumbel"))
+    edge = model.get_layer("edge_a")
+    with pytest.raises(ValueError, match=r"TemperatureScheduler at t=2: temperature must be "
+                       r"a finite number >= 1e-06, got 1e-08"):
+        model.fit(x, y, epochs=3, verbose=0,
+                  callbacks=[TemperatureScheduler(start=1.0, rate=1e-4)])
+    assert float(edge.temperature.numpy()) == 1.0 and int(edge.sample_step.numpy()) == 0
+    # (no epoch ran: the temperature was never set, no noise drawn)

@@ -309,6 +309,9 @@ class TemperatureScheduler(Scheduled):
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         self._targets = self.targets()
+        epochs = (self.params or {}).get("epochs")
+        if epochs:  # a temperature the run would reach too low: now, not epochs later
+            self.value((epochs - 1) * (self._steps() if self.per == "step" else 1))
 
     def _apply(self, value):
         for layer in self._targets:
