@@ -84,8 +84,8 @@ def get_op(name, channels, strides=1, where="get_op", scope=None):
     Example:
         >>> get_op("max_pool_3x3", channels=4, strides=2)(tf.zeros([1, 4, 4, 4])).shape
         TensorShape([1, 2, 2, 4])
-        >>> [l.name for l in get_op("conv_3x3", 4, scope="edge").layers]
-        ['edge_conv_3x3_re_lu...', 'edge_conv_3x3_conv2d...', 'edge_conv_3x3_batch_normalization...']
+        >>> [l.name[:20] for l in get_op("conv_3x3", 4, scope="edge").layers]
+        ['edge_conv_3x3_re_lu...', 'edge_conv_3x3_conv2d...', 'edge_conv_3x3_batch_...']
         >>> get_op("conv_3x3", channels=0)
         Traceback (most recent call last):
         ...
