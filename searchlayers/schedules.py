@@ -256,9 +256,9 @@ class FigsCommit(callback_state.Resumable, cb.EntropyRegularizer):
             ValueError: FigsCommit.to_budget: target must be a finite number > 0, got nan.
         """
         where = "FigsCommit.to_budget"  # now, not when the commit starts mid-search
-        self.target = reg.check_positive(target, "target", where)
-        self.metric = metric
+        target = reg.check_positive(target, "target", where)
         reg.check_metric(metric, where)
+        self.target, self.metric = target, metric
         return self
 
     def on_train_begin(self, logs=None):

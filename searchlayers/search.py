@@ -193,15 +193,16 @@ def check_labelled(data, where, model=None):
     if not labelled:
         checks.fail(where, "validation_data", data, "labelled data: an (x, y) pair of arrays "
                     "or a tf.data.Dataset of (x, y) batches")
-    if spec is None:
-        sizes = [len(part) if hasattr(part, "__len__") else None for part in data[:2]]
+    if spec is None:  # rows of arrays (a list or dict of them: several inputs / outputs)
+        sizes = [part.shape[0] if getattr(part, "shape", None) else None for part in data[:2]]
         if None not in sizes and (sizes[0] != sizes[1] or not sizes[0]):
             checks.fail(where, "validation_data", f"x of {sizes[0]} and y of {sizes[1]} rows",
                         "an (x, y) pair with the same number (>= 1) of rows")
     net = model.model if isinstance(model, SearchModel) else model
     wanted = len(getattr(net, "inputs", None) or [])
-    got = len(tf.nest.flatten(spec[0] if spec is not None else data[0]))
-    if wanted and got != wanted:
+    x = spec[0] if spec is not None else data[0]
+    got = len(tf.nest.flatten(x))
+    if wanted and got != wanted and not isinstance(x, dict):  # Keras reads a dict by name
         checks.fail(where, "validation_data", f"batches whose x holds {got} tensors",
                     f"(x, y) batches whose x holds the model's {wanted} input(s) (a "
                     "search's ((x, y), (x, y)) pairs are training data, not validation data)")

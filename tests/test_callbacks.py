@@ -204,6 +204,7 @@ def test_budgets_on_two_metrics_add_two_terms_and_one_metric_twice_is_refused(da
     with pytest.raises(ValueError, match=r"^EntropyRegularizer: .* pass one \(FigsCommit"):
         model.fit(x, y, epochs=1, verbose=0,
                   callbacks=[EntropyRegularizer(), EntropyRegularizer(start=1.0)])
+    assert [float(term) for term in model.losses] == [0.0] * 3  # nor the first's term
 
 
 def test_flops_multiplier_under_and_over_budget(data):
@@ -448,5 +449,9 @@ def test_a_temperature_the_run_would_reach_too_low_is_refused_before_training(da
                        r"a finite number >= 1e-06, got 1e-08"):
         model.fit(x, y, epochs=3, verbose=0,
                   callbacks=[TemperatureScheduler(start=1.0, rate=1e-4)])
+    assert float(edge.temperature.numpy()) == 1.0 and int(edge.sample_step.numpy()) == 0
+    with pytest.raises(ValueError, match=r"TemperatureScheduler at t=7: .* got 1.0*4?e-07"):
+        model.fit(x, y, batch_size=8, epochs=2, verbose=0,  # 4 steps an epoch; t=7 the last
+                  callbacks=[TemperatureScheduler(start=1.0, rate=0.1, per="step")])
     assert float(edge.temperature.numpy()) == 1.0 and int(edge.sample_step.numpy()) == 0
     # (no epoch ran: the temperature was never set, no noise drawn)

@@ -172,13 +172,15 @@ def test_weight_names_are_unique_in_supernets_and_children():
     them "conv2d", ... again: two edges' weights shared one name, and H5 saving
     of an optimizer failed (``ModelCheckpoint``). Op layers are named after their
     edge; layers built directly get their own name scope."""
+    from examples import bnas_search
     from models import bars, darts, entrannas, spos
 
     nets = [darts.darts_supernet((8, 8, 1), 10, channels=4, cells=2, steps=2, multiplier=2),
             bars.bars_supernet((8, 8, 1), 10, channels=4, stages=1, cells=2, steps=2),
             entrannas.entrannas_supernet((8, 8, 1), 10, channels=4, cells=2, steps=2),
             spos.spos_supernet(stages=((4, 2, 1),), stem_channels=4, head_channels=8,
-                               ops=["mb_k3_e3", "mb_k5_e3"])]
+                               ops=["mb_k3_e3", "mb_k5_e3"]),
+            bnas_search.build(channels=4, cells=2, steps=1)]  # binary ops: larq's layers
     for net in nets:
         child = sl.derive(net, "sample", seed=0)
         assert _repeated_weight_names(net) == [] and _repeated_weight_names(child) == [], net.name

@@ -151,3 +151,27 @@ def test_layers_sharing_a_key_must_be_tied_for_a_plain_fit(data):
     with pytest.raises(ValueError, match=r"MixedOp 'two' and 'one' share arch_key='q' but "
                        r"differ: .*'choices': \['max_pool_3x3', 'skip_connect'\]"):
         sl.tie_arch_variables(K.Model(x, y))
+
+
+def test_labelled_validation_data_as_keras_takes_it():
+    """``SearchModel.fit(validation_data=)`` checks it like ``best_of_k``: a
+    search's pairs are refused, what Keras reads is not (the first version
+    counted the inputs of a list or dict as rows)."""
+    from searchlayers.search import check_labelled
+
+    a, b = K.Input((4,), name="a"), K.Input((4,), name="b")
+    two = K.Model([a, b], [K.layers.Dense(2)(a), K.layers.Dense(3)(b)])
+    x1, x2, y = np.zeros((16, 4)), np.zeros((16, 4)), np.zeros(16)
+    for data in (([x1, x2], y), ((x1, x2), y), ({"a": x1, "b": x2}, [y, y]),
+                 ([x1, x2], y, np.ones(16)),
+                 tf.data.Dataset.from_tensors(({"a": x1, "b": x2, "id": y}, y))):
+        check_labelled(data, "t", two)
+    pairs = tf.data.Dataset.from_tensors(((x1, y), (x1, y)))
+    with pytest.raises(ValueError, match=r"t: validation_data must be \(x, y\) batches whose "
+                       r"x holds the model's 2 input\(s\).*got 'batches whose x holds 1 tensors"):
+        check_labelled(tf.data.Dataset.from_tensors(((x1,), y)), "t", two)
+    one = K.Sequential([K.Input((4,)), K.layers.Dense(2)])
+    with pytest.raises(ValueError, match="x holds 2 tensors"):
+        check_labelled(pairs, "t", one)
+    with pytest.raises(ValueError, match=r"got 'x of 16 and y of 8 rows'"):
+        check_labelled((x1, y[:8]), "t", one)

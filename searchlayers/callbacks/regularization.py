@@ -136,7 +136,7 @@ def _attach(callback, attach, key, fn, variables=None, **kwargs):
     (``_detach``); ``_detach_variables`` drops an interrupted fit's when the next
     fit sets up."""
     model = callback.model
-    _claim(model, key, callback)
+    _claim(model, key, callback, "multiplier" if attach is reg.attach_loss_multiplier else "loss")
     if attach(model, key, fn, **kwargs):
         model.test_function = None
         if model.train_function is not None:
@@ -145,7 +145,7 @@ def _attach(callback, attach, key, fn, variables=None, **kwargs):
         keep_in_checkpoints(model, f"loss_{key}", **variables)
 
 
-def _claim(model, key, callback):
+def _claim(model, key, callback, kind):
     """One term per ``key`` in a fit: a second callback's would replace the first's
     silently. Callbacks of one fit share its ``params`` dict (Keras' CallbackList)."""
     claims = model.__dict__.setdefault("_searchlayers_loss_terms", {})  # not tracked
@@ -154,6 +154,7 @@ def _claim(model, key, callback):
     if other not in (None, callback) and callback.params and params is callback.params:
         what = ("one per metric" if isinstance(callback, FLOPsRegularizer) else
                 "one (FigsCommit and SearchSchedule add an entropy term themselves)")
+        _detach(model, key, kind)  # the other's, attached already: this fit ends here
         raise ValueError(
             f"{type(callback).__name__}: this fit already adds the loss term {key!r} "
             f"with {type(other).__name__}, which this one would replace; pass {what}.")

@@ -311,7 +311,7 @@ class TemperatureScheduler(Scheduled):
         self._targets = self.targets()
         epochs = (self.params or {}).get("epochs")
         if epochs:  # a temperature the run would reach too low: now, not epochs later
-            self.value((epochs - 1) * (self._steps() if self.per == "step" else 1))
+            self.value(epochs * self._steps() - 1 if self.per == "step" else epochs - 1)
 
     def _apply(self, value):
         for layer in self._targets:

@@ -487,6 +487,8 @@ def name_after(layer, name):
     """
     old = layer.name
     layer._name = name  # pylint: disable=protected-access
+    if isinstance(layer, keras.Model) and not isinstance(layer, keras.Sequential):
+        return  # a functional graph refers to its layers by name: leave them
     for sub in layer._flatten_layers(include_self=False, recursive=False):  # pylint: disable=W0212
         tail = sub.name[len(old) + 1:] if sub.name.startswith(f"{old}_") else sub.name
         name_after(sub, f"{name}_{tail}")
@@ -502,8 +504,22 @@ def build_named(layer, input_shape):
         >>> [w.name for w in d.weights]
         ['fc/kernel:0', 'fc/bias:0']
     """
+    if isinstance(layer, keras.Sequential) and not layer.built:
+        # its layers one by one: Keras would build them in a scratch graph of its
+        # own, where larq's layers name their weights bare ("kernel:0")
+        shape = input_shape
+        for inner in layer.layers:
+            build_named(inner, shape)
+            shape = inner.compute_output_shape(shape)
     with tf.name_scope(layer.name):
         layer.build(input_shape)
+
+
+def _unbuilt(config):
+    """A Sequential's config without its input layer and input shape, which make
+    ``from_config`` build it at once (see ``build_named``)."""
+    layers = [c for c in config["layers"] if c.get("class_name") != "InputLayer"]
+    return {**{k: v for k, v in config.items() if k != "build_input_shape"}, "layers": layers}
 
 
 def copy_layer(layer, input_shape=None, name=None, cls=None):
@@ -518,7 +534,10 @@ def copy_layer(layer, input_shape=None, name=None, cls=None):
     config = layer.get_config()
     if name is not None:
         config["name"] = name
-    new = (cls or plain_type(layer)).from_config(config)
+    cls = cls or plain_type(layer)
+    if issubclass(cls, keras.Sequential) and input_shape is not None:
+        config = _unbuilt(config)
+    new = cls.from_config(config)
     if input_shape is not None:
         build_named(new, input_shape)
         new.set_weights(layer.get_weights())

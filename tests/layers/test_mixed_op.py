@@ -216,3 +216,21 @@ def test_none_candidate_on_a_feature_vector():
     child = sl.derive(model)
     assert child.architecture.names == {"e": "none"}
     np.testing.assert_array_equal(child(x), np.zeros((4, 8), np.float32))
+
+
+def test_a_registered_op_may_be_a_functional_model():
+    """Naming an op after its edge left a functional op's layers alone (renaming
+    them broke its config, and derive)."""
+    from searchlayers.layers import ops
+
+    def factory(channels, strides):
+        x = sl.keras.Input((None, None, channels))
+        return sl.keras.Model(x, sl.keras.layers.Conv2D(channels, 3, strides, "same")(x))
+
+    ops.register_op("test_functional_op", factory)
+    model = sl.keras.Sequential([sl.keras.Input((8, 8, 4)),
+                                 sl.MixedOp(["test_functional_op", "skip_connect"], name="e")])
+    child = sl.derive(model, architecture={"e": 0})
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 4)).astype("float32")
+    sl.apply_architecture(model, child.architecture)
+    np.testing.assert_allclose(child(x), model(x), atol=1e-6)
