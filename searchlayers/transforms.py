@@ -12,6 +12,8 @@ Example:
     ['beta', 'gamma']
 """
 
+import warnings
+
 import tensorflow as tf
 
 from searchlayers import checks
@@ -172,6 +174,36 @@ class _Groups:
 
     def union(self, a, b):
         self.parent[self.find(a)] = self.find(b)
+
+
+def _warn_unprunable(graph, sites):
+    """Says, before any search, which masks feed a layer without a channel rule:
+    derive cannot narrow it, so their channels stay (a fixed 0/1 Rescaling), but
+    the cost term counts them as saved."""
+    from searchlayers import slicing
+
+    def opaque_readers(tid):  # through channel-wise layers and merges, as derive sees it
+        found, seen, stack = set(), set(), [tid]
+        while stack:
+            for user, node, _ in graph.consumers.get(stack.pop(), []):
+                kind = slicing.kind(user)
+                if kind == "opaque":
+                    found.add(user.name)
+                elif kind in ("channelwise", "merge") and id(node) not in seen:
+                    seen.add(id(node))
+                    stack.extend(node.flat_output_ids)
+        return sorted(found)
+
+    readers = {sites[tid].name: opaque_readers(tid) for tid in sites}
+    readers = {name: users for name, users in readers.items() if users}
+    if readers:
+        listing = "; ".join(f"after {name}: {', '.join(users)}"
+                            for name, users in readers.items())
+        warnings.warn(
+            f"insert_masks: {len(readers)} mask(s) feed layers without a channel rule "
+            f"({listing}): derive cannot drop those channels, though the cost term counts "
+            "them as saved. Register a rule (searchlayers.slicing.register_channel_rule) "
+            "before searching.", stacklevel=3)
 
 
 def _mask_sites(graph, skip_output):
@@ -466,6 +498,7 @@ def insert_masks(model, skip_output=True, temperature=0.001, hard=False, keep_on
     model = _inline_nested(model)
     graph = slicing.Graph(model)
     sites, groups = _mask_sites(graph, skip_output)
+    _warn_unprunable(graph, sites)
     folds = _mask_folds(graph, sites, hard) if fold else {}
     members = {}
     for tid in sites:
