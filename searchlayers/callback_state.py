@@ -9,8 +9,9 @@ as a checkpoint dependency of the model while it trains (not as a Keras
 attribute, which would add them to the model's weights); ``release`` takes
 them out when training ends, so a model saved later holds none of them. The
 variables an attached loss term reads (an entropy coefficient, a cost
-multiplier) stay: a SavedModel of the model traces its losses and must reach
-them (``callbacks.regularization``).
+multiplier, FiGS' fitted child) are kept the same way while the term is
+attached, so that a resumed search restores them too
+(``callbacks.regularization``).
 """
 
 import tensorflow as tf

@@ -433,8 +433,8 @@ def _term(terms, kind, key):
     return fn()
 
 
-def detach(model, key, kind="loss"):
-    """Takes the term ``key`` (``kind`` "loss" or "multiplier") out of ``model``'s
+def detach(model, key):
+    """Takes the term ``key`` (an added loss or a multiplier) out of ``model``'s
     loss until it is attached again; returns True when it was attached (a train
     or test function traced with it must then be rebuilt).
 
@@ -447,10 +447,10 @@ def detach(model, key, kind="loss"):
         [0.0]
     """
     terms = _TERMS.get(model, {})
-    if terms.get((kind, key)) is None:
-        return False
-    terms[(kind, key)] = None
-    return True
+    attached = [term for term in (("loss", key), ("multiplier", key)) if terms.get(term)]
+    for term in attached:
+        terms[term] = None
+    return bool(attached)
 
 
 def attach_loss(model, key, fn):

@@ -111,7 +111,7 @@ class EntropyRegularizer(Scheduled):
         return {"coefficient": self.coefficient}
 
     def on_train_end(self, logs=None):
-        _detach(self.model, "EntropyRegularizer", "loss")
+        _detach(self.model, "EntropyRegularizer")
         super().on_train_end(logs)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -129,14 +129,12 @@ def _attach(callback, attach, key, fn, variables=None, **kwargs):
     """Attaches ``callback``'s loss term to its model; rebuilds train / test
     functions traced without it.
 
-    A SavedModel of the model (``ModelCheckpoint``) traces its losses: every
-    variable the term reads must be in the model's object graph while it is
-    attached, or saving fails ("captures tensor ... not reachable from root").
-    The callback's own ``variables`` are tracked there until its fit ends
-    (``_detach``); ``_detach_variables`` drops an interrupted fit's when the next
-    fit sets up."""
+    The callback's own ``variables`` (those the term reads) are in the model's
+    checkpoints until its fit ends (``_detach``), so that ``BackupAndRestore``
+    restores them; ``_detach_variables`` drops an interrupted fit's when the next
+    fit sets up. (A SavedModel holds no term: ``regularizers._term``.)"""
     model = callback.model
-    _claim(model, key, callback, "multiplier" if attach is reg.attach_loss_multiplier else "loss")
+    _claim(model, key, callback)
     if attach(model, key, fn, **kwargs):
         model.test_function = None
         if model.train_function is not None:
@@ -145,7 +143,7 @@ def _attach(callback, attach, key, fn, variables=None, **kwargs):
         keep_in_checkpoints(model, f"loss_{key}", **variables)
 
 
-def _claim(model, key, callback, kind):
+def _claim(model, key, callback):
     """One term per ``key`` in a fit: a second callback's would replace the first's
     silently. Callbacks of one fit share its ``params`` dict (Keras' CallbackList)."""
     claims = model.__dict__.setdefault("_searchlayers_loss_terms", {})  # not tracked
@@ -154,18 +152,18 @@ def _claim(model, key, callback, kind):
     if other not in (None, callback) and callback.params and params is callback.params:
         what = ("one per metric" if isinstance(callback, FLOPsRegularizer) else
                 "one (FigsCommit and SearchSchedule add an entropy term themselves)")
-        _detach(model, key, kind)  # the other's, attached already: this fit ends here
+        _detach(model, key)  # the other's, attached already: this fit ends here
         raise ValueError(
             f"{type(callback).__name__}: this fit already adds the loss term {key!r} "
             f"with {type(other).__name__}, which this one would replace; pass {what}.")
     claims[key] = (weakref.ref(callback), callback.params)
 
 
-def _detach(model, key, kind):
+def _detach(model, key):
     """Takes a callback's term out of ``model``'s loss when its fit ends: a later
     fit, ``evaluate`` or a saved model holds no penalty of a callback it was not
     given (nor its variables: a reloaded SavedModel captured them and failed)."""
-    if reg.detach(model, key, kind):
+    if reg.detach(model, key):
         model.train_function = model.test_function = None  # traced with the term
     _detach_variables(model, key)
 
@@ -306,8 +304,7 @@ class FLOPsRegularizer(Resumable, keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._cost_fn = None  # its graph does not deepcopy (keras-tuner copies callbacks)
-        _detach(self.model, self.state_key(),
-                "multiplier" if self.mode == "multiplicative" else "loss")
+        _detach(self.model, self.state_key())
         super().on_train_end(logs)
 
     def state_key(self):
